@@ -1,0 +1,49 @@
+# bayesstruct: `make demo` runs the default zoo entry end to end; `make test` runs the tests.
+# Both set everything up from nothing: a virtualenv, torch first (CPU wheel), the package.
+
+PYTHON ?= python3
+VENV   ?= .venv
+TORCH  ?= torch==2.13.0
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.bayesstruct-installed
+FMNIST := /usr/share/datasets/fashion-mnist
+PYTEST_ARGS ?=
+
+.PHONY: setup data demo test test-slow lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+# Fashion-MNIST from Debian's dataset-fashion-mnist, when we can install it (root + apt).
+data:
+	@if [ ! -d $(FMNIST) ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing dataset-fashion-mnist with apt-get"; \
+		(apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
+		 (apt-get update -qq >/dev/null 2>&1 && \
+		  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null)) \
+		|| echo "could not install dataset-fashion-mnist; Fashion-MNIST tests will be skipped"; \
+	fi
+
+demo: setup data
+	$(VENV)/bin/bayesstruct run --out runs/demo-$$(date +%Y%m%d-%H%M%S)
+
+test: setup data
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+test-slow: setup data
+	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check bayesstruct tests benchmarks
+
+bench: setup data
+	$(PY) benchmarks/svi_throughput.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

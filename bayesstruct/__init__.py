@@ -1,0 +1,45 @@
+"""bayesstruct: choosing the structure of neural networks by Bayesian inference.
+
+>>> from bayesstruct import data, nets, priors, guides, inference, pruning, BayesianNet
+>>> ds = data.load("digits", seed=0)
+>>> model = BayesianNet(nets.build("logreg", ds.input_shape, ds.n_classes), priors.ARD())
+>>> post = inference.svi(model, guides.MeanField(), ds, epochs=30, lr=1e-2)
+>>> rho = pruning.relative_density(post)
+"""
+
+from __future__ import annotations
+
+import warnings as _warnings
+
+from . import config, data, guides, inference, nets, posterior, priors, pruning, report
+from .guides import Delta, MeanField
+from .inference import svi
+from .models import BayesianNet
+from .priors import ARD, Gaussian
+
+with _warnings.catch_warnings():
+    _warnings.simplefilter("ignore")
+    from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("bayesstruct")
+except PackageNotFoundError:  # a source checkout on sys.path
+    __version__ = "0.0.0+local"
+
+__all__ = [
+    "ARD",
+    "BayesianNet",
+    "Delta",
+    "Gaussian",
+    "MeanField",
+    "config",
+    "data",
+    "guides",
+    "inference",
+    "nets",
+    "posterior",
+    "priors",
+    "pruning",
+    "report",
+    "svi",
+]

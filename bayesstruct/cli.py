@@ -1,0 +1,106 @@
+"""``bayesstruct``: run catalog entries, list the zoo.
+
+    bayesstruct run [ENTRY|PATH.yaml] [--inference RECIPE] [--out DIR] [--set key=value ...]
+                    [--device cpu|cuda] [--data-dir DIR] [--resume] [--quiet]
+    bayesstruct zoo
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .config import DEFAULT_ENTRY, ConfigError, catalog, load_yaml, resolve
+from .data import DataNotFoundError
+from .inference import NonFiniteLossError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Bayesian structure selection for neural networks: a model zoo.")
+
+
+def _fail(msg: str, code: int = 2) -> None:
+    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def run(
+    entry: Annotated[str, typer.Argument(help="catalog entry name or path to a models/*.yaml")]
+    = DEFAULT_ENTRY,
+    inference: Annotated[str | None, typer.Option("--inference", "-i",
+                         help="recipe name or path to an inference/*.yaml")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="run directory")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", "-s",
+                    help="override, e.g. inference.epochs=5 (repeatable)")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda or cuda:N")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="folder with MNIST/Fashion-MNIST IDX "
+                                                  "files")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue the run in --out (or the "
+                                         "entry's latest run)")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+) -> None:
+    """Train, compute the posterior, prune, and write a run directory."""
+    from .runner import load_run_config
+    from .runner import run as run_experiment
+
+    overrides = list(set_ or [])
+    if data_dir is not None:
+        overrides.append(f"data.data_dir={data_dir}")
+    try:
+        if resume:
+            if out is None:
+                out = _latest_run(entry)
+            if device is not None:
+                overrides.append(f"device={device}")
+            cfg = load_run_config(out, overrides)
+        else:
+            cfg = resolve(entry, inference, overrides, device)
+            if out is None:
+                out = Path("runs") / cfg.name / time.strftime("%Y%m%d-%H%M%S")
+        run_experiment(cfg, out, resume=resume, progress=not quiet, echo=typer.echo)
+    except (ConfigError, DataNotFoundError) as e:
+        _fail(str(e))
+    except NonFiniteLossError as e:
+        _fail(str(e), code=3)
+    except KeyboardInterrupt:
+        typer.echo(f"\ninterrupted; continue with: bayesstruct run {entry} --out {out} --resume",
+                   err=True)
+        raise typer.Exit(130) from None
+
+
+def _latest_run(entry: str) -> Path:
+    name = Path(entry).stem
+    runs = sorted(p for p in (Path("runs") / name).glob("*") if (p / "config.yaml").exists())
+    if not runs:
+        raise ConfigError(f"no run of {name!r} under runs/{name}/ to resume; pass --out DIR")
+    return runs[-1]
+
+
+@app.command()
+def zoo() -> None:
+    """List the catalog entries and inference recipes."""
+    for kind, title in (("models", "catalog entries"), ("inference", "inference recipes")):
+        items = catalog(kind)
+        typer.secho(f"{title} ({len(items)}):", bold=True)
+        width = max((len(n) for n in items), default=0)
+        for name, path in items.items():
+            desc = str(load_yaml(path).get("description", "")).strip().splitlines()
+            star = "*" if name == DEFAULT_ENTRY else " "
+            typer.echo(f" {star}{name.ljust(width)}  {desc[0] if desc else ''}")
+        typer.echo("")
+    typer.echo("* the default entry of `bayesstruct run`")
+
+
+def main() -> None:
+    try:
+        app()
+    except BrokenPipeError:  # `bayesstruct zoo | head`
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,327 @@
+"""Schemas of catalog entries, inference recipes and resolved run configs (pydantic).
+
+A run combines one catalog entry (``models/X.yaml``: data, architecture, prior, likelihood,
+pruning, ``defaults``) with one inference recipe (``inference/Y.yaml``) and ``--set key=value``
+overrides:
+
+    recipe  <-  entry.defaults (minus ``inference``)  <-  overrides      ->  RunConfig
+
+YAML is read with ``yaml.safe_load`` only: a config can never execute code. Every validation
+error is a :class:`ConfigError` naming the file, the field (dotted path), the bad value and the
+allowed values or fields.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .data import DATASETS
+
+__all__ = [
+    "ConfigError",
+    "EntryConfig",
+    "InferenceConfig",
+    "RunConfig",
+    "apply_overrides",
+    "catalog",
+    "find_entry",
+    "find_recipe",
+    "load_yaml",
+    "resolve",
+]
+
+DEFAULT_ENTRY = "ard-logreg-digits"
+
+
+class ConfigError(ValueError):
+    """An invalid config: the message names the field, the bad value and the allowed ones."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Strict):
+    name: Literal[DATASETS]  # type: ignore[valid-type]
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    train_size: int | None = Field(None, ge=1)
+    data_dir: str | None = None
+    standardize: bool = True
+
+
+class NetConfig(_Strict):
+    kind: Literal["logreg", "mlp", "lenet300", "lenet5"]
+    hidden: list[Annotated[int, Field(ge=1)]] = []
+    activation: Literal["relu", "tanh", "elu"] = "relu"
+
+
+class GaussianPriorConfig(_Strict):
+    kind: Literal["gaussian"]
+    scale: float = Field(1.0, gt=0)
+    loc: float = 0.0
+    empirical_bayes: bool = False
+    bias_scale: float = Field(1.0, gt=0)
+
+
+class ARDPriorConfig(_Strict):
+    kind: Literal["ard"]
+    per: Literal["weight", "unit"] = "weight"
+    hyper: Literal["gamma", "empirical_bayes"] = "empirical_bayes"
+    a: float = Field(1.0, gt=0)
+    b: float = Field(1.0, gt=0)
+    init_precision: float = Field(1.0, gt=0)
+    bias_scale: float = Field(1.0, gt=0)
+
+
+PriorConfig = Annotated[Union[GaussianPriorConfig, ARDPriorConfig],  # noqa: UP007
+                        Field(discriminator="kind")]
+
+
+class InferenceConfig(_Strict):
+    """An inference recipe (``inference/*.yaml``)."""
+
+    description: str = ""
+    engine: Literal["svi"] = "svi"
+    guide: Literal["meanfield", "delta"] = "meanfield"
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    kl_weight: float = Field(1.0, ge=0)
+    kl_warmup_epochs: float = Field(0.0, ge=0)
+    patience: int | None = Field(None, ge=1)
+    eb_every: int = Field(1, ge=1)
+    num_draws: int = Field(100, ge=1)
+    init_scale: float = Field(1e-3, gt=0)
+
+
+class PruningConfig(_Strict):
+    criterion: Literal["auto", "rho", "magnitude"] = "auto"
+    threshold: float = Field(0.5, gt=0, le=1)
+    magnitude_threshold: float = Field(1e-2, ge=0)
+    fractions: list[Annotated[float, Field(ge=0, le=1)]] = [
+        0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99]
+    mc_samples: int = Field(20, ge=0)
+
+
+class _EntryBase(_Strict):
+    name: str = ""
+    description: str = ""
+    data: DataConfig
+    net: NetConfig
+    prior: PriorConfig
+    likelihood: Literal["categorical"] = "categorical"
+    pruning: PruningConfig = PruningConfig()
+    seed: int = 0
+
+
+class EntryConfig(_EntryBase):
+    """A catalog entry (``models/*.yaml``). ``defaults`` holds the recipe name under
+    ``inference`` and any recipe fields the entry overrides (epochs, lr, ...)."""
+
+    defaults: dict[str, Any] = {}
+
+    @field_validator("defaults")
+    @classmethod
+    def _known_defaults(cls, v: dict[str, Any]) -> dict[str, Any]:
+        allowed = set(InferenceConfig.model_fields) | {"inference"}
+        bad = sorted(set(v) - allowed)
+        if bad:
+            raise ValueError(f"unknown keys {bad}; allowed: {sorted(allowed)}")
+        return v
+
+
+class RunConfig(_EntryBase):
+    """Everything one run needs; written to the run directory as ``config.yaml``."""
+
+    recipe: str = ""
+    inference: InferenceConfig
+    device: str = "cpu"
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if v == "cpu" or v == "cuda" or (v.startswith("cuda:") and v[5:].isdigit()):
+            return v
+        raise ValueError(f"device {v!r}; allowed: cpu, cuda, cuda:N")
+
+
+# -- catalog ---------------------------------------------------------------------------------
+def _catalog_dirs(kind: str) -> list[Path]:
+    """Where catalog files live: inside the installed wheel, then the source checkout."""
+    dirs = []
+    try:
+        packaged = resources.files("bayesstruct") / "catalog" / kind
+        if packaged.is_dir():
+            dirs.append(Path(str(packaged)))
+    except (ModuleNotFoundError, TypeError):
+        pass
+    source = Path(__file__).resolve().parent.parent / kind
+    if source.is_dir():
+        dirs.append(source)
+    return dirs
+
+
+def catalog(kind: str = "models") -> dict[str, Path]:
+    """``name -> path`` of the catalog entries (``kind="models"``) or recipes (``"inference"``)."""
+    found: dict[str, Path] = {}
+    for d in _catalog_dirs(kind):
+        for p in sorted(d.glob("*.yaml")):
+            found.setdefault(p.stem, p)
+    return found
+
+
+def _find(arg: str | os.PathLike, kind: str) -> Path:
+    p = Path(arg)
+    if p.suffix in (".yaml", ".yml") or os.sep in str(arg):
+        if not p.is_file():
+            raise ConfigError(f"{kind} file {str(arg)!r} does not exist")
+        return p
+    names = catalog(kind)
+    if str(arg) not in names:
+        raise ConfigError(f"unknown {kind} {str(arg)!r}; allowed: {', '.join(names) or '(none)'}")
+    return names[str(arg)]
+
+
+def find_entry(arg: str | os.PathLike) -> Path:
+    return _find(arg, "models")
+
+
+def find_recipe(arg: str | os.PathLike) -> Path:
+    return _find(arg, "inference")
+
+
+# -- loading and validation ------------------------------------------------------------------
+def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """``yaml.safe_load`` a mapping; syntax errors name the file and line."""
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML: {e}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top, got {type(data).__name__}")
+    return data
+
+
+def apply_overrides(cfg: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` strings (values parsed as YAML scalars/lists) to a copy."""
+    cfg = copy.deepcopy(cfg)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected key=value (e.g. inference.epochs=5)")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        node = cfg
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {item!r}: {part!r} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return cfg
+
+
+def validate(cls: type[BaseModel], data: dict[str, Any], source: str) -> Any:
+    """``cls.model_validate(data)`` with errors rewritten as one :class:`ConfigError`."""
+    try:
+        return cls.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format(e, cls, source)) from None
+
+
+def resolve(entry: str | os.PathLike = DEFAULT_ENTRY, recipe: str | os.PathLike | None = None,
+            overrides: list[str] | tuple[str, ...] = (), device: str | None = None) -> RunConfig:
+    """Entry + recipe + overrides -> a validated :class:`RunConfig`."""
+    entry_path = find_entry(entry)
+    entry_raw = load_yaml(entry_path)
+    entry_raw.setdefault("name", entry_path.stem)
+    ent: EntryConfig = validate(EntryConfig, entry_raw, str(entry_path))
+    defaults = dict(ent.defaults)
+    recipe_arg = recipe if recipe is not None else defaults.get("inference", "svi-meanfield")
+    defaults.pop("inference", None)
+    recipe_path = find_recipe(recipe_arg)
+    rec = load_yaml(recipe_path)
+    validate(InferenceConfig, rec, str(recipe_path))
+    run = ent.model_dump(exclude={"defaults"})
+    run["inference"] = {**rec, **defaults}
+    run["recipe"] = recipe_path.stem
+    if device is not None:
+        run["device"] = device
+    run = apply_overrides(run, overrides)
+    return validate(RunConfig, run, f"{entry_path} + {recipe_path}")
+
+
+def to_yaml(cfg: RunConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+# -- error messages --------------------------------------------------------------------------
+def _fields_at(cls: Any, loc: tuple[Any, ...]) -> list[str] | None:
+    """The allowed field names of the model found at ``loc`` (through unions by tag)."""
+    node = cls
+    for part in loc:
+        node = _unwrap(node, part)
+        if node is None:
+            return None
+        if isinstance(part, int):
+            continue
+        fields = getattr(node, "model_fields", None)
+        if fields is None or part not in fields:
+            # a discriminated-union tag in the location ('prior', 'ard', ...)
+            continue
+        node = fields[part].annotation
+    node = _unwrap(node, None)
+    fields = getattr(node, "model_fields", None)
+    return list(fields) if fields else None
+
+
+def _unwrap(node: Any, tag: Any) -> Any:
+    while get_origin(node) is Annotated:
+        node = get_args(node)[0]
+    if get_origin(node) in (Union, getattr(__import__("types"), "UnionType", Union)):
+        members = [a for a in get_args(node) if a is not type(None)]
+        for m in members:
+            m = _unwrap(m, None)
+            kind = getattr(m, "model_fields", {}).get("kind")
+            if kind is not None and tag in get_args(kind.annotation):
+                return m
+        return members[0] if len(members) == 1 else node
+    return node
+
+
+def _format(err: ValidationError, cls: type[BaseModel], source: str) -> str:
+    lines = [f"invalid config ({source}):"]
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        shown = ".".join(str(p) for p in loc if not (isinstance(p, str) and p in _TAGS))
+        if e["type"] == "extra_forbidden":
+            allowed = _fields_at(cls, loc[:-1])
+            hint = f"; allowed fields: {', '.join(allowed)}" if allowed else ""
+            lines.append(f"  {shown}: unknown field{hint}")
+        elif e["type"] == "missing":
+            lines.append(f"  {shown}: required field is missing")
+        else:
+            lines.append(f"  {shown}: {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+_TAGS = {"gaussian", "ard"}

@@ -1,0 +1,228 @@
+"""M4.1: stochastic variational inference, minibatch, on CPU or CUDA.
+
+The loop optimises the guide's one-sample negative-ELBO estimate (M1)
+
+    L(theta) = N/B sum_{i in batch} -log p(y_i | x_i, w) + beta_t KL(q || p),
+
+with ``beta_t = kl_weight * min(1, t / warm-up steps)`` (linear KL warm-up). For the
+bayesstruct guides the estimate comes from :meth:`Guide.loss` (local reparameterisation and the
+prior's closed-form KL: ``benchmarks/svi_throughput.py`` measures why); any other Pyro guide
+(an ``AutoNormal``, say) runs through ``pyro.infer.SVI`` with ``TraceMeanField_ELBO``.
+
+Around it: a progress bar (loss per example, validation NLL and accuracy), a checkpoint at the
+end of every epoch (atomic; ``weights_only``-loadable), ``resume``, early stopping on validation
+NLL with the best state restored, empirical-Bayes prior updates after every step (M3), and a NaN
+guard that stops with the last good checkpoint untouched.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyro
+import torch
+from tqdm.auto import tqdm
+
+from .. import posterior as posterior_mod
+from ..data import Dataset, Split
+from ..files import load_checkpoint, save_checkpoint
+from ..guides.base import Guide
+from ..models.bayesnet import BayesianNet
+
+__all__ = ["NonFiniteLossError", "evaluate", "svi"]
+
+CHECKPOINT = "last.pt"
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN/inf; the message says where the last good checkpoint is."""
+
+
+@dataclass
+class _Batches:
+    x: torch.Tensor
+    y: torch.Tensor
+    batch_size: int
+    seed: int
+
+    @property
+    def n(self) -> int:
+        return self.x.shape[0]
+
+    def __len__(self) -> int:
+        return math.ceil(self.n / self.batch_size)
+
+    def epoch(self, epoch: int):
+        """Batches of a seeded permutation: epoch ``e`` is the same on a resumed run."""
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        perm = torch.randperm(self.n, generator=g).to(self.x.device)
+        for i in range(0, self.n, self.batch_size):
+            idx = perm[i: i + self.batch_size]
+            yield self.x[idx], self.y[idx]
+
+
+@torch.no_grad()
+def evaluate(model: BayesianNet, params: dict[str, torch.Tensor], split: Split,
+             batch_size: int = 4096) -> dict[str, float]:
+    """NLL per example and accuracy of the network at ``params`` on a split."""
+    nll, correct = 0.0, 0
+    for i in range(0, len(split), batch_size):
+        x, y = split.x[i: i + batch_size], split.y[i: i + batch_size]
+        out = model.predict(x, params)
+        nll += float(model.likelihood.nll(out, y))
+        if out.dim() == 2 and out.shape[1] > 1:
+            correct += int((out.argmax(1) == y).sum())
+    n = max(len(split), 1)
+    return {"nll": nll / n, "acc": correct / n}
+
+
+def _as_splits(data: Dataset | Split, val: Split | None) -> tuple[Split, Split | None]:
+    if isinstance(data, Dataset):
+        return data.train, val if val is not None else data.val
+    return data, val
+
+
+def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None = None,
+        epochs: int = 10, batch_size: int = 128, lr: float = 1e-3, kl_weight: float = 1.0,
+        kl_warmup_epochs: float = 0.0, device: str | torch.device = "cpu", seed: int = 0,
+        patience: int | None = None, checkpoint_dir: str | Path | None = None,
+        resume: bool = False, num_draws: int = 100, eb_every: int = 1, progress: bool = True,
+        callbacks: Sequence[Callable[[dict], None]] = ()) -> posterior_mod.InferenceData:
+    """Fit ``guide`` to ``model`` by SVI and return the posterior as ``InferenceData``.
+
+    Args:
+        model: the Pyro model (its ``num_data`` is set to the training-set size).
+        guide: a bayesstruct guide (bound to ``model`` here if it is not yet) or any Pyro guide.
+        data: a :class:`~bayesstruct.data.Dataset` (its train/val splits) or a training split.
+        kl_weight: beta of M1; ``kl_warmup_epochs`` ramps it linearly from 0.
+        patience: stop after this many epochs without a better validation NLL (needs ``val``)
+            and restore the best state.
+        checkpoint_dir: where ``last.pt`` is written after every epoch; ``resume`` continues it.
+        eb_every: steps between empirical-Bayes prior updates (if the prior has them).
+        callbacks: called after every epoch (and its checkpoint) with the epoch's record.
+    """
+    device = torch.device(device)
+    train, val = _as_splits(data, val)
+    train, val = train.to(device), (val.to(device) if val is not None else None)
+    model.to(device)
+    model.num_data = len(train)
+    if patience is not None and val is None:
+        raise ValueError("early stopping (patience) needs a validation split")
+    if not isinstance(guide, Guide):
+        if checkpoint_dir is not None or resume:
+            raise ValueError("checkpoints and resume need a bayesstruct guide "
+                             f"(meanfield, delta), not {type(guide).__name__}")
+        return _svi_pyro(model, guide, train, val, epochs=epochs, batch_size=batch_size, lr=lr,
+                         kl_weight=kl_weight, seed=seed, num_draws=num_draws, progress=progress)
+    torch.manual_seed(seed)
+    guide.setup(model)
+    guide.to(device)
+    optim = torch.optim.Adam(guide.parameters(), lr=lr)
+    batches = _Batches(train.x, train.y, batch_size, seed)
+    warmup_steps = kl_warmup_epochs * len(batches)
+    ckpt_path = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
+
+    state = {"epoch": 0, "step": 0, "history": [], "best_nll": math.inf, "best_epoch": -1}
+    best: dict | None = None
+    if resume and ckpt_path is not None and ckpt_path.exists():
+        ck = load_checkpoint(ckpt_path, map_location=device)
+        guide.load_state_dict(ck["guide"])
+        model.prior.load_state_dict(ck["prior"])
+        optim.load_state_dict(ck["optim"])
+        torch.set_rng_state(ck["rng"])
+        state = {k: ck[k] for k in state}
+        best = ck.get("best")
+
+    bar = tqdm(total=epochs, initial=state["epoch"], desc="svi", unit="epoch",
+               disable=not progress, dynamic_ncols=True)
+    eb = getattr(model.prior, "empirical_bayes", False)
+    try:
+        for epoch in range(state["epoch"], epochs):
+            t0 = time.perf_counter()
+            total = torch.zeros((), device=device)
+            for x, y in batches.epoch(epoch):
+                step = state["step"]
+                model.kl_weight = kl_weight * (min(1.0, (step + 1) / warmup_steps)
+                                               if warmup_steps > 0 else 1.0)
+                loss = guide.loss(x, y)
+                optim.zero_grad(set_to_none=True)
+                loss.backward()
+                optim.step()
+                if eb and step % eb_every == 0:
+                    model.prior.empirical_bayes_(*guide.moments())
+                total = total + loss.detach()
+                state["step"] = step + 1
+            epoch_loss = float(total) / len(batches) / batches.n
+            if not math.isfinite(epoch_loss):
+                where = (f"the last good checkpoint is kept at {ckpt_path} (epoch "
+                         f"{state['epoch']})" if ckpt_path is not None and ckpt_path.exists()
+                         else "no checkpoint was written")
+                raise NonFiniteLossError(
+                    f"loss became {epoch_loss} in epoch {epoch + 1}; {where}. Lower the "
+                    "learning rate or raise the KL warm-up.")
+            record = {"epoch": epoch + 1, "loss": epoch_loss, "kl_weight": model.kl_weight,
+                      "seconds": time.perf_counter() - t0}
+            if val is not None:
+                ev = evaluate(model, guide.point(), val)
+                record.update(val_nll=ev["nll"], val_acc=ev["acc"])
+                if ev["nll"] < state["best_nll"]:
+                    state["best_nll"], state["best_epoch"] = ev["nll"], epoch + 1
+                    if patience is not None:
+                        best = {"guide": _clone(guide.state_dict()),
+                                "prior": _clone(model.prior.state_dict())}
+            state["history"].append(record)
+            state["epoch"] = epoch + 1
+            if ckpt_path is not None:
+                save_checkpoint({**state, "guide": guide.state_dict(),
+                                 "prior": model.prior.state_dict(), "optim": optim.state_dict(),
+                                 "rng": torch.get_rng_state(), "best": best}, ckpt_path)
+            bar.update(1)
+            bar.set_postfix({k: f"{record[k]:.4g}" for k in ("loss", "val_nll", "val_acc")
+                             if k in record})
+            for cb in callbacks:
+                cb(record)
+            if patience is not None and epoch + 1 - state["best_epoch"] >= patience:
+                break
+    finally:
+        bar.close()
+    stopped_early = patience is not None and state["epoch"] < epochs
+    if patience is not None and best is not None:
+        guide.load_state_dict(best["guide"])
+        model.prior.load_state_dict(best["prior"])
+    model.kl_weight = kl_weight
+    return posterior_mod.from_guide(
+        model, guide, num_draws, observed=train.y, history=state["history"],
+        attrs={"epochs_run": state["epoch"], "best_epoch": state["best_epoch"],
+               "stopped_early": stopped_early, "kl_weight": kl_weight, "lr": lr,
+               "batch_size": batch_size, "seed": seed})
+
+
+def _clone(sd: dict) -> dict:
+    return {k: v.detach().clone() for k, v in sd.items()}
+
+
+def _svi_pyro(model, guide, train: Split, val: Split | None, *, epochs, batch_size, lr,
+              kl_weight, seed, num_draws, progress) -> posterior_mod.InferenceData:
+    """Any Pyro guide: ``pyro.infer.SVI`` with ``TraceMeanField_ELBO`` (analytic KL per site)."""
+    pyro.set_rng_seed(seed)
+    model.kl_weight = kl_weight
+    svi_ = pyro.infer.SVI(model, guide, pyro.optim.Adam({"lr": lr}),
+                          pyro.infer.TraceMeanField_ELBO())
+    batches = _Batches(train.x, train.y, batch_size, seed)
+    history = []
+    for epoch in tqdm(range(epochs), desc="svi (pyro)", disable=not progress):
+        total = sum(svi_.step(x, y) for x, y in batches.epoch(epoch))
+        history.append({"epoch": epoch + 1, "loss": total / len(batches) / batches.n})
+        if not math.isfinite(history[-1]["loss"]):
+            raise NonFiniteLossError(f"loss became {history[-1]['loss']} in epoch {epoch + 1}")
+    predictive = pyro.infer.Predictive(model, guide=guide, num_samples=num_draws,
+                                       return_sites=[s.name for s in model.sites]
+                                       + [ls.name for ls in model.prior.latents])
+    with torch.no_grad():
+        draws = {k: v.unsqueeze(0) for k, v in predictive(train.x[:1]).items()}
+    return posterior_mod.from_draws(model, draws, observed=train.y, history=history,
+                                    attrs={"engine": "svi", "guide": type(guide).__name__})

@@ -1,0 +1,237 @@
+"""How a prior meets a network: parameter sites, the :class:`Prior` contract, shared KL algebra.
+
+A *site* is one parameter tensor of a plain network (``fc1.weight``). A prior turns every site
+into a Pyro sample site of the same name (so ``torch.func.functional_call`` can run the plain
+network on the sampled values), and may add positive hyper-latent sites of its own (ARD
+precisions ``fc1.weight.alpha``).
+
+*Group* (METHODS.md M2): the weights leaving one input unit -- a column of a ``Linear`` weight
+``W[out, in]`` or an input channel of a ``Conv2d`` weight ``W[out, in, kh, kw]``; group priors
+share one scale per group, which is what makes unit pruning possible.
+
+Biases are not structure: every prior gives them ``N(0, bias_scale^2)``.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import pyro
+import pyro.distributions as dist
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "LatentSite",
+    "ParamSite",
+    "Prior",
+    "expand_group",
+    "kl_lognormal_gamma",
+    "kl_normal_normal",
+    "param_sites",
+]
+
+
+@dataclass(frozen=True)
+class ParamSite:
+    """One parameter tensor of a plain network, as a sample site."""
+
+    name: str  # "fc1.weight"
+    shape: tuple[int, ...]
+    role: str  # "weight" | "bias"
+    layer: str  # "fc1"
+    dims: tuple[str, ...]  # ("fc1_out", "fc1_in")
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def group_dim(self) -> int | None:
+        """The dimension indexing groups (input units / input channels); None for biases."""
+        return 1 if self.role == "weight" and len(self.shape) >= 2 else None
+
+    @property
+    def group_shape(self) -> tuple[int, ...]:
+        """Shape of one scale per group: ``(in,)`` for Linear and Conv weights."""
+        gd = self.group_dim
+        return (self.shape[gd],) if gd is not None else self.shape
+
+
+@dataclass(frozen=True)
+class LatentSite:
+    """A positive hyper-latent emitted by a prior (a precision or a scale)."""
+
+    name: str  # "fc1.weight.alpha"
+    shape: tuple[int, ...]
+    dims: tuple[str, ...]
+    target: str  # the ParamSite it governs
+
+
+_DIM_SUFFIX = {2: ("out", "in"), 4: ("out", "in", "kh", "kw"), 3: ("out", "in", "k")}
+
+
+def param_sites(net: nn.Module) -> list[ParamSite]:
+    """The sites of a plain network: one per parameter tensor, dims named per layer."""
+    sites = []
+    for name, p in net.named_parameters():
+        layer, _, role = name.rpartition(".")
+        tag = layer.replace(".", "_")
+        if role == "bias" or p.dim() == 1:
+            dims = (f"{tag}_out",)
+            role = "bias" if role == "bias" else role
+        else:
+            suffix = _DIM_SUFFIX.get(p.dim(), tuple(f"d{i}" for i in range(p.dim())))
+            dims = tuple(f"{tag}_{s}" for s in suffix)
+        sites.append(ParamSite(name, tuple(p.shape), "bias" if role == "bias" else "weight",
+                               layer, dims))
+    return sites
+
+
+def expand_group(values: Tensor, site: ParamSite) -> Tensor:
+    """View per-group values ``(in,)`` so they broadcast against the site's full shape."""
+    gd = site.group_dim
+    if gd is None or values.shape == torch.Size(site.shape):
+        return values
+    shape = [1] * len(site.shape)
+    shape[gd] = site.shape[gd]
+    return values.reshape(*values.shape[:-1], *shape) if values.dim() > 1 else values.view(shape)
+
+
+def kl_normal_normal(m: Tensor, s: Tensor, mu: Tensor | float, var: Tensor | float) -> Tensor:
+    """Elementwise ``KL(N(m, s^2) || N(mu, var)) = 1/2 [log(var/s^2) + (s^2 + (m-mu)^2)/var - 1]``.
+
+    (METHODS.md M3, the standard form; the seed's display swaps the arguments.)
+    """
+    var = torch.as_tensor(var, dtype=m.dtype, device=m.device)
+    return 0.5 * (torch.log(var) - 2.0 * torch.log(s) + (s * s + (m - mu) ** 2) / var - 1.0)
+
+
+def kl_lognormal_gamma(loc: Tensor, scale: Tensor, a: float, b: float) -> Tensor:
+    """Elementwise ``KL(LogNormal(loc, scale) || Gamma(a, rate=b))`` in closed form.
+
+    ``-H[q] - E_q log p``, with ``H[LogNormal] = loc + 1/2 + log scale + 1/2 log 2 pi``,
+    ``E_q log alpha = loc`` and ``E_q alpha = exp(loc + scale^2 / 2)``.
+    """
+    entropy = loc + 0.5 + torch.log(scale) + 0.5 * math.log(2 * math.pi)
+    e_log_p = (a * math.log(b) - math.lgamma(a) + (a - 1.0) * loc
+               - b * torch.exp(loc + 0.5 * scale * scale))
+    return -entropy - e_log_p
+
+
+class Prior(nn.Module, ABC):
+    """Base class: a prior over a network's parameters (and structure).
+
+    Contract (what guides and engines rely on):
+
+    * :meth:`bind` -- called once by :class:`~bayesstruct.models.BayesianNet` with the net's
+      sites; creates hyperparameter buffers.
+    * :meth:`sample` -- inside a Pyro model, emit every sample site; return the parameter values
+      keyed like ``net.named_parameters()``.
+    * :attr:`latents` -- the positive hyper-latent sites (guides give them log-normal factors).
+    * :meth:`kl` -- ``E_q KL(q || p)`` in closed form for a mean-field Normal guide on the
+      weights and log-normal factors on the latents (METHODS.md M1: analytic KL where the pair
+      has one).
+    * :meth:`log_prob` -- ``log p(w, latents)`` at a point (MAP / Delta guides).
+    * :meth:`empirical_bayes_` -- the closed-form prior update of M3 (if the prior has one).
+    * :meth:`mode` -- the prior's mode for a site (the numerator point of rho, M5).
+    """
+
+    #: name used by the registry / YAML
+    kind: str = ""
+    #: whether :meth:`empirical_bayes_` updates anything
+    empirical_bayes: bool = False
+
+    def __init__(self, bias_scale: float = 1.0) -> None:
+        super().__init__()
+        if bias_scale <= 0:
+            raise ValueError(f"bias_scale must be > 0, got {bias_scale}")
+        self.bias_scale = float(bias_scale)
+        self.sites: list[ParamSite] = []
+
+    # -- wiring -----------------------------------------------------------------------------
+    def bind(self, sites: list[ParamSite]) -> None:
+        self.sites = list(sites)
+
+    @property
+    def latents(self) -> list[LatentSite]:
+        return []
+
+    # -- the model side ---------------------------------------------------------------------
+    def sample(self) -> dict[str, Tensor]:
+        """Emit Pyro sample sites for every latent and parameter; return parameter values."""
+        latents = {ls.name: pyro.sample(ls.name, self.latent_prior(ls)) for ls in self.latents}
+        return {s.name: pyro.sample(s.name, self.site_prior(s, latents)) for s in self.sites}
+
+    def latent_prior(self, latent: LatentSite) -> dist.Distribution:
+        raise NotImplementedError(f"{type(self).__name__} has no latent {latent.name}")
+
+    def site_prior(self, site: ParamSite, latents: dict[str, Tensor]) -> dist.Distribution:
+        """``p(site | latents)`` as a distribution with the whole site as one event."""
+        device = self._device()
+        if site.role == "bias":
+            loc, scale = torch.zeros((), device=device), torch.full((), self.bias_scale,
+                                                                     device=device)
+        else:
+            loc, scale = self.weight_loc_scale(site, latents)
+        return dist.Normal(loc, scale).expand(site.shape).to_event(len(site.shape))
+
+    @abstractmethod
+    def weight_loc_scale(self, site: ParamSite, latents: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """Location and scale (broadcastable to the site) of a weight's Normal prior."""
+
+    # -- closed forms -----------------------------------------------------------------------
+    def kl(self, q_loc: dict[str, Tensor], q_scale: dict[str, Tensor],
+           latent_loc: dict[str, Tensor] | None = None,
+           latent_scale: dict[str, Tensor] | None = None) -> Tensor:
+        """``sum_sites E_q KL(q(w) || p(w | latents)) + KL(q(latents) || p(latents))``."""
+        total = q_loc[self.sites[0].name].new_zeros(())
+        for s in self.sites:
+            m, sd = q_loc[s.name], q_scale[s.name]
+            if s.role == "bias":
+                total = total + kl_normal_normal(m, sd, 0.0, self.bias_scale**2).sum()
+            else:
+                total = total + self.weight_kl(s, m, sd, latent_loc, latent_scale)
+        return total
+
+    @abstractmethod
+    def weight_kl(self, site: ParamSite, m: Tensor, s: Tensor,
+                  latent_loc: dict[str, Tensor] | None,
+                  latent_scale: dict[str, Tensor] | None) -> Tensor:
+        """Summed ``E_q KL`` of one weight site (plus its latents' KL, if it owns any)."""
+
+    def log_prob(self, values: dict[str, Tensor], latents: dict[str, Tensor] | None = None) -> Tensor:
+        """``log p(w, latents)`` at a point."""
+        latents = latents or {}
+        total = next(iter(values.values())).new_zeros(())
+        for ls in self.latents:
+            total = total + self.latent_prior(ls).log_prob(latents[ls.name])
+        for s in self.sites:
+            total = total + self.site_prior(s, latents).log_prob(values[s.name])
+        return total
+
+    def empirical_bayes_(self, q_loc: dict[str, Tensor], q_scale: dict[str, Tensor]) -> None:
+        """Closed-form update of the prior's hyperparameters (M3); no-op by default."""
+
+    def mode(self, site: ParamSite) -> float:
+        """The prior's mode for a weight (the numerator point of rho, M5)."""
+        return 0.0
+
+    def hyperparameters(self) -> dict[str, Tensor]:
+        """Current point hyperparameters (for reports and the posterior's attrs)."""
+        return {k: v.detach() for k, v in self.named_buffers()}
+
+    def _device(self) -> torch.device:
+        for b in self.buffers():
+            return b.device
+        return getattr(self, "_bound_device", torch.device("cpu"))
+
+    def _apply(self, fn, recurse=True):  # track the device of buffer-less priors
+        probe = fn(torch.zeros(()))
+        self._bound_device = probe.device
+        return super()._apply(fn, recurse)
+
+    def extra_repr(self) -> str:
+        return f"bias_scale={self.bias_scale}"

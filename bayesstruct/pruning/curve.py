@@ -1,0 +1,92 @@
+"""The pruning curve (M5): fraction of weights removed against test accuracy and NLL.
+
+For every fraction the weights with the highest prunability score (rho by default) are removed
+and the masked network is evaluated two ways: the *posterior-mean* network (one forward pass at
+the point estimate) and the *MC-averaged* predictive ``(1/S) sum_s p(y | x, w_s)`` over ``S``
+posterior draws with the same mask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from ..data import Split
+from ..inference.svi import evaluate
+from ..models.bayesnet import BayesianNet
+from ..posterior import InferenceData, point_estimate
+from .decisions import decide, fraction_removed
+from .density import log_relative_density
+
+__all__ = ["DEFAULT_FRACTIONS", "mc_evaluate", "pruning_curve"]
+
+DEFAULT_FRACTIONS: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9,
+                                        0.95, 0.98, 0.99)
+
+
+def _tensors(arrays: Mapping[str, np.ndarray], device) -> dict[str, torch.Tensor]:
+    return {k: torch.as_tensor(np.asarray(v), dtype=torch.float32, device=device)
+            for k, v in arrays.items()}
+
+
+def _draw_sampler(post: InferenceData, sites: list[str], num: int, seed: int, device):
+    """Yield ``num`` parameter draws: fresh from ``q`` when it is Normal, else from the draws."""
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    if "variational_loc" in post.groups() and all(
+            post.variational_loc[s].attrs.get("family") == "Normal" for s in sites):
+        loc = _tensors({s: post.variational_loc[s].values for s in sites}, "cpu")
+        scale = _tensors({s: post.variational_scale[s].values for s in sites}, "cpu")
+        for _ in range(num):
+            yield {s: (loc[s] + scale[s] * torch.randn(loc[s].shape, generator=gen)).to(device)
+                   for s in sites}
+        return
+    stacked = post.posterior.stack(sample=("chain", "draw"))
+    total = stacked.sizes["sample"]
+    for i in np.linspace(0, total - 1, min(num, total)).round().astype(int):
+        yield _tensors({s: np.moveaxis(stacked[s].values, -1, 0)[i] for s in sites}, device)
+
+
+@torch.no_grad()
+def mc_evaluate(model: BayesianNet, draws, split: Split,
+                masks: Mapping[str, torch.Tensor] | None = None,
+                batch_size: int = 4096) -> dict[str, float]:
+    """NLL and accuracy of the MC-averaged predictive over an iterable of parameter draws."""
+    outs = []
+    for params in draws:
+        if masks:
+            params = {k: v * masks[k] if k in masks else v for k, v in params.items()}
+        outs.append(torch.cat([model.predict(split.x[i: i + batch_size], params)
+                               for i in range(0, len(split), batch_size)]))
+    logp = model.likelihood.predictive(torch.stack(outs))
+    nll = float(-logp.gather(1, split.y[:, None]).sum()) / len(split)
+    acc = float((logp.argmax(1) == split.y).float().mean())
+    return {"nll": nll, "acc": acc}
+
+
+def pruning_curve(model: BayesianNet, post: InferenceData, split: Split,
+                  fractions: Sequence[float] = DEFAULT_FRACTIONS, *,
+                  scores: Mapping[str, np.ndarray] | None = None, mc_samples: int = 20,
+                  seed: int = 0) -> list[dict[str, float]]:
+    """One row per fraction: ``fraction, removed, acc_mean, nll_mean, acc_mc, nll_mc``.
+
+    ``scores`` default to ``log rho`` per weight (:func:`log_relative_density`).
+    """
+    device = next(model.net.parameters()).device
+    split = split.to(device)
+    scores = scores if scores is not None else log_relative_density(post)
+    point = _tensors(point_estimate(post), device)
+    sites = [s.name for s in model.sites]
+    rows = []
+    for f in fractions:
+        masks_np = decide(scores, fraction=f)
+        masks = _tensors(masks_np, device)
+        params = {k: point[k] * masks[k] if k in masks else point[k] for k in sites}
+        mean = evaluate(model, params, split)
+        mc = mc_evaluate(model, _draw_sampler(post, sites, mc_samples, seed, device), split,
+                         masks) if mc_samples > 0 else {"nll": np.nan, "acc": np.nan}
+        rows.append({"fraction": float(f), "removed": fraction_removed(masks_np),
+                     "acc_mean": mean["acc"], "nll_mean": mean["nll"],
+                     "acc_mc": mc["acc"], "nll_mc": mc["nll"]})
+    return rows

@@ -1,0 +1,42 @@
+"""Small builders shared by the tests."""
+
+from __future__ import annotations
+
+import torch
+
+from bayesstruct import nets, priors
+from bayesstruct.models import BayesianNet
+
+# every prior configuration of the grid (name, constructor kwargs)
+PRIOR_GRID = [
+    ("gaussian", {}),
+    ("gaussian", {"empirical_bayes": True, "loc": 0.1, "scale": 0.7}),
+    ("ard", {"per": "weight", "hyper": "empirical_bayes"}),
+    ("ard", {"per": "unit", "hyper": "empirical_bayes"}),
+    ("ard", {"per": "weight", "hyper": "gamma", "a": 2.0, "b": 0.5}),
+    ("ard", {"per": "unit", "hyper": "gamma", "a": 1.5, "b": 2.0}),
+]
+PRIOR_IDS = [f"{k}-{'-'.join(f'{a}={b}' for a, b in kw.items())}" for k, kw in PRIOR_GRID]
+
+
+def small_model(kind: str, kw: dict, net: str = "mlp", num_data: int = 50) -> BayesianNet:
+    torch.manual_seed(0)
+    if net == "mlp":
+        module = nets.mlp([5, 4, 3])
+    elif net == "conv":
+        module = nets.lenet5_caffe((1, 8, 8), 3)
+    else:
+        raise ValueError(net)
+    return BayesianNet(module, priors.get(kind, **kw), num_data=num_data)
+
+
+def randomize_guide(guide, seed: int = 1) -> None:
+    """Spread the variational parameters so tests do not sit at the initial values."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in guide.named_parameters():
+            noise = torch.randn(p.shape, generator=g)
+            if "raw_scale" in name:
+                p.copy_(-1.0 + 0.5 * noise)
+            else:
+                p.copy_(0.5 * noise)

@@ -1,0 +1,151 @@
+"""M4.1: the SVI engine -- learning, the grid of priors x guides, resume, NaN guard, warm-up."""
+
+from __future__ import annotations
+
+import pyro
+import pytest
+import torch
+
+from bayesstruct import guides, nets, priors
+from bayesstruct.files import load_checkpoint
+from bayesstruct.inference import NonFiniteLossError, evaluate, svi
+from bayesstruct.models import BayesianNet
+from bayesstruct.posterior import point_estimate
+from tests.helpers import PRIOR_GRID, PRIOR_IDS
+
+
+def _logreg(ds, kind="ard", **kw):
+    torch.manual_seed(0)
+    net = nets.build("logreg", ds.input_shape, ds.n_classes)
+    return BayesianNet(net, priors.get(kind, **kw))
+
+
+def test_ard_logreg_learns_digits(digits):
+    model = _logreg(digits)
+    post = svi(model, guides.MeanField(), digits, epochs=25, lr=0.01, batch_size=64,
+               progress=False, num_draws=10)
+    params = {k: torch.as_tensor(v) for k, v in point_estimate(post).items()}
+    acc = evaluate(model, {s.name: params[s.name] for s in model.sites}, digits.test)["acc"]
+    assert acc > 0.93
+    losses = post.optimization["loss"].values
+    assert losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize("guide_name", ["meanfield", "delta"])
+@pytest.mark.parametrize("kind,kw", PRIOR_GRID, ids=PRIOR_IDS)
+def test_every_prior_and_guide_trains(digits, kind, kw, guide_name):
+    model = _logreg(digits, kind, **kw)
+    try:
+        guide = guides.get(guide_name, model)
+    except ValueError:
+        pytest.skip("refused combination (tested in guides/)")
+    post = svi(model, guide, digits, epochs=3, lr=0.01, progress=False, num_draws=4)
+    hist = post.optimization
+    assert torch.isfinite(torch.as_tensor(hist["loss"].values)).all()
+    assert hist["val_acc"].values[-1] > 0.5
+    assert set(post.posterior.data_vars) >= {"fc1.weight", "fc1.bias"}
+    assert post.posterior["fc1.weight"].dims == ("chain", "draw", "fc1_out", "fc1_in")
+    if guide_name == "meanfield":
+        assert "variational_loc" in post.groups()
+
+
+def test_kl_warmup_is_linear(digits):
+    model = _logreg(digits)
+    post = svi(model, guides.MeanField(), digits, epochs=4, kl_warmup_epochs=2, kl_weight=0.5,
+               batch_size=256, progress=False, num_draws=2)
+    betas = post.optimization["kl_weight"].values
+    assert betas[0] == pytest.approx(0.25)  # end of epoch 1 of 2
+    assert betas[1] == pytest.approx(0.5) and betas[3] == pytest.approx(0.5)
+
+
+def test_empirical_bayes_runs_between_steps(digits):
+    model = _logreg(digits, "ard", per="unit", hyper="empirical_bayes")
+    guide = guides.MeanField()
+    svi(model, guide, digits, epochs=2, lr=0.01, progress=False, num_draws=2)
+    m, s = guide.moments()
+    site = model.site("fc1.weight")
+    expected = m[site.name].shape[0] / (m[site.name] ** 2 + s[site.name] ** 2).sum(0)
+    # the prior holds the closed form of the state one step before the end; one more update
+    model.prior.empirical_bayes_(m, s)
+    torch.testing.assert_close(model.prior.precision(site), expected)
+
+
+def _resumable_run(ds, tmp, epochs, **kw):
+    model = _logreg(ds)
+    return svi(model, guides.MeanField(), ds, epochs=epochs, lr=0.01, batch_size=128,
+               checkpoint_dir=tmp, progress=False, num_draws=2, seed=7, **kw)
+
+
+def test_resume_after_interrupt_reaches_the_same_elbo(digits, tmp_path):
+    straight = _resumable_run(digits, tmp_path / "a", 4)
+
+    def interrupt(record):
+        if record["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _resumable_run(digits, tmp_path / "b", 4, callbacks=[interrupt])
+    assert load_checkpoint(tmp_path / "b" / "last.pt")["epoch"] == 2
+    resumed = _resumable_run(digits, tmp_path / "b", 4, resume=True)
+    a, b = straight.optimization["loss"].values, resumed.optimization["loss"].values
+    assert len(b) == 4
+    assert a[-1] == b[-1]  # bit-for-bit on CPU
+    assert (straight.variational_loc["fc1.weight"].values
+            == resumed.variational_loc["fc1.weight"].values).all()
+
+
+def test_nan_guard_keeps_last_good_checkpoint(digits, tmp_path):
+    model = _logreg(digits)
+    guide = guides.MeanField(model)
+    calls = {"n": 0}
+    steps_per_epoch = -(-len(digits.train) // 128)
+    real_loss = guide.loss
+
+    def poisoned(x, y):
+        calls["n"] += 1
+        out = real_loss(x, y)
+        return out * float("nan") if calls["n"] > 2 * steps_per_epoch else out
+
+    guide.loss = poisoned
+    with pytest.raises(NonFiniteLossError, match="last good checkpoint is kept") as err:
+        svi(model, guide, digits, epochs=5, batch_size=128, checkpoint_dir=tmp_path,
+            progress=False)
+    assert str(tmp_path / "last.pt") in str(err.value)
+    ck = load_checkpoint(tmp_path / "last.pt")
+    assert ck["epoch"] == 2
+    assert all(torch.isfinite(v).all() for v in ck["guide"].values())
+
+
+def test_early_stopping_restores_the_best_state(digits):
+    model = _logreg(digits)
+    guide = guides.MeanField()
+    post = svi(model, guide, digits, epochs=40, lr=0.3, patience=2, progress=False,
+               num_draws=2)
+    hist = post.optimization
+    best = int(post.attrs["best_epoch"])
+    assert post.attrs["stopped_early"] == 1 and len(hist["loss"]) < 40
+    val = evaluate(model, guide.point(), digits.val)["nll"]
+    assert val == pytest.approx(float(hist["val_nll"].sel(epoch=best)), rel=1e-5)
+
+
+def test_any_pyro_guide_runs_through_pyro_svi(digits):
+    model = _logreg(digits, "gaussian")
+    guide = pyro.infer.autoguide.AutoNormal(model)
+    post = svi(model, guide, digits, epochs=2, lr=0.01, progress=False, num_draws=5)
+    assert post.posterior["fc1.weight"].shape == (1, 5, 10, 64)
+    with pytest.raises(ValueError, match="bayesstruct guide"):
+        svi(model, guide, digits, epochs=1, checkpoint_dir="x", progress=False)
+
+
+def test_patience_needs_validation(digits):
+    with pytest.raises(ValueError, match="validation"):
+        svi(_logreg(digits), guides.MeanField(), digits.train, epochs=1, patience=2,
+            progress=False)
+
+
+@pytest.mark.cuda
+def test_svi_on_cuda(digits):
+    model = _logreg(digits)
+    post = svi(model, guides.MeanField(), digits, epochs=2, device="cuda", progress=False,
+               num_draws=2)
+    assert post.optimization["val_acc"].values[-1] > 0.5

@@ -1,0 +1,86 @@
+"""The CLI end to end on digits (tiny settings): run directory, errors, resume, zoo."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from bayesstruct import posterior
+from bayesstruct.cli import app
+from bayesstruct.files import load_checkpoint
+
+runner = CliRunner()
+FAST = ["--set", "inference.epochs=3", "--set", "inference.num_draws=5",
+        "--set", "pruning.mc_samples=3", "--quiet"]
+
+
+def test_zoo_lists_entries_with_descriptions():
+    res = runner.invoke(app, ["zoo"])
+    assert res.exit_code == 0, res.output
+    assert "ard-logreg-digits" in res.output and "ARD logistic regression" in res.output
+    assert "svi-meanfield" in res.output and "svi-map" in res.output
+
+
+def test_run_writes_the_run_directory(tmp_path):
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["run", "--out", str(out), *FAST])
+    assert res.exit_code == 0, res.output
+    for f in ("config.yaml", "metrics.json", "posterior.nc", "pruning.csv", "pruning.png",
+              "checkpoints/last.pt"):
+        assert (out / f).is_file(), f
+    assert "test acc (%) after pruning" in res.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    assert cfg["inference"]["epochs"] == 3 and cfg["name"] == "ard-logreg-digits"
+    assert 0 <= metrics["fraction_removed"] <= 1 and metrics["test_acc"] > 0.5
+    post = posterior.load(out / "posterior.nc")
+    assert post.posterior.sizes["draw"] == 5
+    rows = np.genfromtxt(out / "pruning.csv", delimiter=",", names=True)
+    assert rows["fraction"][0] == 0 and len(rows) == 13
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["epoch"] == 3
+    # an existing run is never overwritten
+    again = runner.invoke(app, ["run", "--out", str(out), *FAST])
+    assert again.exit_code == 2 and "already holds a run" in again.output
+    # --resume with more epochs continues from the checkpoint
+    more = runner.invoke(app, ["run", "--out", str(out), "--resume", "--set",
+                               "inference.epochs=4", "--quiet"])
+    assert more.exit_code == 0, more.output
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["epoch"] == 4
+    assert json.loads((out / "metrics.json").read_text())["epochs_run"] == 4
+
+
+def test_map_recipe_prunes_by_magnitude(tmp_path):
+    res = runner.invoke(app, ["run", "ard-logreg-digits", "-i", "svi-map", "--set",
+                              "prior.hyper=gamma", "--out", str(tmp_path / "r"), *FAST])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["criterion"] == "magnitude"
+
+
+@pytest.mark.parametrize("args,text", [
+    (["--set", "prior.per=column"], "prior.per"),
+    (["--inference", "nope"], "unknown inference 'nope'"),
+    (["--device", "tpu"], "device"),
+    (["missing.yaml"], "does not exist"),
+])
+def test_invalid_input_exits_2_with_a_named_error(tmp_path, args, text):
+    res = runner.invoke(app, ["run", *args, "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and text in res.output
+    assert not (tmp_path / "x").exists()  # nothing half-written
+
+
+def test_resume_without_a_run(tmp_path):
+    res = runner.invoke(app, ["run", "--out", str(tmp_path / "none"), "--resume"])
+    assert res.exit_code == 2 and "nothing to resume" in res.output
+
+
+def test_missing_idx_files_say_how_to_get_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("BAYESSTRUCT_DATA", str(tmp_path))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    res = runner.invoke(app, ["run", "ard-logreg-mnist", "--data-dir", str(tmp_path),
+                              "--out", str(tmp_path / "m"), "--quiet"])
+    assert res.exit_code == 2
+    assert "--data-dir" in res.output and "BAYESSTRUCT_DATA" in res.output
