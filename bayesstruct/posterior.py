@@ -76,7 +76,7 @@ def from_draws(model, draws: Mapping[str, torch.Tensor | np.ndarray], *,
 def from_guide(model, guide, num_draws: int = 100, *, observed: torch.Tensor | None = None,
                history: Sequence[Mapping[str, float]] | None = None,
                attrs: Mapping[str, object] | None = None) -> InferenceData:
-    """Posterior of a variational run: ``num_draws`` draws from ``q`` (one chain) + ``q``'s factors."""
+    """Posterior of a variational run: ``num_draws`` draws from ``q`` (one chain), q's factors."""
     draws = {k: v.unsqueeze(0) for k, v in guide.sample(num_draws).items()}
     idata = from_draws(model, draws, observed=observed, history=history,
                        attrs={"engine": "svi", "guide": guide.name, **(attrs or {})})

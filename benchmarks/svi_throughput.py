@@ -39,7 +39,8 @@ class NaiveLeNet(PyroModule):
         super().__init__()
         widths = [n_in, 300, 100, n_out]
         self.layers = PyroModule[torch.nn.ModuleList](
-            [PyroModule[torch.nn.Linear](a, b) for a, b in zip(widths[:-1], widths[1:])])
+            [PyroModule[torch.nn.Linear](a, b)
+             for a, b in zip(widths[:-1], widths[1:], strict=True)])
         for layer in self.layers:
             layer.weight = PyroSample(
                 dist.Normal(0.0, 1.0).expand(layer.weight.shape).to_event(2))

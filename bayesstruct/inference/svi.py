@@ -223,6 +223,11 @@ def _svi_pyro(model, guide, train: Split, val: Split | None, *, epochs, batch_si
                                        return_sites=[s.name for s in model.sites]
                                        + [ls.name for ls in model.prior.latents])
     with torch.no_grad():
-        draws = {k: v.unsqueeze(0) for k, v in predictive(train.x[:1]).items()}
+        shapes = {n: s["value"].shape for n, s in
+                  pyro.poutine.trace(guide).get_trace(train.x[:1], train.y[:1]).nodes.items()
+                  if s["type"] == "sample"}
+        # Predictive pads each site with singleton plate dims: restore (chain, draw, *shape)
+        draws = {k: v.reshape(1, num_draws, *shapes[k])
+                 for k, v in predictive(train.x[:1]).items()}
     return posterior_mod.from_draws(model, draws, observed=train.y, history=history,
                                     attrs={"engine": "svi", "guide": type(guide).__name__})

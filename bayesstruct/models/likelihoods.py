@@ -23,7 +23,7 @@ class Likelihood(ABC):
 
     @abstractmethod
     def nll(self, out: Tensor, y: Tensor) -> Tensor:
-        """Summed negative log-likelihood of a batch (fast path, same value as ``-dist.log_prob``)."""
+        """Summed negative log-likelihood of a batch (fast path; equals ``-dist.log_prob``)."""
 
     def predictive(self, outs: Tensor) -> Tensor:
         """Average the predictive over Monte-Carlo draws ``outs[S, N, ...]``."""

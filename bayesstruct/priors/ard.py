@@ -88,7 +88,8 @@ class ARD(Prior):
         """The empirical-Bayes precisions of a site (per weight or per group)."""
         return getattr(self, _key(site))
 
-    def weight_loc_scale(self, site: ParamSite, latents: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    def weight_loc_scale(self, site: ParamSite,
+                         latents: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         alpha = latents[f"{site.name}.alpha"] if not self.empirical_bayes else self.precision(site)
         scale = expand_group(alpha, site).rsqrt()
         return torch.zeros((), device=scale.device), scale

@@ -179,7 +179,8 @@ class Prior(nn.Module, ABC):
         return dist.Normal(loc, scale).expand(site.shape).to_event(len(site.shape))
 
     @abstractmethod
-    def weight_loc_scale(self, site: ParamSite, latents: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    def weight_loc_scale(self, site: ParamSite,
+                         latents: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """Location and scale (broadcastable to the site) of a weight's Normal prior."""
 
     # -- closed forms -----------------------------------------------------------------------
@@ -202,7 +203,8 @@ class Prior(nn.Module, ABC):
                   latent_scale: dict[str, Tensor] | None) -> Tensor:
         """Summed ``E_q KL`` of one weight site (plus its latents' KL, if it owns any)."""
 
-    def log_prob(self, values: dict[str, Tensor], latents: dict[str, Tensor] | None = None) -> Tensor:
+    def log_prob(self, values: dict[str, Tensor],
+                 latents: dict[str, Tensor] | None = None) -> Tensor:
         """``log p(w, latents)`` at a point."""
         latents = latents or {}
         total = next(iter(values.values())).new_zeros(())

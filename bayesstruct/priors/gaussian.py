@@ -43,7 +43,8 @@ class Gaussian(Prior):
     def loc_var(self, site: ParamSite) -> tuple[Tensor, Tensor]:
         return getattr(self, _key(site, "loc")), getattr(self, _key(site, "var"))
 
-    def weight_loc_scale(self, site: ParamSite, latents: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    def weight_loc_scale(self, site: ParamSite,
+                         latents: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         mu, var = self.loc_var(site)
         return mu, var.sqrt()
 

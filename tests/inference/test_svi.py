@@ -22,7 +22,7 @@ def _logreg(ds, kind="ard", **kw):
 
 def test_ard_logreg_learns_digits(digits):
     model = _logreg(digits)
-    post = svi(model, guides.MeanField(), digits, epochs=25, lr=0.01, batch_size=64,
+    post = svi(model, guides.MeanField(), digits, epochs=80, lr=0.01, batch_size=64,
                progress=False, num_draws=10)
     params = {k: torch.as_tensor(v) for k, v in point_estimate(post).items()}
     acc = evaluate(model, {s.name: params[s.name] for s in model.sites}, digits.test)["acc"]

@@ -8,8 +8,8 @@ import torch
 from scipy.optimize import minimize
 
 from bayesstruct import priors
-from bayesstruct.priors.base import param_sites
 from bayesstruct.nets import mlp
+from bayesstruct.priors.base import param_sites
 
 
 def _kl_sum(m, s, mu, var):
@@ -33,7 +33,7 @@ def test_gaussian_closed_form_is_the_minimiser():
     prior.empirical_bayes_(loc, scale)
     for site in (s for s in sites if s.role == "weight"):
         m, s = loc[site.name].numpy(), scale[site.name].numpy()
-        res = minimize(lambda p: _kl_sum(m, s, p[0], np.exp(p[1])), x0=[0.0, 0.0],
+        res = minimize(lambda p, m=m, s=s: _kl_sum(m, s, p[0], np.exp(p[1])), x0=[0.0, 0.0],
                        method="Nelder-Mead", options={"xatol": 1e-10, "fatol": 1e-12,
                                                       "maxiter": 10_000})
         mu, var = prior.loc_var(site)
@@ -59,7 +59,7 @@ def test_ard_closed_form_is_the_minimiser(per):
             groups = [((slice(None), j),) for j in range(m.shape[1])]
         for (idx,) in groups:
             mg, sg = m[idx], s[idx]
-            res = minimize(lambda la: _kl_sum(mg, sg, 0.0, np.exp(-la[0])), x0=[0.0],
+            res = minimize(lambda la, mg=mg, sg=sg: _kl_sum(mg, sg, 0.0, np.exp(-la[0])), x0=[0.0],
                            method="Nelder-Mead", options={"xatol": 1e-10, "fatol": 1e-13})
             a = alpha[idx] if per == "weight" else alpha[idx[1]]
             assert float(a) == pytest.approx(np.exp(res.x[0]), rel=1e-4)
