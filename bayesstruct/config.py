@@ -94,6 +94,7 @@ class InferenceConfig(_Strict):
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(128, ge=1)
     lr: float = Field(1e-3, gt=0)
+    lr_schedule: Literal["constant", "cosine"] = "constant"
     kl_weight: float = Field(1.0, ge=0)
     kl_warmup_epochs: float = Field(0.0, ge=0)
     patience: int | None = Field(None, ge=1)

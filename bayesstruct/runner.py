@@ -79,6 +79,7 @@ def run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bool
          f"{len(ds.val)} val / {len(ds.test)} test), prior {cfg.prior.kind}, "
          f"guide {inf.guide}, {model.num_weights()} weights, device {device}")
     post = svi(model, guide, ds, epochs=inf.epochs, batch_size=inf.batch_size, lr=inf.lr,
+               lr_schedule=inf.lr_schedule,
                kl_weight=inf.kl_weight, kl_warmup_epochs=inf.kl_warmup_epochs, device=device,
                seed=cfg.seed, patience=inf.patience, checkpoint_dir=out / "checkpoints",
                resume=resume, num_draws=inf.num_draws, eb_every=inf.eb_every,

@@ -36,6 +36,7 @@ from ..models.bayesnet import BayesianNet
 __all__ = ["NonFiniteLossError", "evaluate", "svi"]
 
 CHECKPOINT = "last.pt"
+LR_SCHEDULES = ("constant", "cosine")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -80,6 +81,15 @@ def evaluate(model: BayesianNet, params: dict[str, torch.Tensor], split: Split,
     return {"nll": nll / n, "acc": correct / n}
 
 
+def _cosine(total_steps: int, floor: float = 0.01) -> Callable[[int], float]:
+    """lr factor ``floor + (1 - floor) (1 + cos(pi t / T)) / 2``: closed form in the step ``t``,
+    so a resumed run (even one given more epochs) continues on the same curve."""
+    def factor(t: int) -> float:
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(t, total_steps)
+                                                         / total_steps))
+    return factor
+
+
 def _as_splits(data: Dataset | Split, val: Split | None) -> tuple[Split, Split | None]:
     if isinstance(data, Dataset):
         return data.train, val if val is not None else data.val
@@ -87,7 +97,8 @@ def _as_splits(data: Dataset | Split, val: Split | None) -> tuple[Split, Split |
 
 
 def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None = None,
-        epochs: int = 10, batch_size: int = 128, lr: float = 1e-3, kl_weight: float = 1.0,
+        epochs: int = 10, batch_size: int = 128, lr: float = 1e-3,
+        lr_schedule: str = "constant", kl_weight: float = 1.0,
         kl_warmup_epochs: float = 0.0, device: str | torch.device = "cpu", seed: int = 0,
         patience: int | None = None, checkpoint_dir: str | Path | None = None,
         resume: bool = False, num_draws: int = 100, eb_every: int = 1, progress: bool = True,
@@ -98,6 +109,8 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
         model: the Pyro model (its ``num_data`` is set to the training-set size).
         guide: a bayesstruct guide (bound to ``model`` here if it is not yet) or any Pyro guide.
         data: a :class:`~bayesstruct.data.Dataset` (its train/val splits) or a training split.
+        lr_schedule: ``"constant"`` or ``"cosine"`` (per step from ``lr`` to ``lr / 100`` over
+            ``epochs``).
         kl_weight: beta of M1; ``kl_warmup_epochs`` ramps it linearly from 0.
         patience: stop after this many epochs without a better validation NLL (needs ``val``)
             and restore the best state.
@@ -110,11 +123,13 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
     train, val = train.to(device), (val.to(device) if val is not None else None)
     model.to(device)
     model.num_data = len(train)
+    if lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES} (got {lr_schedule!r})")
     if patience is not None and val is None:
         raise ValueError("early stopping (patience) needs a validation split")
     if not isinstance(guide, Guide):
-        if checkpoint_dir is not None or resume:
-            raise ValueError("checkpoints and resume need a bayesstruct guide "
+        if checkpoint_dir is not None or resume or lr_schedule != "constant":
+            raise ValueError("checkpoints, resume and lr schedules need a bayesstruct guide "
                              f"(meanfield, delta), not {type(guide).__name__}")
         return _svi_pyro(model, guide, train, val, epochs=epochs, batch_size=batch_size, lr=lr,
                          kl_weight=kl_weight, seed=seed, num_draws=num_draws, progress=progress)
@@ -123,6 +138,8 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
     guide.to(device)
     optim = torch.optim.Adam(guide.parameters(), lr=lr)
     batches = _Batches(train.x, train.y, batch_size, seed)
+    sched = (torch.optim.lr_scheduler.LambdaLR(optim, _cosine(epochs * len(batches)))
+             if lr_schedule == "cosine" else None)
     warmup_steps = kl_warmup_epochs * len(batches)
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
 
@@ -133,6 +150,8 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
         guide.load_state_dict(ck["guide"])
         model.prior.load_state_dict(ck["prior"])
         optim.load_state_dict(ck["optim"])
+        if sched is not None:
+            sched.load_state_dict(ck["sched"])
         torch.set_rng_state(ck["rng"])
         state = {k: ck[k] for k in state}
         best = ck.get("best")
@@ -152,6 +171,8 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
                 optim.zero_grad(set_to_none=True)
                 loss.backward()
                 optim.step()
+                if sched is not None:
+                    sched.step()
                 if eb and step % eb_every == 0:
                     model.prior.empirical_bayes_(*guide.moments())
                 total = total + loss.detach()
@@ -165,6 +186,7 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
                     f"loss became {epoch_loss} in epoch {epoch + 1}; {where}. Lower the "
                     "learning rate or raise the KL warm-up.")
             record = {"epoch": epoch + 1, "loss": epoch_loss, "kl_weight": model.kl_weight,
+                      "lr": optim.param_groups[0]["lr"],
                       "seconds": time.perf_counter() - t0}
             if val is not None:
                 ev = evaluate(model, guide.point(), val)
@@ -179,6 +201,7 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
             if ckpt_path is not None:
                 save_checkpoint({**state, "guide": guide.state_dict(),
                                  "prior": model.prior.state_dict(), "optim": optim.state_dict(),
+                                 "sched": sched.state_dict() if sched is not None else None,
                                  "rng": torch.get_rng_state(), "best": best}, ckpt_path)
             bar.update(1)
             bar.set_postfix({k: f"{record[k]:.4g}" for k in ("loss", "val_nll", "val_acc")
@@ -198,6 +221,7 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
         model, guide, num_draws, observed=train.y, history=state["history"],
         attrs={"epochs_run": state["epoch"], "best_epoch": state["best_epoch"],
                "stopped_early": stopped_early, "kl_weight": kl_weight, "lr": lr,
+               "lr_schedule": lr_schedule,
                "batch_size": batch_size, "seed": seed})
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pyro
 import pytest
 import torch
@@ -76,22 +77,38 @@ def _resumable_run(ds, tmp, epochs, **kw):
                checkpoint_dir=tmp, progress=False, num_draws=2, seed=7, **kw)
 
 
-def test_resume_after_interrupt_reaches_the_same_elbo(digits, tmp_path):
-    straight = _resumable_run(digits, tmp_path / "a", 4)
+@pytest.mark.parametrize("lr_schedule", ["constant", "cosine"])
+def test_resume_after_interrupt_reaches_the_same_elbo(digits, tmp_path, lr_schedule):
+    straight = _resumable_run(digits, tmp_path / "a", 4, lr_schedule=lr_schedule)
 
     def interrupt(record):
         if record["epoch"] == 2:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        _resumable_run(digits, tmp_path / "b", 4, callbacks=[interrupt])
+        _resumable_run(digits, tmp_path / "b", 4, callbacks=[interrupt],
+                       lr_schedule=lr_schedule)
     assert load_checkpoint(tmp_path / "b" / "last.pt")["epoch"] == 2
-    resumed = _resumable_run(digits, tmp_path / "b", 4, resume=True)
+    resumed = _resumable_run(digits, tmp_path / "b", 4, resume=True, lr_schedule=lr_schedule)
     a, b = straight.optimization["loss"].values, resumed.optimization["loss"].values
     assert len(b) == 4
     assert a[-1] == b[-1]  # bit-for-bit on CPU
     assert (straight.variational_loc["fc1.weight"].values
             == resumed.variational_loc["fc1.weight"].values).all()
+
+
+def test_cosine_schedule_follows_its_formula(digits):
+    model = _logreg(digits)
+    epochs, bs = 5, 256
+    post = svi(model, guides.MeanField(), digits, epochs=epochs, lr=0.02, batch_size=bs,
+               lr_schedule="cosine", progress=False, num_draws=2)
+    steps = -(-len(digits.train) // bs)
+    total = epochs * steps
+    t = steps * np.arange(1, epochs + 1)
+    expected = 0.02 * (0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * t / total)))
+    np.testing.assert_allclose(post.optimization["lr"].values, expected, rtol=1e-9)
+    with pytest.raises(ValueError, match="lr_schedule must be one of"):
+        svi(model, guides.MeanField(), digits, epochs=1, lr_schedule="step", progress=False)
 
 
 def test_nan_guard_keeps_last_good_checkpoint(digits, tmp_path):

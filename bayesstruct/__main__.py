@@ -1,0 +1,5 @@
+"""``python -m bayesstruct`` is the ``bayesstruct`` command."""
+
+from .cli import main
+
+main()

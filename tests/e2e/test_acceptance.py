@@ -1,0 +1,27 @@
+"""End-to-end runs on full data sets (``make test-slow``; CI runs them after the fast suite)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from bayesstruct.cli import app
+
+pytestmark = pytest.mark.slow
+
+
+def test_ard_logreg_fashion_mnist(fashion_mnist, tmp_path):
+    """Issue 2: >= 83 % test accuracy, >= 50 % of weights removed at <= 0.5 pp accuracy loss."""
+    out = tmp_path / "fm"
+    res = CliRunner().invoke(app, ["run", "ard-logreg-fashion-mnist", "--out", str(out),
+                                   "--quiet"])
+    assert res.exit_code == 0, res.output
+    m = json.loads((out / "metrics.json").read_text())
+    print(f"\nfashion-mnist ARD logreg: test acc {100 * m['test_acc']:.2f} %, removed "
+          f"{100 * m['fraction_removed']:.1f} %, acc after pruning "
+          f"{100 * m['test_acc_pruned']:.2f} %")
+    assert m["test_acc"] >= 0.83
+    assert m["fraction_removed"] >= 0.50
+    assert m["test_acc"] - m["test_acc_pruned"] <= 0.005
