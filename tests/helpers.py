@@ -36,7 +36,9 @@ def randomize_guide(guide, seed: int = 1) -> None:
     with torch.no_grad():
         for name, p in guide.named_parameters():
             noise = torch.randn(p.shape, generator=g)
-            if "raw_scale" in name:
+            if "raw_scale" in name:  # softplus scales of the latents
                 p.copy_(-1.0 + 0.5 * noise)
+            elif "log_var" in name:  # sd around exp(-1.3) ~ 0.27
+                p.copy_(-2.6 + 1.0 * noise)
             else:
                 p.copy_(0.5 * noise)

@@ -1,7 +1,9 @@
 """Mean-field Normal guide with the local reparameterisation trick (METHODS.md M4.4).
 
-``q(w) = prod_i N(w_i | m_i, s_i^2)`` with ``s = softplus(rho)``; positive hyper-latents
-(precisions, scales) get ``LogNormal`` factors.
+``q(w) = prod_i N(w_i | m_i, s_i^2)`` parameterised by ``log s_i^2`` (as in Molchanov et al.
+2017): the variance the LRT layers need and the ``log s^2`` the KL needs are one ``exp`` apart,
+which keeps the per-step cost low (see ``benchmarks/RESULTS.md``). Positive hyper-latents
+(precisions, scales) get ``LogNormal`` factors (softplus-parameterised log-space scale).
 
 Local reparameterisation (Kingma, Salimans & Welling 2015): for a Linear layer ``a = x W^T + b``
 with independent Gaussian weights, each pre-activation is Gaussian,
@@ -35,7 +37,7 @@ def _inv_softplus(y: float) -> float:
 
 
 class _LRTLayer(nn.Module):
-    """A layer that reads ``(loc, scale)`` of its weight and bias from a shared state dict."""
+    """A layer that reads ``(loc, var)`` of its weight and bias from a shared state dict."""
 
     def __init__(self, state: dict, weight: str, bias: str | None) -> None:
         super().__init__()
@@ -43,21 +45,21 @@ class _LRTLayer(nn.Module):
         self.weight_name, self.bias_name = weight, bias
 
     def _params(self) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
-        loc, scale = self.state["loc"], self.state["scale"]
-        w, sw = loc[self.weight_name], scale[self.weight_name]
+        loc, var = self.state["loc"], self.state["var"]
+        w, vw = loc[self.weight_name], var[self.weight_name]
         if self.bias_name is None:
-            return w, sw, None, None
-        return w, sw, loc[self.bias_name], scale[self.bias_name]
+            return w, vw, None, None
+        return w, vw, loc[self.bias_name], var[self.bias_name]
 
     def _op(self, x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
         raise NotImplementedError
 
     def forward(self, x: Tensor) -> Tensor:
-        w, sw, b, sb = self._params()
+        w, vw, b, vb = self._params()
         mean = self._op(x, w, b)
         if self.state.get("mean_only"):
             return mean
-        var = self._op(x * x, sw * sw, None if sb is None else sb * sb)
+        var = self._op(x * x, vw, vb)
         return mean + torch.sqrt(var + 1e-16) * torch.randn_like(mean)
 
 
@@ -124,12 +126,12 @@ class MeanField(Guide):
     def _setup(self, model: BayesianNet) -> None:
         params = dict(model.net.named_parameters())
         self.loc = nn.ParameterDict()
-        self.raw_scale = nn.ParameterDict()
+        self.log_var = nn.ParameterDict()
         for s in model.sites:
             k = site_key(s.name)
             self.loc[k] = nn.Parameter(params[s.name].detach().clone())
-            self.raw_scale[k] = nn.Parameter(
-                torch.full_like(self.loc[k], _inv_softplus(self.init_scale)))
+            self.log_var[k] = nn.Parameter(
+                torch.full_like(self.loc[k], 2.0 * math.log(self.init_scale)))
         self.latent_loc = nn.ParameterDict()
         self.latent_raw_scale = nn.ParameterDict()
         for ls in model.prior.latents:
@@ -145,8 +147,12 @@ class MeanField(Guide):
     def locs(self) -> dict[str, Tensor]:
         return {s.name: self.loc[site_key(s.name)] for s in self.model.sites}
 
+    def log_variances(self) -> dict[str, Tensor]:
+        return {s.name: self.log_var[site_key(s.name)] for s in self.model.sites}
+
     def scales(self) -> dict[str, Tensor]:
-        return {s.name: F.softplus(self.raw_scale[site_key(s.name)]) for s in self.model.sites}
+        return {s.name: torch.exp(0.5 * self.log_var[site_key(s.name)])
+                for s in self.model.sites}
 
     def latent_params(self) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         lat = self.model.prior.latents
@@ -168,18 +174,19 @@ class MeanField(Guide):
     # -- fast path ------------------------------------------------------------------------------
     def loss(self, x: Tensor, y: Tensor) -> Tensor:
         model = self.model
-        loc, scale = self.locs(), self.scales()
+        loc, log_var = self.locs(), self.log_variances()
+        var = {k: torch.exp(v) for k, v in log_var.items()}
         lat_loc, lat_scale = self.latent_params()
-        self._state.update(loc=loc, scale=scale, mean_only=False)
+        self._state.update(loc=loc, var=var, mean_only=False)
         out = self.lrt_net(x)
         nll = model.likelihood.nll(out, y) * self._scale_n(x)
-        kl = model.prior.kl(loc, scale, lat_loc, lat_scale)
+        kl = model.prior.kl(loc, log_var, lat_loc, lat_scale, q_var=var)
         self._state.clear()
         return nll + model.kl_weight * kl
 
     def kl(self) -> Tensor:
         """``E_q KL(q || p)`` in closed form (the prior's :meth:`~Prior.kl`)."""
-        return self.model.prior.kl(self.locs(), self.scales(), *self.latent_params())
+        return self.model.prior.kl(self.locs(), self.log_variances(), *self.latent_params())
 
     # -- reading the posterior ------------------------------------------------------------------
     @torch.no_grad()

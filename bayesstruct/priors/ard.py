@@ -22,7 +22,14 @@ import pyro.distributions as dist
 import torch
 from torch import Tensor
 
-from .base import LatentSite, ParamSite, Prior, expand_group, kl_lognormal_gamma
+from .base import (
+    LatentSite,
+    ParamSite,
+    Prior,
+    expand_group,
+    kl_lognormal_gamma,
+    kl_normal_sum,
+)
 
 __all__ = ["ARD"]
 
@@ -94,16 +101,17 @@ class ARD(Prior):
         scale = expand_group(alpha, site).rsqrt()
         return torch.zeros((), device=scale.device), scale
 
-    def weight_kl(self, site, m, s, latent_loc, latent_scale) -> Tensor:
-        m2s2 = m * m + s * s
+    def weight_kl(self, site, m, var, log_var, latent_loc, latent_scale) -> Tensor:
+        """``1/2 sum [alpha (m^2 + s^2) - log alpha - log s^2 - 1]`` (M2.2); under a LogNormal
+        hyper-posterior ``alpha`` and ``log alpha`` become ``E_q alpha = exp(mu + sd^2/2)`` and
+        ``E_q log alpha = mu``, plus ``KL(q(alpha) || Gamma(a, b))``."""
         if self.empirical_bayes:
             alpha = expand_group(self.precision(site), site)
-            return 0.5 * (alpha * m2s2 - torch.log(alpha) - 2 * torch.log(s) - 1).sum()
+            return kl_normal_sum(m, var, log_var, alpha, alpha.log())
         name = f"{site.name}.alpha"
         mu_a, sd_a = latent_loc[name], latent_scale[name]
         e_alpha = expand_group(torch.exp(mu_a + 0.5 * sd_a * sd_a), site)
-        e_log_alpha = expand_group(mu_a, site)
-        kl_w = 0.5 * (e_alpha * m2s2 - e_log_alpha - 2 * torch.log(s) - 1).sum()
+        kl_w = kl_normal_sum(m, var, log_var, e_alpha, expand_group(mu_a, site))
         return kl_w + kl_lognormal_gamma(mu_a, sd_a, self.a, self.b).sum()
 
     @torch.no_grad()

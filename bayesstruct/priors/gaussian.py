@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import ParamSite, Prior, kl_normal_normal
+from .base import ParamSite, Prior, kl_normal_sum
 
 __all__ = ["Gaussian"]
 
@@ -48,9 +48,10 @@ class Gaussian(Prior):
         mu, var = self.loc_var(site)
         return mu, var.sqrt()
 
-    def weight_kl(self, site, m, s, latent_loc, latent_scale) -> Tensor:
-        mu, var = self.loc_var(site)
-        return kl_normal_normal(m, s, mu, var).sum()
+    def weight_kl(self, site, m, var, log_var, latent_loc, latent_scale) -> Tensor:
+        mu, prior_var = self.loc_var(site)
+        return kl_normal_sum(m, var, log_var, prior_var.reciprocal(), -prior_var.log(),
+                             None if self.init_loc == 0 and not self.empirical_bayes else mu)
 
     @torch.no_grad()
     def empirical_bayes_(self, q_loc: dict[str, Tensor], q_scale: dict[str, Tensor]) -> None:

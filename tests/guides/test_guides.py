@@ -96,7 +96,7 @@ def test_unknown_guide_lists_allowed():
 def test_guide_parameters_exclude_the_model():
     model, guide = _make("gaussian", {}, "meanfield")
     names = [n for n, _ in guide.named_parameters()]
-    assert names and all(n.startswith(("loc.", "raw_scale.")) for n in names)
+    assert names and all(n.startswith(("loc.", "log_var.")) for n in names)
 
 
 def test_unsupported_layer_is_refused():

@@ -44,7 +44,7 @@ def test_linear_lrt_matches_sampled_weights():
     torch.manual_seed(0)
     m, s, mb, sb = _params((3, 6), (3,))
     x = torch.randn(2, 6)
-    state = {"loc": {"w": m, "b": mb}, "scale": {"w": s, "b": sb}}
+    state = {"loc": {"w": m, "b": mb}, "var": {"w": s * s, "b": sb * sb}}
     layer = LRTLinear(state, "w", "b")
     lrt = layer(x.expand(S, 2, 6).reshape(S * 2, 6)).reshape(S, 2, 3)
     w = m + s * torch.randn(S, 3, 6)
@@ -60,7 +60,7 @@ def test_conv_lrt_matches_sampled_weights():
     m, s, mb, sb = _params((2, 1, 3, 3), (2,))
     x = torch.randn(1, 1, 5, 5)
     conv = torch.nn.Conv2d(1, 2, 3, padding=1)
-    state = {"loc": {"w": m, "b": mb}, "scale": {"w": s, "b": sb}}
+    state = {"loc": {"w": m, "b": mb}, "var": {"w": s * s, "b": sb * sb}}
     layer = LRTConv2d(state, "w", "b", conv)
     n = 8000
     lrt = layer(x.expand(n, 1, 5, 5).contiguous())
@@ -76,7 +76,7 @@ def test_conv_lrt_matches_sampled_weights():
 
 def test_mean_only_mode_is_deterministic():
     m, s, mb, sb = _params((3, 4), (3,))
-    state = {"loc": {"w": m, "b": mb}, "scale": {"w": s, "b": sb}, "mean_only": True}
+    state = {"loc": {"w": m, "b": mb}, "var": {"w": s * s, "b": sb * sb}, "mean_only": True}
     x = torch.randn(5, 4)
     torch.testing.assert_close(LRTLinear(state, "w", "b")(x), F.linear(x, m, mb))
 

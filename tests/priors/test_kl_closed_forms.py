@@ -10,7 +10,7 @@ import torch
 from torch.distributions import kl_divergence
 
 from bayesstruct.guides import MeanField
-from bayesstruct.priors.base import kl_lognormal_gamma, kl_normal_normal
+from bayesstruct.priors.base import kl_lognormal_gamma, kl_normal_normal, kl_normal_sum
 from tests.helpers import PRIOR_GRID, PRIOR_IDS, randomize_guide, small_model
 
 
@@ -21,6 +21,21 @@ def test_normal_normal_matches_torch():
     ours = kl_normal_normal(m, s, mu, sig**2)
     ref = kl_divergence(dist.Normal(m, s), dist.Normal(mu, sig))
     torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("prec_shape", [(), (1, 7), (5, 7)])
+@pytest.mark.parametrize("with_mu", [False, True])
+def test_summed_precision_form_matches_torch(prec_shape, with_mu):
+    """kl_normal_sum (scalar / per-group / per-weight precision) == sum of torch's KLs."""
+    g = torch.Generator().manual_seed(1)
+    m, lv = torch.randn(5, 7, generator=g), torch.randn(5, 7, generator=g) - 1
+    prec = torch.rand(prec_shape, generator=g) + 0.2
+    mu = torch.randn(5, 7, generator=g) if with_mu else None
+    ours = kl_normal_sum(m, lv.exp(), lv, prec, prec.log(), mu)
+    ref = kl_divergence(dist.Normal(m, (0.5 * lv).exp()),
+                        dist.Normal(0.0 if mu is None else mu,
+                                    prec.rsqrt().expand(5, 7))).sum()
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("loc,scale,a,b", [(0.0, 0.3, 1.0, 1.0), (1.2, 0.7, 2.0, 0.5),
