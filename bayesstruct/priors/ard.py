@@ -28,7 +28,6 @@ from .base import (
     Prior,
     expand_group,
     kl_lognormal_gamma,
-    kl_normal_sum,
 )
 
 __all__ = ["ARD"]
@@ -101,18 +100,18 @@ class ARD(Prior):
         scale = expand_group(alpha, site).rsqrt()
         return torch.zeros((), device=scale.device), scale
 
-    def weight_kl(self, site, m, var, log_var, latent_loc, latent_scale) -> Tensor:
+    def weight_precision(self, site, latent_loc, latent_scale):
         """``1/2 sum [alpha (m^2 + s^2) - log alpha - log s^2 - 1]`` (M2.2); under a LogNormal
         hyper-posterior ``alpha`` and ``log alpha`` become ``E_q alpha = exp(mu + sd^2/2)`` and
         ``E_q log alpha = mu``, plus ``KL(q(alpha) || Gamma(a, b))``."""
         if self.empirical_bayes:
             alpha = expand_group(self.precision(site), site)
-            return kl_normal_sum(m, var, log_var, alpha, alpha.log())
+            return alpha, alpha.log(), None, None
         name = f"{site.name}.alpha"
         mu_a, sd_a = latent_loc[name], latent_scale[name]
         e_alpha = expand_group(torch.exp(mu_a + 0.5 * sd_a * sd_a), site)
-        kl_w = kl_normal_sum(m, var, log_var, e_alpha, expand_group(mu_a, site))
-        return kl_w + kl_lognormal_gamma(mu_a, sd_a, self.a, self.b).sum()
+        return (e_alpha, expand_group(mu_a, site), None,
+                kl_lognormal_gamma(mu_a, sd_a, self.a, self.b).sum())
 
     @torch.no_grad()
     def empirical_bayes_(self, q_loc: dict[str, Tensor], q_scale: dict[str, Tensor]) -> None:

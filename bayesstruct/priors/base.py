@@ -122,10 +122,6 @@ def kl_normal_sum(m: Tensor, var: Tensor, log_var: Tensor, prec: Tensor, log_pre
     with its local-reparameterisation layers). A scalar precision is applied after summing,
     and the log-precision sum counts each broadcast value once per weight it covers.
     """
-    if mu is None and not log_prec.requires_grad and (prec.numel() == 1 or prec.shape == m.shape):
-        # the common case (fixed or empirical-Bayes precision): one fused autograd node
-        log_prec_sum = log_prec.sum() * (m.numel() // log_prec.numel())
-        return _GaussianKLSum.apply(m, log_var, var, prec) - 0.5 * log_prec_sum
     d2 = m * m if mu is None else (m - mu) ** 2
     if prec.numel() == 1:
         quad = prec.reshape(()) * (var.sum() + d2.sum())
@@ -136,35 +132,47 @@ def kl_normal_sum(m: Tensor, var: Tensor, log_var: Tensor, prec: Tensor, log_pre
     return 0.5 * (quad - log_prec_sum - log_var.sum() - n)
 
 
-class _GaussianKLSum(torch.autograd.Function):
-    """``1/2 sum [prec (var + m^2) - log var - 1]`` with its gradient in closed form,
+class _GaussianKLSums(torch.autograd.Function):
+    """``sum_sites 1/2 sum_i [prec (var + m^2) - log prec - log var - 1]`` for many sites in one
+    autograd node, with the gradient in closed form,
 
-        d/dm = prec m,    d/d(log var) = (prec var - 1) / 2,
+        d/dm = prec m,    d/d(log var) = (prec var - 1) / 2.
 
-    written out because the generic autograd graph of this sum makes about a dozen passes over
-    every weight per step, the fused form five (measured: ``benchmarks/svi_throughput.py``).
-    ``var`` must equal ``exp(log_var)``; it is not differentiated (its gradient is returned
-    through ``log_var``). ``prec`` is a constant here (scalar or of ``m``'s shape).
+    Written out because the generic graph costs about a dozen tensor operations per site per
+    step, and at minibatch sizes the per-operation overhead, not the arithmetic, dominates
+    (measured: ``benchmarks/svi_throughput.py``, ``benchmarks/RESULTS.md``). Inputs, flattened
+    in groups of five per site: ``m, log_var, var, prec, log_prec`` with ``var = exp(log_var)``
+    (not differentiated; its gradient goes through ``log_var``) and constant ``prec``,
+    ``log_prec`` broadcastable to ``m``.
     """
 
     @staticmethod
-    def forward(ctx, m, log_var, var, prec):
-        ctx.save_for_backward(m, var, prec)
-        mf = m.reshape(-1)
-        if prec.numel() == 1:
-            quad = prec.reshape(()) * (var.sum() + torch.dot(mf, mf))
-        else:
-            pf = prec.reshape(-1)
-            quad = torch.dot(pf, var.reshape(-1)) + torch.dot(pf * mf, mf)
-        return 0.5 * (quad - log_var.sum() - m.numel())
+    def forward(ctx, *args):
+        ctx.save_for_backward(*args)
+        total = args[0].new_zeros(())
+        for k in range(0, len(args), 5):
+            m, log_var, var, prec, log_prec = args[k: k + 5]
+            n = m.numel()
+            if prec.numel() == 1:
+                mf = m.reshape(-1)
+                quad = prec.reshape(()) * (var.sum() + torch.dot(mf, mf))
+            else:
+                quad = (prec * (var + m * m)).sum()
+            total += quad - log_prec.sum() * (n // log_prec.numel()) - log_var.sum() - n
+        return 0.5 * total
 
     @staticmethod
     def backward(ctx, g):
-        m, var, prec = ctx.saved_tensors
-        gp = g * prec
-        d_m = m * gp if ctx.needs_input_grad[0] else None
-        d_lv = (var * (0.5 * gp)).sub_(0.5 * g) if ctx.needs_input_grad[1] else None
-        return d_m, d_lv, None, None
+        args = ctx.saved_tensors
+        grads: list[Tensor | None] = []
+        half_g = 0.5 * g
+        for k in range(0, len(args), 5):
+            m, _, var, prec, _ = args[k: k + 5]
+            gp = g * prec
+            d_m = m * gp if ctx.needs_input_grad[k] else None
+            d_lv = (var * (0.5 * gp)).sub_(half_g) if ctx.needs_input_grad[k + 1] else None
+            grads += [d_m, d_lv, None, None, None]
+        return tuple(grads)
 
 
 def kl_lognormal_gamma(loc: Tensor, scale: Tensor, a: float, b: float) -> Tensor:
@@ -207,6 +215,9 @@ class Prior(nn.Module, ABC):
         if bias_scale <= 0:
             raise ValueError(f"bias_scale must be > 0, got {bias_scale}")
         self.bias_scale = float(bias_scale)
+        self.register_buffer("bias_precision", torch.tensor(bias_scale**-2.0), persistent=False)
+        self.register_buffer("bias_log_precision", torch.tensor(-2.0 * math.log(bias_scale)),
+                             persistent=False)
         self.sites: list[ParamSite] = []
 
     # -- wiring -----------------------------------------------------------------------------
@@ -252,21 +263,34 @@ class Prior(nn.Module, ABC):
         when the caller already has it.
         """
         total = q_loc[self.sites[0].name].new_zeros(())
+        fused: list[Tensor] = []
         for s in self.sites:
             m, lv = q_loc[s.name], q_log_var[s.name]
             v = q_var[s.name] if q_var is not None else torch.exp(lv)
             if s.role == "bias":
-                prec = m.new_tensor(1.0 / self.bias_scale**2)
-                total = total + kl_normal_sum(m, v, lv, prec, prec.log())
+                prec, log_prec, mu = self.bias_precision, self.bias_log_precision, None
             else:
-                total = total + self.weight_kl(s, m, v, lv, latent_loc, latent_scale)
+                prec, log_prec, mu, extra = self.weight_precision(s, latent_loc, latent_scale)
+                if extra is not None:
+                    total = total + extra
+            if mu is None and not (prec.requires_grad or log_prec.requires_grad):
+                fused += [m, lv, v, prec, log_prec]
+            else:
+                total = total + kl_normal_sum(m, v, lv, prec, log_prec, mu)
+        if fused:
+            total = total + _GaussianKLSums.apply(*fused)
         return total
 
     @abstractmethod
-    def weight_kl(self, site: ParamSite, m: Tensor, var: Tensor, log_var: Tensor,
-                  latent_loc: dict[str, Tensor] | None,
-                  latent_scale: dict[str, Tensor] | None) -> Tensor:
-        """Summed ``E_q KL`` of one weight site (plus its latents' KL, if it owns any)."""
+    def weight_precision(self, site: ParamSite, latent_loc: dict[str, Tensor] | None,
+                         latent_scale: dict[str, Tensor] | None
+                         ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+        """The precision form of a weight site's expected KL: ``(prec, log_prec, mu, extra)``.
+
+        ``E_q KL(q(w) || p(w | latents)) = kl_normal_sum(m, var, log_var, prec, log_prec, mu)``
+        (``mu=None`` for a zero prior mean), plus ``extra`` (the KL of the site's own latents,
+        or ``None``). ``prec`` and ``log_prec`` broadcast against the site.
+        """
 
     def log_prob(self, values: dict[str, Tensor],
                  latents: dict[str, Tensor] | None = None) -> Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import ParamSite, Prior, kl_normal_sum
+from .base import ParamSite, Prior
 
 __all__ = ["Gaussian"]
 
@@ -48,10 +48,10 @@ class Gaussian(Prior):
         mu, var = self.loc_var(site)
         return mu, var.sqrt()
 
-    def weight_kl(self, site, m, var, log_var, latent_loc, latent_scale) -> Tensor:
+    def weight_precision(self, site, latent_loc, latent_scale):
         mu, prior_var = self.loc_var(site)
-        return kl_normal_sum(m, var, log_var, prior_var.reciprocal(), -prior_var.log(),
-                             None if self.init_loc == 0 and not self.empirical_bayes else mu)
+        zero_mean = self.init_loc == 0 and not self.empirical_bayes
+        return prior_var.reciprocal(), -prior_var.log(), None if zero_mean else mu, None
 
     @torch.no_grad()
     def empirical_bayes_(self, q_loc: dict[str, Tensor], q_scale: dict[str, Tensor]) -> None:
