@@ -59,8 +59,8 @@ class _LRTLayer(nn.Module):
         mean = self._op(x, w, b)
         if self.state.get("mean_only"):
             return mean
-        var = self._op(x * x, vw, vb)
-        return mean + torch.sqrt(var + 1e-16) * torch.randn_like(mean)
+        sd = self._op(x * x, vw, vb).add_(1e-16).sqrt_()  # in place: fewer temporaries
+        return torch.addcmul(mean, sd, torch.randn_like(mean))
 
 
 class LRTLinear(_LRTLayer):
