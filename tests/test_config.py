@@ -47,6 +47,7 @@ def test_every_catalog_entry_and_recipe_is_valid():
     ("prior.hyper=jeffreys", "prior.hyper", "'gamma' or 'empirical_bayes'"),
     ("inference.guide=laplace", "inference.guide", "'meanfield' or 'delta'"),
     ("inference.engine=nuts", "inference.engine", "'svi'"),
+    ("inference.lr_schedule=step", "inference.lr_schedule", "'constant' or 'cosine'"),
     ("net.kind=resnet", "net.kind", "'logreg', 'mlp', 'lenet300' or 'lenet5'"),
     ("data.name=cifar10", "data.name", "'digits'"),
     ("likelihood=poisson", "likelihood", "'categorical'"),

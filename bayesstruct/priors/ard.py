@@ -115,12 +115,7 @@ class ARD(Prior):
 
     @torch.no_grad()
     def empirical_bayes_(self, q_loc: dict[str, Tensor], q_scale: dict[str, Tensor]) -> None:
-        if not self.empirical_bayes:
-            return
-        for site in self.sites:
-            if site.role != "weight":
-                continue
-            m, s = q_loc[site.name], q_scale[site.name]
+        for site, m, s in self._eb_weight_moments(q_loc, q_scale):
             m2s2 = m * m + s * s
             alpha = self.precision(site)
             if alpha.shape == m2s2.shape:

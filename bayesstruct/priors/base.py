@@ -281,6 +281,14 @@ class Prior(nn.Module, ABC):
             total = total + _GaussianKLSums.apply(*fused)
         return total
 
+    def _eb_weight_moments(self, q_loc: dict[str, Tensor], q_scale: dict[str, Tensor]):
+        """``(site, m, s)`` of every weight site when empirical Bayes is on (else nothing)."""
+        if not getattr(self, "empirical_bayes", False):
+            return
+        for site in self.sites:
+            if site.role == "weight":
+                yield site, q_loc[site.name], q_scale[site.name]
+
     @abstractmethod
     def weight_precision(self, site: ParamSite, latent_loc: dict[str, Tensor] | None,
                          latent_scale: dict[str, Tensor] | None

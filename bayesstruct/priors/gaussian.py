@@ -55,12 +55,7 @@ class Gaussian(Prior):
 
     @torch.no_grad()
     def empirical_bayes_(self, q_loc: dict[str, Tensor], q_scale: dict[str, Tensor]) -> None:
-        if not self.empirical_bayes:
-            return
-        for site in self.sites:
-            if site.role != "weight":
-                continue
-            m, s = q_loc[site.name], q_scale[site.name]
+        for site, m, s in self._eb_weight_moments(q_loc, q_scale):
             mu, var = self.loc_var(site)
             mu.copy_(m.mean())
             var.copy_(((m - mu) ** 2 + s * s).mean())
