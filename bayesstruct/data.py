@@ -23,7 +23,6 @@ import gzip
 import hashlib
 import os
 import shutil
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -31,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from .files import atomic_path
 
 __all__ = [
     "DATASETS", "IDX_FILES", "SHA256", "FMNIST_SYSTEM_DIR", "DataNotFoundError", "Split",
@@ -222,7 +223,8 @@ def download(name: str, dest: str | os.PathLike | None = None, *, base_url: str 
     """Download the four IDX files of ``name`` into ``dest`` (default: the user cache).
 
     Each file goes to a temporary name, is checked against :data:`SHA256` and only then moved
-    into place (``os.replace``), so an interrupted or corrupt download leaves nothing behind.
+    into place (:func:`bayesstruct.files.atomic_path`), so an interrupted or corrupt download
+    leaves nothing behind.
 
     Raises:
         ValueError: a file's SHA-256 does not match.
@@ -239,22 +241,18 @@ def download(name: str, dest: str | os.PathLike | None = None, *, base_url: str 
         target = dest / fname
         if target.is_file() and _sha256(target) == digest:
             continue
-        fd, tmp = tempfile.mkstemp(prefix=f".{fname}.", suffix=".part", dir=dest)
         try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(base + fname,
+            with atomic_path(target) as tmp:
+                with open(tmp, "wb") as out, urllib.request.urlopen(base + fname,
                                                                     timeout=timeout) as resp:
-                shutil.copyfileobj(resp, out)
-            got = _sha256(Path(tmp))
-            if got != digest:
-                raise ValueError(f"checksum mismatch for {base + fname}: SHA-256 {got}, "
-                                 f"expected {digest}; nothing was kept")
-            os.replace(tmp, target)
+                    shutil.copyfileobj(resp, out)
+                got = _sha256(tmp)
+                if got != digest:
+                    raise ValueError(f"checksum mismatch for {base + fname}: SHA-256 {got}, "
+                                     f"expected {digest}; nothing was kept")
         except (urllib.error.URLError, OSError, TimeoutError) as e:
             raise DataNotFoundError(_missing_message(
                 name, None, f" and downloading {base + fname} failed ({e})")) from e
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
     return dest
 
 

@@ -36,7 +36,7 @@ from pyro.nn import PyroModule, PyroSample
 
 from bayesstruct import data, guides, nets, priors
 from bayesstruct.inference import svi
-from bayesstruct.inference.svi import make_adam
+from bayesstruct.inference.svi import Minibatches, make_adam
 from bayesstruct.models import BayesianNet
 
 
@@ -64,13 +64,6 @@ class NaiveLeNet(PyroModule):
         return h
 
 
-def batches(x, y, bs, seed):
-    perm = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))
-    for i in range(0, x.shape[0], bs):
-        idx = perm[i: i + bs].to(x.device)
-        yield x[idx], y[idx]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
@@ -82,6 +75,7 @@ def main() -> None:
     device = torch.device(args.device)
     ds = data.load(args.dataset, seed=0, device=device)
     x, y = ds.train.x, ds.train.y
+    batches = Minibatches(x, y, args.batch_size, seed=0)  # the engine's own minibatches
     n_in, n_out, n = ds.n_features, ds.n_classes, len(ds.train)
 
     torch.manual_seed(0)
@@ -95,14 +89,14 @@ def main() -> None:
     naive = SVI(naive_model, naive_guide, pyro.optim.Adam({"lr": 1e-3}), Trace_ELBO())
 
     def plain_epoch(seed):
-        for xb, yb in batches(x, y, args.batch_size, seed):
+        for xb, yb in batches.epoch(seed):
             loss = F.cross_entropy(plain(xb), yb)
             plain_opt.zero_grad(set_to_none=True)
             loss.backward()
             plain_opt.step()
 
     def naive_epoch(seed):
-        for xb, yb in batches(x, y, args.batch_size, seed):
+        for xb, yb in batches.epoch(seed):
             naive.step(xb, yb)
 
     others = {"plain": plain_epoch}

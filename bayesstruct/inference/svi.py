@@ -33,7 +33,7 @@ from ..files import load_checkpoint, save_checkpoint
 from ..guides.base import Guide
 from ..models.bayesnet import BayesianNet
 
-__all__ = ["NonFiniteLossError", "evaluate", "svi"]
+__all__ = ["Minibatches", "NonFiniteLossError", "evaluate", "make_adam", "svi"]
 
 CHECKPOINT = "last.pt"
 LR_SCHEDULES = ("constant", "cosine")
@@ -44,7 +44,9 @@ class NonFiniteLossError(FloatingPointError):
 
 
 @dataclass
-class _Batches:
+class Minibatches:
+    """Minibatches of a seeded permutation per epoch (the engine's, reused by the benchmarks)."""
+
     x: torch.Tensor
     y: torch.Tensor
     batch_size: int
@@ -147,7 +149,7 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
     guide.setup(model)
     guide.to(device)
     optim = make_adam(guide.parameters(), lr)
-    batches = _Batches(train.x, train.y, batch_size, seed)
+    batches = Minibatches(train.x, train.y, batch_size, seed)
     sched = (torch.optim.lr_scheduler.LambdaLR(optim, _cosine(epochs * len(batches)))
              if lr_schedule == "cosine" else None)
     warmup_steps = kl_warmup_epochs * len(batches)
@@ -246,7 +248,7 @@ def _svi_pyro(model, guide, train: Split, val: Split | None, *, epochs, batch_si
     model.kl_weight = kl_weight
     svi_ = pyro.infer.SVI(model, guide, pyro.optim.Adam({"lr": lr}),
                           pyro.infer.TraceMeanField_ELBO())
-    batches = _Batches(train.x, train.y, batch_size, seed)
+    batches = Minibatches(train.x, train.y, batch_size, seed)
     history = []
     for epoch in tqdm(range(epochs), desc="svi (pyro)", disable=not progress):
         total = sum(svi_.step(x, y) for x, y in batches.epoch(epoch))

@@ -122,11 +122,12 @@ def kl_normal_sum(m: Tensor, var: Tensor, log_var: Tensor, prec: Tensor, log_pre
     with its local-reparameterisation layers). A scalar precision is applied after summing,
     and the log-precision sum counts each broadcast value once per weight it covers.
     """
-    d2 = m * m if mu is None else (m - mu) ** 2
+    d = m if mu is None else m - mu
     if prec.numel() == 1:
-        quad = prec.reshape(()) * (var.sum() + d2.sum())
+        df = d.reshape(-1)
+        quad = prec.reshape(()) * (var.sum() + torch.dot(df, df))
     else:
-        quad = (prec * (var + d2)).sum()
+        quad = (prec * (var + d * d)).sum()
     n = m.numel()
     log_prec_sum = log_prec.sum() * (n // log_prec.numel())
     return 0.5 * (quad - log_prec_sum - log_var.sum() - n)
@@ -152,14 +153,8 @@ class _GaussianKLSums(torch.autograd.Function):
         total = args[0].new_zeros(())
         for k in range(0, len(args), 5):
             m, log_var, var, prec, log_prec = args[k: k + 5]
-            n = m.numel()
-            if prec.numel() == 1:
-                mf = m.reshape(-1)
-                quad = prec.reshape(()) * (var.sum() + torch.dot(mf, mf))
-            else:
-                quad = (prec * (var + m * m)).sum()
-            total += quad - log_prec.sum() * (n // log_prec.numel()) - log_var.sum() - n
-        return 0.5 * total
+            total += kl_normal_sum(m, var, log_var, prec, log_prec)
+        return total
 
     @staticmethod
     def backward(ctx, g):
