@@ -81,7 +81,22 @@ class ARDPriorConfig(_Strict):
     bias_scale: float = Field(1.0, gt=0)
 
 
-PriorConfig = Annotated[Union[GaussianPriorConfig, ARDPriorConfig],  # noqa: UP007
+class LogUniformPriorConfig(_Strict):
+    kind: Literal["log_uniform"]
+    level: Literal["weight", "unit"] = "weight"
+    init_log_alpha: float = Field(-8.0, le=8, ge=-20)
+    bias_scale: float = Field(1.0, gt=0)
+
+
+class HorseshoePriorConfig(_Strict):
+    kind: Literal["horseshoe"]
+    tau0: float = Field(1.0, gt=0)
+    slab_scale: float | None = Field(None, gt=0)
+    bias_scale: float = Field(1.0, gt=0)
+
+
+PriorConfig = Annotated[Union[GaussianPriorConfig, ARDPriorConfig,  # noqa: UP007
+                              LogUniformPriorConfig, HorseshoePriorConfig],
                         Field(discriminator="kind")]
 
 
@@ -104,9 +119,18 @@ class InferenceConfig(_Strict):
 
 
 class PruningConfig(_Strict):
-    criterion: Literal["auto", "rho", "magnitude"] = "auto"
+    """How decisions are made (M5). ``auto`` takes the prior's own criterion: ``rho`` (Gaussian,
+    ARD), ``log_alpha`` per weight (sparse VD), ``unit`` (BC-GNJ, BC-GHS); ``magnitude`` for
+    point estimates."""
+
+    criterion: Literal["auto", "rho", "magnitude", "log_alpha", "unit"] = "auto"
     threshold: float = Field(0.5, gt=0, le=1)
     magnitude_threshold: float = Field(1e-2, ge=0)
+    log_alpha_threshold: float = 3.0
+    unit_threshold: float = 0.0
+    layer_thresholds: dict[str, float] = {}
+    kmeans_bits_conv: int = Field(8, ge=1, le=16)
+    kmeans_bits_fc: int = Field(5, ge=1, le=16)
     fractions: list[Annotated[float, Field(ge=0, le=1)]] = [
         0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99]
     mc_samples: int = Field(20, ge=0)

@@ -87,28 +87,31 @@ def run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bool
     train_seconds = time.perf_counter() - t0
     posterior.save(post, out / "posterior.nc")
 
-    # -- pruning -----------------------------------------------------------------------------
-    criterion = cfg.pruning.criterion
-    if criterion == "auto":
-        criterion = "rho" if "variational_loc" in post.groups() else "magnitude"
-    if criterion == "rho":
-        scores = pruning.log_relative_density(post)
-        threshold = float(np.log(cfg.pruning.threshold))
-    else:
-        scores = pruning.magnitude(post)
-        threshold = -cfg.pruning.magnitude_threshold
-    masks = pruning.decide(scores, threshold=threshold)
-    point = {k: torch.as_tensor(v, dtype=torch.float32, device=device)
-             for k, v in posterior.point_estimate(post).items()}
-    params = {s.name: point[s.name] for s in model.sites}
+    # -- pruning ----------------------------------------------------------------------------
+    pc = cfg.pruning
+    decision = pruning.make_decision(
+        post, model, pc.criterion, rho_threshold=pc.threshold,
+        magnitude_threshold=pc.magnitude_threshold, log_alpha_threshold=pc.log_alpha_threshold,
+        unit_threshold=pc.unit_threshold, layer_thresholds=pc.layer_thresholds)
+    criterion, masks = decision.criterion, decision.masks
+    params = {k: torch.as_tensor(v, dtype=torch.float32, device=device)
+              for k, v in posterior.point_estimate(post).items()}
     dense = evaluate(model, params, ds.test)
     masked = {k: v * torch.as_tensor(masks[k], device=device) if k in masks else v
               for k, v in params.items()}
     after = evaluate(model, masked, ds.test)
-    model.net.load_state_dict(params)
+    with torch.no_grad():
+        model.net.load_state_dict(model.prior.net_params(params))
     small = pruning.prune(model.net, masks)
-    rows = pruning.pruning_curve(model, post, ds.test, cfg.pruning.fractions, scores=scores,
-                                 mc_samples=cfg.pruning.mc_samples, seed=cfg.seed)
+    if "variational_loc" in post.groups():
+        moments = pruning.effective_moments(post, model)
+    else:
+        moments = {k: (v.cpu().numpy(), np.zeros(v.shape)) for k, v in
+                   model.prior.net_params(params).items()}
+    summary = pruning.compression_summary(model, masks, moments, bits_conv=pc.kmeans_bits_conv,
+                                          bits_fc=pc.kmeans_bits_fc, seed=cfg.seed)
+    rows = pruning.pruning_curve(model, post, ds.test, pc.fractions, scores=decision.scores,
+                                 mc_samples=pc.mc_samples, seed=cfg.seed)
     write_csv(rows, out / "pruning.csv")
     plot_pruning_curve(rows, out / "pruning.png",
                        title=f"{cfg.name}: pruning by {criterion} ({cfg.data.name} test)")
@@ -124,8 +127,8 @@ def run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bool
         "test_nll": dense["nll"],
         "test_acc_mc": rows[0]["acc_mc"] if rows and rows[0]["fraction"] == 0 else None,
         "criterion": criterion,
-        "threshold": cfg.pruning.threshold if criterion == "rho" else
-        cfg.pruning.magnitude_threshold,
+        "threshold": decision.threshold,
+        "layer_thresholds": dict(pc.layer_thresholds) if criterion == "unit" else {},
         "fraction_removed": pruning.fraction_removed(masks),
         "test_acc_pruned": after["acc"],
         "test_nll_pruned": after["nll"],
@@ -136,6 +139,7 @@ def run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bool
         "nonzero_params_after": pruning.count_parameters(small, nonzero=True),
         "train_seconds": train_seconds,
         "device": str(device),
+        "compression": summary,
     }
     write_text(out / "metrics.json", json.dumps(metrics, indent=2))
     echo("")
@@ -145,5 +149,12 @@ def run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bool
           f"{100 * (metrics['test_acc_pruned'] - metrics['test_acc']):+.2f}"]],
         ["test acc (%) posterior mean", f"weights removed (%) at {criterion} threshold",
          "test acc (%) after pruning", "change (pp)"]))
+    echo("")
+    echo(format_table(*pruning.summary_rows(summary)))
+    echo(f"|W|/|W!=0| = {summary['sparsity_ratio']:.1f}x; compressed size "
+         f"{summary['deep_compression_bytes']} bytes (Deep Compression, "
+         f"{summary['deep_compression_ratio']:.1f}x) and {summary['bit_precision_bytes']} bytes "
+         f"(bit precision, {summary['bit_precision_ratio']:.1f}x) against "
+         f"{summary['dense_bytes']} bytes dense float32")
     echo(f"\nrun directory: {out}")
     return metrics

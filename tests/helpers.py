@@ -15,7 +15,16 @@ PRIOR_GRID = [
     ("ard", {"per": "unit", "hyper": "empirical_bayes"}),
     ("ard", {"per": "weight", "hyper": "gamma", "a": 2.0, "b": 0.5}),
     ("ard", {"per": "unit", "hyper": "gamma", "a": 1.5, "b": 2.0}),
+    ("horseshoe", {}),
+    ("horseshoe", {"tau0": 0.1, "slab_scale": 2.0}),
 ]
+# the improper log-uniform priors: their KL is Molchanov's approximation, so they are checked
+# against their own references (tests/priors/test_sparsity_priors.py), not Pyro's ELBO
+SPARSE_GRID = [
+    ("log_uniform", {"level": "weight"}),
+    ("log_uniform", {"level": "unit"}),
+]
+SPARSE_IDS = [f"{k}-{kw['level']}" for k, kw in SPARSE_GRID]
 PRIOR_IDS = [f"{k}-{'-'.join(f'{a}={b}' for a, b in kw.items())}" for k, kw in PRIOR_GRID]
 
 

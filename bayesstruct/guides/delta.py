@@ -28,6 +28,10 @@ class Delta(Guide):
 
     def _setup(self, model: BayesianNet) -> None:
         prior = model.prior
+        if not prior.proper:
+            raise ValueError(
+                f"guide 'delta' with the improper prior {prior.kind} has no MAP (the density "
+                "is unbounded at zero); use guide 'meanfield'")
         if getattr(prior, "kind", "") == "ard" and prior.empirical_bayes:
             raise ValueError(
                 "guide 'delta' with prior ard (hyper=empirical_bayes) collapses: the update "
@@ -59,13 +63,15 @@ class Delta(Guide):
 
     def loss(self, x: Tensor, y: Tensor) -> Tensor:
         model = self.model
-        values = self.values()
-        nll = model.likelihood.nll(model.predict(x, values), y) * self._scale_n(x)
-        return nll - model.kl_weight * model.prior.log_prob(values, self.latents())
+        values, latents = self.values(), self.latents()
+        nll = model.likelihood.nll(model.predict(x, {**latents, **values}), y) * self._scale_n(x)
+        return nll - model.kl_weight * model.prior.log_prob(values, latents)
 
     @torch.no_grad()
     def point(self) -> dict[str, Tensor]:
-        return {k: v.detach().clone() for k, v in self.values().items()}
+        out = {k: v.detach().clone() for k, v in self.latents().items()}
+        out.update({k: v.detach().clone() for k, v in self.values().items()})
+        return out
 
     @torch.no_grad()
     def moments(self) -> tuple[dict[str, Tensor], dict[str, Tensor]]:

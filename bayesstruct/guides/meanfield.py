@@ -2,8 +2,9 @@
 
 ``q(w) = prod_i N(w_i | m_i, s_i^2)`` parameterised by ``log s_i^2`` (as in Molchanov et al.
 2017): the variance the LRT layers need and the ``log s^2`` the KL needs are one ``exp`` apart,
-which keeps the per-step cost low (see ``benchmarks/RESULTS.md``). Positive hyper-latents
-(precisions, scales) get ``LogNormal`` factors (softplus-parameterised log-space scale).
+which keeps the per-step cost low (see ``benchmarks/RESULTS.md``). Hyper-latents get
+``LogNormal`` factors when positive (precisions, scales) and ``Normal`` ones when real (the
+normal-Jeffreys group scale), each with a softplus-parameterised scale.
 
 Local reparameterisation (Kingma, Salimans & Welling 2015): for a Linear layer ``a = x W^T + b``
 with independent Gaussian weights, each pre-activation is Gaussian,
@@ -36,6 +37,10 @@ def _inv_softplus(y: float) -> float:
     return y + math.log(-math.expm1(-y))
 
 
+_LATENT_FAMILIES = {"lognormal": dist.LogNormal, "normal": dist.Normal}
+_FAMILY_NAMES = {"lognormal": "LogNormal", "normal": "Normal"}
+
+
 class _LRTLayer(nn.Module):
     """A layer that reads ``(loc, var)`` of its weight and bias from a shared state dict."""
 
@@ -56,6 +61,9 @@ class _LRTLayer(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         w, vw, b, vb = self._params()
+        zeta = self.state.get("input_scale", {}).get(self.weight_name)
+        if zeta is not None:  # per-example group scales (w = z * w~, M2.3/M2.4)
+            x = x * zeta.view(*zeta.shape, *([1] * (x.dim() - 2)))
         mean = self._op(x, w, b)
         if self.state.get("mean_only"):
             return mean
@@ -135,11 +143,14 @@ class MeanField(Guide):
         self.latent_loc = nn.ParameterDict()
         self.latent_raw_scale = nn.ParameterDict()
         for ls in model.prior.latents:
+            if ls.family not in _LATENT_FAMILIES:
+                raise NotImplementedError(f"MeanField has no {ls.family!r} factor ({ls.name})")
             k = site_key(ls.name)
             device = params[ls.target].device
-            self.latent_loc[k] = nn.Parameter(torch.zeros(ls.shape, device=device))
+            scale = ls.init_scale if ls.init_scale is not None else self.init_latent_scale
+            self.latent_loc[k] = nn.Parameter(torch.full(ls.shape, ls.init_loc, device=device))
             self.latent_raw_scale[k] = nn.Parameter(
-                torch.full(ls.shape, _inv_softplus(self.init_latent_scale), device=device))
+                torch.full(ls.shape, _inv_softplus(scale), device=device))
         self.__dict__["_state"] = {}
         self.__dict__["lrt_net"] = lrt_twin(model.net, self._state)
 
@@ -159,15 +170,20 @@ class MeanField(Guide):
         return ({ls.name: self.latent_loc[site_key(ls.name)] for ls in lat},
                 {ls.name: F.softplus(self.latent_raw_scale[site_key(ls.name)]) for ls in lat})
 
+    def latent_factors(self) -> dict[str, dist.Distribution]:
+        """``q`` of every hyper-latent (batch-shaped like the latent)."""
+        loc, scale = self.latent_params()
+        return {ls.name: _LATENT_FAMILIES[ls.family](loc[ls.name], scale[ls.name])
+                for ls in self.model.prior.latents}
+
     # -- Pyro guide -----------------------------------------------------------------------------
     def forward(self, *args, **kwargs) -> None:
         pyro.module("meanfield", self)
-        lat_loc, lat_scale = self.latent_params()
+        factors = self.latent_factors()
         loc, scale = self.locs(), self.scales()
         with poutine.scale(scale=self.model.kl_weight):
             for ls in self.model.prior.latents:
-                q = dist.LogNormal(lat_loc[ls.name], lat_scale[ls.name])
-                pyro.sample(ls.name, q.to_event(len(ls.shape)))
+                pyro.sample(ls.name, factors[ls.name].to_event(len(ls.shape)))
             for s in self.model.sites:
                 pyro.sample(s.name, dist.Normal(loc[s.name], scale[s.name]).to_event(len(s.shape)))
 
@@ -177,7 +193,8 @@ class MeanField(Guide):
         loc, log_var = self.locs(), self.log_variances()
         var = {k: torch.exp(v) for k, v in log_var.items()}
         lat_loc, lat_scale = self.latent_params()
-        self._state.update(loc=loc, var=var, mean_only=False)
+        scales = model.prior.input_scales(lat_loc, lat_scale, x.shape[0])
+        self._state.update(loc=loc, var=var, mean_only=False, input_scale=scales)
         out = self.lrt_net(x)
         nll = model.likelihood.nll(out, y) * self._scale_n(x)
         kl = model.prior.kl(loc, log_var, lat_loc, lat_scale, q_var=var)
@@ -191,7 +208,11 @@ class MeanField(Guide):
     # -- reading the posterior ------------------------------------------------------------------
     @torch.no_grad()
     def point(self) -> dict[str, Tensor]:
-        return {k: v.detach().clone() for k, v in self.locs().items()}
+        """Posterior means: of the weights, and of the hyper-latents (which group-scale priors
+        need to form the network's weights, :meth:`Prior.net_params`)."""
+        out = {k: f.mean.detach().clone() for k, f in self.latent_factors().items()}
+        out.update({k: v.detach().clone() for k, v in self.locs().items()})
+        return out
 
     @torch.no_grad()
     def moments(self) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
@@ -200,10 +221,7 @@ class MeanField(Guide):
 
     @torch.no_grad()
     def sample(self, num_draws: int) -> dict[str, Tensor]:
-        out = {}
-        lat_loc, lat_scale = self.latent_params()
-        for name in lat_loc:
-            out[name] = dist.LogNormal(lat_loc[name], lat_scale[name]).sample((num_draws,))
+        out = {k: f.sample((num_draws,)) for k, f in self.latent_factors().items()}
         loc, scale = self.locs(), self.scales()
         for name in loc:
             out[name] = dist.Normal(loc[name], scale[name]).sample((num_draws,))
@@ -213,8 +231,9 @@ class MeanField(Guide):
     def variational(self) -> dict[str, tuple[str, Tensor, Tensor]]:
         out: dict[str, tuple[str, Tensor, Tensor]] = {}
         lat_loc, lat_scale = self.latent_params()
-        for name in lat_loc:
-            out[name] = ("LogNormal", lat_loc[name].detach(), lat_scale[name].detach())
+        for ls in self.model.prior.latents:
+            out[ls.name] = (_FAMILY_NAMES[ls.family], lat_loc[ls.name].detach(),
+                            lat_scale[ls.name].detach())
         loc, scale = self.locs(), self.scales()
         for name in loc:
             out[name] = ("Normal", loc[name].detach(), scale[name].detach())

@@ -61,8 +61,9 @@ class BayesianNet(nn.Module):
         return out
 
     def predict(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
-        """The plain network's output at the given parameter values."""
-        return functional_call(self.net, params, (x,))
+        """The plain network's output at the given sample-site values (and, for group-scale
+        priors, the latents they need): :meth:`Prior.net_params` forms the weights."""
+        return functional_call(self.net, self.prior.net_params(params), (x,))
 
     def num_weights(self) -> int:
         return sum(s.numel for s in self.weight_sites)

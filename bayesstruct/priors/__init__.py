@@ -9,14 +9,18 @@ from __future__ import annotations
 from .ard import ARD
 from .base import LatentSite, ParamSite, Prior, param_sites
 from .gaussian import Gaussian
+from .horseshoe import Horseshoe
+from .loguniform import LogUniform
 
-__all__ = ["ARD", "PRIORS", "Gaussian", "LatentSite", "ParamSite", "Prior", "get", "param_sites"]
+__all__ = ["ARD", "PRIORS", "Gaussian", "Horseshoe", "LatentSite", "LogUniform", "ParamSite",
+           "Prior", "get", "param_sites"]
 
-PRIORS: dict[str, type[Prior]] = {"gaussian": Gaussian, "ard": ARD}
+PRIORS: dict[str, type[Prior]] = {"gaussian": Gaussian, "ard": ARD, "log_uniform": LogUniform,
+                                  "horseshoe": Horseshoe}
 
 
 def get(kind: str, **kwargs) -> Prior:
-    """Construct a prior by registry name (``gaussian``, ``ard``)."""
+    """A prior by registry name: ``gaussian``, ``ard``, ``log_uniform``, ``horseshoe``."""
     try:
         cls = PRIORS[kind]
     except KeyError:

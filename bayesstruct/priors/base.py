@@ -63,12 +63,21 @@ class ParamSite:
 
 @dataclass(frozen=True)
 class LatentSite:
-    """A positive hyper-latent emitted by a prior (a precision or a scale)."""
+    """A hyper-latent emitted by a prior (a precision, a group scale).
+
+    ``family`` is the variational family guides give it: ``"lognormal"`` for positive latents
+    (precisions, horseshoe scales), ``"normal"`` for real ones (the normal-Jeffreys group
+    scale z of Bayesian Compression). ``init_loc`` / ``init_scale`` are the guide's starting
+    location (log-space for log-normals) and scale (``None``: the guide's default).
+    """
 
     name: str  # "fc1.weight.alpha"
     shape: tuple[int, ...]
     dims: tuple[str, ...]
     target: str  # the ParamSite it governs
+    family: str = "lognormal"
+    init_loc: float = 0.0
+    init_scale: float | None = None
 
 
 _DIM_SUFFIX = {2: ("out", "in"), 4: ("out", "in", "kh", "kw"), 3: ("out", "in", "k")}
@@ -204,6 +213,11 @@ class Prior(nn.Module, ABC):
     kind: str = ""
     #: whether :meth:`empirical_bayes_` updates anything
     empirical_bayes: bool = False
+    #: whether the prior is a normalisable density (MAP and prior draws make sense)
+    proper: bool = True
+    #: the pruning criterion ``criterion: auto`` resolves to (M5): ``rho`` per weight,
+    #: ``log_alpha`` per weight (sparse VD), ``unit`` per group (group-scale priors)
+    criterion: str = "rho"
 
     def __init__(self, bias_scale: float = 1.0) -> None:
         super().__init__()
@@ -225,9 +239,42 @@ class Prior(nn.Module, ABC):
 
     # -- the model side ---------------------------------------------------------------------
     def sample(self) -> dict[str, Tensor]:
-        """Emit Pyro sample sites for every latent and parameter; return parameter values."""
+        """Emit Pyro sample sites for every latent and parameter; return all their values
+        (:meth:`net_params` turns them into the network's parameters)."""
         latents = {ls.name: pyro.sample(ls.name, self.latent_prior(ls)) for ls in self.latents}
-        return {s.name: pyro.sample(s.name, self.site_prior(s, latents)) for s in self.sites}
+        values = {s.name: pyro.sample(s.name, self.site_prior(s, latents)) for s in self.sites}
+        return {**latents, **values}
+
+    def net_params(self, values: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The plain network's parameters from sample-site values (and latents).
+
+        The identity on the sites for priors whose sites *are* the weights; group-scale priors
+        in the non-centred form (``w = z * w~``, M2.3/M2.4) multiply the scales in here.
+        """
+        return {s.name: values[s.name] for s in self.sites}
+
+    def input_scales(self, latent_loc: dict[str, Tensor], latent_scale: dict[str, Tensor],
+                     batch: int) -> dict[str, Tensor]:
+        """Per-example draws of multiplicative group scales for the fast path.
+
+        ``weight site -> (batch, groups)``: the local-reparameterisation layers multiply their
+        input by it (``w_gj = z_g w~_gj`` with ``z`` drawn once per example, Louizos et al.
+        2017), so a group-scale prior costs one product per layer. Empty for other priors.
+        """
+        return {}
+
+    def weight_kl(self, site: ParamSite, m: Tensor, log_var: Tensor,
+                  var: Tensor) -> Tensor | None:
+        """A weight site's ``KL(q(w) || p(w))`` when it is not of the Gaussian precision form
+        (:meth:`weight_precision`), e.g. an approximation; ``None`` (the default) otherwise."""
+        return None
+
+    def effective_moments(self, site: ParamSite, m: Tensor, var: Tensor,
+                          latent_loc: dict[str, Tensor] | None,
+                          latent_scale: dict[str, Tensor] | None) -> tuple[Tensor, Tensor]:
+        """Mean and variance under ``q`` of the network weight a site becomes (for reports);
+        the site's own ``(m, var)`` unless the prior multiplies it by latent scales."""
+        return m, var
 
     def latent_prior(self, latent: LatentSite) -> dist.Distribution:
         raise NotImplementedError(f"{type(self).__name__} has no latent {latent.name}")
@@ -262,6 +309,10 @@ class Prior(nn.Module, ABC):
         for s in self.sites:
             m, lv = q_loc[s.name], q_log_var[s.name]
             v = q_var[s.name] if q_var is not None else torch.exp(lv)
+            custom = self.weight_kl(s, m, lv, v) if s.role == "weight" else None
+            if custom is not None:
+                total = total + custom
+                continue
             if s.role == "bias":
                 prec, log_prec, mu = self.bias_precision, self.bias_log_precision, None
             else:
@@ -297,7 +348,7 @@ class Prior(nn.Module, ABC):
 
     def log_prob(self, values: dict[str, Tensor],
                  latents: dict[str, Tensor] | None = None) -> Tensor:
-        """``log p(w, latents)`` at a point."""
+        """``log p(w, latents)`` at a point (sites in the prior's own parameterisation)."""
         latents = latents or {}
         total = next(iter(values.values())).new_zeros(())
         for ls in self.latents:

@@ -32,15 +32,21 @@ def _tensors(arrays: Mapping[str, np.ndarray], device) -> dict[str, torch.Tensor
 
 
 def _draw_sampler(post: InferenceData, sites: list[str], num: int, seed: int, device):
-    """Yield ``num`` parameter draws: fresh from ``q`` when it is Normal, else from the draws."""
+    """Yield ``num`` draws of the named sites: fresh from ``q`` when every factor is Normal or
+    LogNormal, else spread over the stored draws."""
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    if "variational_loc" in post.groups() and all(
-            post.variational_loc[s].attrs.get("family") == "Normal" for s in sites):
+    families = {s: post.variational_loc[s].attrs.get("family")
+                if "variational_loc" in post.groups() and s in post.variational_loc else None
+                for s in sites}
+    if all(f in ("Normal", "LogNormal") for f in families.values()):
         loc = _tensors({s: post.variational_loc[s].values for s in sites}, "cpu")
         scale = _tensors({s: post.variational_scale[s].values for s in sites}, "cpu")
         for _ in range(num):
-            yield {s: (loc[s] + scale[s] * torch.randn(loc[s].shape, generator=gen)).to(device)
-                   for s in sites}
+            draw = {}
+            for s in sites:
+                v = loc[s] + scale[s] * torch.randn(loc[s].shape, generator=gen)
+                draw[s] = (v.exp() if families[s] == "LogNormal" else v).to(device)
+            yield draw
         return
     stacked = post.posterior.stack(sample=("chain", "draw"))
     total = stacked.sizes["sample"]
@@ -77,7 +83,7 @@ def pruning_curve(model: BayesianNet, post: InferenceData, split: Split,
     split = split.to(device)
     scores = scores if scores is not None else log_relative_density(post)
     point = _tensors(point_estimate(post), device)
-    sites = [s.name for s in model.sites]
+    sites = [ls.name for ls in model.prior.latents] + [s.name for s in model.sites]
     rows = []
     for f in fractions:
         masks_np = decide(scores, fraction=f)

@@ -1,0 +1,131 @@
+"""Structured decisions (M2.3, M2.4, M5 groups): which units survive, and the weight masks.
+
+* Sparse VD (per weight): ``log alpha = log sigma^2 - log theta^2`` per weight; prune at
+  ``log alpha >= 3`` (Molchanov et al. 2017).
+* Group priors (BC-GNJ, BC-GHS): one ``log alpha_g`` per input unit / input channel of every
+  layer (:meth:`LogUniform.unit_log_alpha`, :meth:`Horseshoe.unit_log_alpha`); a unit is kept
+  when ``log alpha_g`` is below its layer's threshold. The output units of layer ``l`` are the
+  input units of layer ``l + 1`` (through a ``Flatten``, channel ``c`` of a conv owns the
+  ``k`` consecutive columns ``c k .. c k + k - 1`` of the next Linear and survives when any of
+  them does), and
+
+      mask_l[o, i, ...] = keep_out_l[o] and keep_in_l[i]
+
+  (Louizos et al. 2017: the outer product of the output- and input-unit masks). The network's
+  outputs (the last layer's rows) are always kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..models.bayesnet import BayesianNet
+from ..posterior import InferenceData
+
+__all__ = ["effective_moments", "log_alpha", "unit_keep", "unit_log_alpha",
+           "weight_masks_from_units", "variational_tensors"]
+
+
+def variational_tensors(post: InferenceData) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """``(loc, scale)`` of every variational factor, as float64 tensors."""
+    if "variational_loc" not in post.groups():
+        raise ValueError("this posterior has no variational factors (engine "
+                         f"{post.attrs.get('engine', '?')}); structured decisions need them")
+    loc = {k: torch.as_tensor(v.values, dtype=torch.float64)
+           for k, v in post.variational_loc.data_vars.items()}
+    scale = {k: torch.as_tensor(v.values, dtype=torch.float64)
+             for k, v in post.variational_scale.data_vars.items()}
+    return loc, scale
+
+
+def log_alpha(post: InferenceData, sites: list[str] | None = None) -> dict[str, np.ndarray]:
+    """Per-weight ``log alpha = log sigma^2 - log theta^2`` of the Normal factors (unclipped)."""
+    out = {}
+    for name, loc in post.variational_loc.data_vars.items():
+        if loc.attrs.get("family") != "Normal" or "prior_mode" not in loc.attrs:
+            continue
+        if sites is not None and name not in sites:
+            continue
+        m = loc.values.astype(np.float64)
+        s = post.variational_scale[name].values.astype(np.float64)
+        out[name] = 2.0 * np.log(s) - np.log(m * m + 1e-300)
+    return out
+
+
+def unit_log_alpha(post: InferenceData, model: BayesianNet) -> dict[str, np.ndarray]:
+    """``weight site -> log alpha_g`` per input unit / channel, from the model's group prior."""
+    prior = model.prior
+    if not hasattr(prior, "unit_log_alpha"):
+        raise ValueError(f"prior {prior.kind!r} has no unit scales; unit decisions need "
+                         "log_uniform (level: unit) or horseshoe")
+    loc, scale = variational_tensors(post)
+    out = {}
+    with torch.no_grad():
+        for s in model.weight_sites:
+            if s.group_dim is None:
+                continue
+            la = prior.unit_log_alpha(s, loc[s.name], scale[s.name] ** 2, loc, scale)
+            out[s.name] = la.numpy()
+    return out
+
+
+def effective_moments(post: InferenceData, model: BayesianNet
+                      ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``site -> (E[w], Var[w])`` of the *network* weights under ``q`` (group scales folded
+    in, :meth:`Prior.effective_moments`)."""
+    loc, scale = variational_tensors(post)
+    out = {}
+    with torch.no_grad():
+        for s in model.weight_sites:
+            mean, var = model.prior.effective_moments(s, loc[s.name], scale[s.name] ** 2,
+                                                      loc, scale)
+            out[s.name] = (mean.numpy(), var.numpy())
+    return out
+
+
+def _layer(site: str) -> str:
+    return site.rsplit(".", 1)[0]
+
+
+def unit_keep(scores: Mapping[str, np.ndarray], threshold: float,
+              layer_thresholds: Mapping[str, float] | None = None) -> dict[str, np.ndarray]:
+    """Keep-mask per input unit: ``log alpha_g < threshold`` (per-layer overrides by layer
+    name, e.g. ``{"fc1": -1.0}``)."""
+    layer_thresholds = dict(layer_thresholds or {})
+    unknown = set(layer_thresholds) - {_layer(k) for k in scores}
+    if unknown:
+        raise ValueError(f"layer_thresholds names unknown layers {sorted(unknown)}; layers: "
+                         f"{sorted({_layer(k) for k in scores})}")
+    return {k: np.asarray(v) < layer_thresholds.get(_layer(k), threshold)
+            for k, v in scores.items()}
+
+
+def weight_masks_from_units(model: BayesianNet, keep_in: Mapping[str, np.ndarray]
+                            ) -> dict[str, np.ndarray]:
+    """Weight keep-masks: outer product of each layer's output- and input-unit masks."""
+    sites = [s for s in model.weight_sites if s.group_dim is not None]
+    masks = {}
+    for i, s in enumerate(sites):
+        n_out, n_in = s.shape[0], s.shape[1]
+        k_in = np.asarray(keep_in.get(s.name, np.ones(n_in, dtype=bool)), dtype=bool)
+        if i + 1 < len(sites):
+            nxt = sites[i + 1]
+            k_next = np.asarray(keep_in.get(nxt.name, np.ones(nxt.shape[1], dtype=bool)),
+                                dtype=bool)
+            if k_next.size == n_out:
+                k_out = k_next
+            elif k_next.size % n_out == 0:  # conv channels flattened into a Linear
+                k_out = k_next.reshape(n_out, -1).any(axis=1)
+            else:
+                raise ValueError(f"cannot map {s.name}'s {n_out} outputs onto {nxt.name}'s "
+                                 f"{k_next.size} inputs")
+        else:
+            k_out = np.ones(n_out, dtype=bool)
+        extra = (1,) * (len(s.shape) - 2)
+        masks[s.name] = np.broadcast_to(
+            (k_out[:, None] & k_in[None, :]).reshape(n_out, n_in, *extra), s.shape).copy()
+    return masks

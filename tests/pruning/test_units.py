@@ -1,0 +1,120 @@
+"""Structured decisions: unit scores, outer-product masks, criteria, the compression report."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from bayesstruct import guides, nets, posterior, priors, pruning
+from bayesstruct.cli import app
+from bayesstruct.models import BayesianNet
+from tests.helpers import randomize_guide
+
+
+def test_outer_product_masks_through_flatten():
+    """conv2's output channel c feeds fc1 columns c*16 .. c*16+15 (28x28 LeNet-5)."""
+    model = BayesianNet(nets.lenet5_caffe((1, 28, 28), 10), priors.LogUniform(level="unit"))
+    keep = {"conv1.weight": np.array([True]),
+            "conv2.weight": np.arange(20) % 2 == 0,  # even conv1 channels are read
+            "fc1.weight": np.zeros(800, dtype=bool),
+            "fc2.weight": np.arange(500) < 100}
+    keep["fc1.weight"][16 * 3 + 5] = True  # only channel 3 of conv2 is read, by one column
+    masks = pruning.weight_masks_from_units(model, keep)
+    assert masks["conv1.weight"].shape == (20, 1, 5, 5)
+    np.testing.assert_array_equal(masks["conv1.weight"][:, 0, 0, 0], np.arange(20) % 2 == 0)
+    np.testing.assert_array_equal(masks["conv2.weight"].any(axis=(1, 2, 3)),
+                                  np.arange(50) == 3)
+    np.testing.assert_array_equal(masks["conv2.weight"][3, :, 2, 2], np.arange(20) % 2 == 0)
+    assert masks["fc1.weight"].sum() == 100  # 100 kept outputs x 1 kept column
+    assert masks["fc2.weight"].all(axis=0).sum() == 100 and masks["fc2.weight"].shape == (10, 500)
+
+
+def test_unit_keep_per_layer_thresholds():
+    scores = {"fc1.weight": np.array([-5.0, 0.5, 2.0]), "fc2.weight": np.array([-1.0, 1.0])}
+    keep = pruning.unit_keep(scores, 1.0, {"fc2": 0.0})
+    np.testing.assert_array_equal(keep["fc1.weight"], [True, True, False])
+    np.testing.assert_array_equal(keep["fc2.weight"], [True, False])
+    with pytest.raises(ValueError, match="unknown layers"):
+        pruning.unit_keep(scores, 1.0, {"fc9": 0.0})
+
+
+def _post(prior, seed=0):
+    torch.manual_seed(seed)
+    model = BayesianNet(nets.mlp([6, 5, 4, 3]), prior, num_data=20)
+    guide = guides.MeanField(model)
+    randomize_guide(guide, seed=seed + 1)
+    return model, posterior.from_guide(model, guide, num_draws=4)
+
+
+def test_log_alpha_criterion_is_molchanovs():
+    model, post = _post(priors.LogUniform())
+    d = pruning.make_decision(post, model)
+    assert d.criterion == "log_alpha"
+    for name, mask in d.masks.items():
+        m = post.variational_loc[name].values.astype(np.float64)
+        s = post.variational_scale[name].values.astype(np.float64)
+        np.testing.assert_array_equal(mask, np.log(s**2 / m**2) < 3.0)
+    # the same ordering as rho = exp(-1 / (2 alpha)): one threshold maps onto the other
+    rho = pruning.make_decision(post, model, "rho", rho_threshold=float(np.exp(-0.5 * np.exp(-3))))
+    for name in d.masks:
+        assert (rho.masks[name] != d.masks[name]).mean() < 0.01
+
+
+@pytest.mark.parametrize("prior", [priors.LogUniform(level="unit"), priors.Horseshoe()],
+                         ids=["gnj", "horseshoe"])
+def test_unit_criterion_masks_are_outer_products(prior):
+    model, post = _post(prior)
+    units = pruning.unit_log_alpha(post, model)
+    thr = float(np.median(np.concatenate(list(units.values()))))
+    d = pruning.make_decision(post, model, unit_threshold=thr)
+    assert d.criterion == "unit"
+    names = [s.name for s in model.weight_sites]
+    for i, name in enumerate(names):
+        k_in = units[name] < thr
+        k_out = units[names[i + 1]] < thr if i + 1 < len(names) else np.ones(
+            d.masks[name].shape[0], dtype=bool)
+        np.testing.assert_array_equal(d.masks[name], np.outer(k_out, k_in))
+    if prior.kind == "log_uniform":  # GNJ: log sigma_z^2 - log mu_z^2 of q(z)
+        mu = post.variational_loc["fc1.weight.z"].values.astype(np.float64)
+        sd = post.variational_scale["fc1.weight.z"].values.astype(np.float64)
+        np.testing.assert_allclose(units["fc1.weight"], np.log(sd**2 / mu**2), atol=1e-4)  # +1e-8
+
+
+def test_compression_summary_adds_up():
+    model, post = _post(priors.LogUniform())
+    d = pruning.make_decision(post, model, log_alpha_threshold=0.0)
+    moments = pruning.effective_moments(post, model)
+    summary = pruning.compression_summary(model, d.masks, moments, bits_fc=3)
+    kept = sum(int(m.sum()) for m in d.masks.values())
+    assert summary["weights_kept"] == kept and summary["weights"] == model.num_weights()
+    assert summary["sparsity_ratio"] == pytest.approx(model.num_weights() / kept)
+    assert summary["dense_bytes"] == 4 * pruning.count_parameters(model.net)
+    han = 0
+    for layer, s in zip(summary["layers"], model.weight_sites, strict=True):
+        mean = moments[s.name][0].astype(np.float32) * d.masks[s.name]
+        code = pruning.layer_code_size(mean, d.masks[s.name], bits=3, index_bits=3)
+        assert layer["huffman_bytes"] == code["total_bytes"]
+        han += 8 * code["total_bytes"] + 32 * layer["out_units_kept"]
+    assert summary["deep_compression_bytes"] == -(-han // 8)
+
+
+FAST = ["--set", "data.name=digits", "--set", "inference.epochs=2", "--set",
+        "inference.num_draws=3", "--set", "pruning.mc_samples=2", "--quiet"]
+
+
+@pytest.mark.parametrize("entry", ["lenet300-sparsevd", "lenet300-bc-gnj",
+                                   "lenet300-bc-horseshoe"])
+def test_zoo_entries_report_compression(tmp_path, entry):
+    out = tmp_path / "run"
+    res = CliRunner().invoke(app, ["run", entry, "--out", str(out), *FAST])
+    assert res.exit_code == 0, res.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    comp = metrics["compression"]
+    assert {"sparsity_ratio", "deep_compression_bytes", "bit_precision_bytes",
+            "layers"} <= set(comp)
+    assert [layer["layer"] for layer in comp["layers"]] == ["fc1", "fc2", "fc3"]
+    assert "Huffman bytes" in res.output and "|W|/|W!=0|" in res.output
