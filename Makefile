@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.bayesstruct-installed
 FMNIST := /usr/share/datasets/fashion-mnist
 PYTEST_ARGS ?=
 
-.PHONY: setup data demo test test-slow lint bench clean
+.PHONY: setup data demo test test-slow lint bench bench-compression clean
 
 setup: $(STAMP)
 
@@ -44,6 +44,9 @@ lint: setup
 
 bench: setup data
 	$(PY) benchmarks/svi_throughput.py
+
+bench-compression: setup data
+	$(PY) benchmarks/compression.py --net lenet300
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -85,6 +85,7 @@ class LogUniformPriorConfig(_Strict):
     kind: Literal["log_uniform"]
     level: Literal["weight", "unit"] = "weight"
     init_log_alpha: float = Field(-8.0, le=8, ge=-20)
+    init_group_scale: float = Field(1.0, gt=0)
     bias_scale: float = Field(1.0, gt=0)
 
 
@@ -92,6 +93,7 @@ class HorseshoePriorConfig(_Strict):
     kind: Literal["horseshoe"]
     tau0: float = Field(1.0, gt=0)
     slab_scale: float | None = Field(None, gt=0)
+    init_group_scale: float = Field(1.0, gt=0)
     bias_scale: float = Field(1.0, gt=0)
 
 
@@ -127,7 +129,8 @@ class PruningConfig(_Strict):
     threshold: float = Field(0.5, gt=0, le=1)
     magnitude_threshold: float = Field(1e-2, ge=0)
     log_alpha_threshold: float = 3.0
-    unit_threshold: float = 0.0
+    unit_threshold: float | Literal["auto"] = "auto"
+    val_tolerance: float = Field(0.01, ge=0, le=1)
     layer_thresholds: dict[str, float] = {}
     kmeans_bits_conv: int = Field(8, ge=1, le=16)
     kmeans_bits_fc: int = Field(5, ge=1, le=16)

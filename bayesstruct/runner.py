@@ -92,7 +92,8 @@ def run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bool
     decision = pruning.make_decision(
         post, model, pc.criterion, rho_threshold=pc.threshold,
         magnitude_threshold=pc.magnitude_threshold, log_alpha_threshold=pc.log_alpha_threshold,
-        unit_threshold=pc.unit_threshold, layer_thresholds=pc.layer_thresholds)
+        unit_threshold=pc.unit_threshold, layer_thresholds=pc.layer_thresholds, val=ds.val,
+        tolerance=pc.val_tolerance)
     criterion, masks = decision.criterion, decision.masks
     params = {k: torch.as_tensor(v, dtype=torch.float32, device=device)
               for k, v in posterior.point_estimate(post).items()}
@@ -103,6 +104,8 @@ def run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bool
     with torch.no_grad():
         model.net.load_state_dict(model.prior.net_params(params))
     small = pruning.prune(model.net, masks)
+    t_dense = pruning.inference_seconds(model.net, ds.test.x)
+    t_small = pruning.inference_seconds(small, ds.test.x)
     if "variational_loc" in post.groups():
         moments = pruning.effective_moments(post, model)
     else:
@@ -128,7 +131,8 @@ def run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bool
         "test_acc_mc": rows[0]["acc_mc"] if rows and rows[0]["fraction"] == 0 else None,
         "criterion": criterion,
         "threshold": decision.threshold,
-        "layer_thresholds": dict(pc.layer_thresholds) if criterion == "unit" else {},
+        "layer_thresholds": {k: v if np.isfinite(v) else None  # None: keep all units
+                             for k, v in decision.layer_thresholds.items()},
         "fraction_removed": pruning.fraction_removed(masks),
         "test_acc_pruned": after["acc"],
         "test_nll_pruned": after["nll"],
@@ -137,6 +141,9 @@ def run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bool
         "params_dense": pruning.count_parameters(model.net),
         "params_after_unit_removal": pruning.count_parameters(small),
         "nonzero_params_after": pruning.count_parameters(small, nonzero=True),
+        "units_after": {k: list(v) for k, v in pruning.unit_counts(small).items()},
+        "test_inference_seconds_dense": t_dense,
+        "test_inference_seconds_pruned": t_small,
         "train_seconds": train_seconds,
         "device": str(device),
         "compression": summary,

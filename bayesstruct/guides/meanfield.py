@@ -137,9 +137,10 @@ class MeanField(Guide):
         self.log_var = nn.ParameterDict()
         for s in model.sites:
             k = site_key(s.name)
-            self.loc[k] = nn.Parameter(params[s.name].detach().clone())
+            c = model.prior.init_site_scale(s)
+            self.loc[k] = nn.Parameter(params[s.name].detach() / c)
             self.log_var[k] = nn.Parameter(
-                torch.full_like(self.loc[k], 2.0 * math.log(self.init_scale)))
+                torch.full_like(self.loc[k], 2.0 * math.log(self.init_scale / c)))
         self.latent_loc = nn.ParameterDict()
         self.latent_raw_scale = nn.ParameterDict()
         for ls in model.prior.latents:

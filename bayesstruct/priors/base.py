@@ -253,6 +253,12 @@ class Prior(nn.Module, ABC):
         """
         return {s.name: values[s.name] for s in self.sites}
 
+    def init_site_scale(self, site: ParamSite) -> float:
+        """How much smaller a site's sample value starts than the network weight it becomes:
+        guides start ``loc = w_init / c`` and ``sd = init_scale / c`` (``c = 1`` unless a
+        non-centred group prior starts its scales at ``c``)."""
+        return 1.0
+
     def input_scales(self, latent_loc: dict[str, Tensor], latent_scale: dict[str, Tensor],
                      batch: int) -> dict[str, Tensor]:
         """Per-example draws of multiplicative group scales for the fast path.

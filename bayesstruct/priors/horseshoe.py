@@ -84,14 +84,19 @@ class Horseshoe(Prior):
     Args:
         tau0: scale of the global half-Cauchy (one global scale per layer).
         slab_scale: ``c`` of the regularised horseshoe, or ``None`` for the plain one.
+        init_group_scale: the guide's starting median of ``z_g`` (``s`` starts at 1); ``w~``
+            starts at the initial weights divided by it (see :class:`LogUniform`).
     """
 
     kind = "horseshoe"
     criterion = "unit"
 
     def __init__(self, tau0: float = 1.0, slab_scale: float | None = None,
-                 bias_scale: float = 1.0) -> None:
+                 init_group_scale: float = 1.0, bias_scale: float = 1.0) -> None:
         super().__init__(bias_scale)
+        if init_group_scale <= 0:
+            raise ValueError(f"horseshoe init_group_scale must be > 0, got {init_group_scale}")
+        self.init_group_scale = float(init_group_scale)
         if tau0 <= 0:
             raise ValueError(f"horseshoe tau0 must be > 0, got {tau0}")
         if slab_scale is not None and slab_scale <= 0:
@@ -109,7 +114,8 @@ class Horseshoe(Prior):
             if s.role == "weight" and s.group_dim is not None:
                 self._latents.append(LatentSite(f"{s.name}.s", (), (), s.name))
                 self._latents.append(LatentSite(f"{s.name}.z", s.group_shape,
-                                                (s.dims[s.group_dim],), s.name))
+                                                (s.dims[s.group_dim],), s.name,
+                                                init_loc=math.log(self.init_group_scale)))
 
     @property
     def latents(self) -> list[LatentSite]:
@@ -117,6 +123,9 @@ class Horseshoe(Prior):
 
     def _grouped(self, site: ParamSite) -> bool:
         return site.role == "weight" and site.group_dim is not None
+
+    def init_site_scale(self, site: ParamSite) -> float:
+        return self.init_group_scale if self._grouped(site) else 1.0
 
     def _slab(self, theta: Tensor) -> Tensor:
         c = self.slab_scale
@@ -191,4 +200,5 @@ class Horseshoe(Prior):
         return -torch.log(snr.sum(dim=dims))
 
     def extra_repr(self) -> str:
-        return f"tau0={self.tau0}, slab_scale={self.slab_scale}, bias_scale={self.bias_scale}"
+        return (f"tau0={self.tau0}, slab_scale={self.slab_scale}, "
+                f"init_group_scale={self.init_group_scale}, bias_scale={self.bias_scale}")

@@ -35,6 +35,8 @@ both the unit it leaves and the unit it enters survive (M5).
 
 from __future__ import annotations
 
+import math
+
 import pyro.distributions as dist
 import torch
 from pyro.distributions import constraints
@@ -98,17 +100,23 @@ class LogUniform(Prior):
     Args:
         level: ``"weight"`` or ``"unit"``.
         init_log_alpha: starting ``log sigma_z^2 - log mu_z^2`` of the unit scales
-            (``mu_z`` starts at 1; Louizos et al. start near -9).
+            (Louizos et al. start near -9).
+        init_group_scale: starting ``mu_z`` (unit level); the guide starts ``w~`` at the
+            network's initial weights divided by it, so ``z w~`` starts at the initial net
+            while ``w~`` starts nearer the scale of its ``N(0, 1)`` prior.
     """
 
     kind = "log_uniform"
     proper = False
 
     def __init__(self, level: str = "weight", init_log_alpha: float = -8.0,
-                 bias_scale: float = 1.0) -> None:
+                 init_group_scale: float = 1.0, bias_scale: float = 1.0) -> None:
         super().__init__(bias_scale)
         if level not in LEVELS:
             raise ValueError(f"log_uniform level={level!r}; allowed: {', '.join(LEVELS)}")
+        if init_group_scale <= 0:
+            raise ValueError(f"log_uniform init_group_scale must be > 0, got {init_group_scale}")
+        self.init_group_scale = float(init_group_scale)
         self.level = level
         self.init_log_alpha = float(init_log_alpha)
         self.criterion = "log_alpha" if level == "weight" else "unit"
@@ -124,8 +132,8 @@ class LogUniform(Prior):
                 if s.group_dim is not None:
                     self._latents.append(LatentSite(
                         f"{s.name}.z", s.group_shape, (s.dims[s.group_dim],), s.name,
-                        family="normal", init_loc=1.0,
-                        init_scale=float(torch.tensor(0.5 * self.init_log_alpha).exp())))
+                        family="normal", init_loc=self.init_group_scale,
+                        init_scale=self.init_group_scale * math.exp(0.5 * self.init_log_alpha)))
 
     @property
     def latents(self) -> list[LatentSite]:
@@ -133,6 +141,9 @@ class LogUniform(Prior):
 
     def _grouped(self, site: ParamSite) -> bool:
         return self.level == "unit" and site.role == "weight" and site.group_dim is not None
+
+    def init_site_scale(self, site: ParamSite) -> float:
+        return self.init_group_scale if self._grouped(site) else 1.0
 
     # -- model side ---------------------------------------------------------------------------
     def latent_prior(self, latent: LatentSite) -> dist.Distribution:
@@ -194,4 +205,4 @@ class LogUniform(Prior):
 
     def extra_repr(self) -> str:
         return (f"level={self.level!r}, init_log_alpha={self.init_log_alpha}, "
-                f"bias_scale={self.bias_scale}")
+                f"init_group_scale={self.init_group_scale}, bias_scale={self.bias_scale}")

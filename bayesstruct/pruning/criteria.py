@@ -9,6 +9,12 @@ criterion       score (larger = removed first)              removed when
 ``unit``        ``log alpha_g`` per input unit / channel    ``log alpha_g >= threshold_l``
 ==============  ==========================================  =============================
 
+``unit_threshold="auto"`` calibrates one threshold per layer on a validation split
+(:func:`calibrate_unit_thresholds`): layer by layer from the input, the largest fraction of
+units (from a fixed grid) whose removal keeps the validation accuracy of the posterior-mean
+network within ``tolerance`` of the unpruned one. Louizos et al. (2017) set these per-layer
+thresholds by hand; this makes the choice reproducible and keeps the test split out of it.
+
 ``auto`` takes the prior's own criterion (:attr:`Prior.criterion`) when the posterior has
 variational factors and ``magnitude`` otherwise. For ``unit`` the weight masks are the outer
 products of unit masks (:func:`~bayesstruct.pruning.units.weight_masks_from_units`) and the
@@ -21,16 +27,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
+from ..data import Split
 from ..models.bayesnet import BayesianNet
-from ..posterior import InferenceData
+from ..posterior import InferenceData, point_estimate
 from .decisions import decide, magnitude
 from .density import log_relative_density
 from .units import log_alpha, unit_keep, unit_log_alpha, weight_masks_from_units
 
-__all__ = ["CRITERIA", "Decision", "make_decision", "resolve_criterion"]
+__all__ = ["CRITERIA", "Decision", "calibrate_unit_thresholds", "make_decision",
+           "resolve_criterion"]
 
 CRITERIA = ("auto", "rho", "magnitude", "log_alpha", "unit")
+#: fractions of a layer's units tried by :func:`calibrate_unit_thresholds`, boldest first
+CALIBRATION_GRID = (0.99, 0.98, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1,
+                    0.05)
 
 
 @dataclass
@@ -43,6 +55,7 @@ class Decision:
     scores: dict[str, np.ndarray]
     unit_scores: dict[str, np.ndarray] = field(default_factory=dict)
     unit_masks: dict[str, np.ndarray] = field(default_factory=dict)
+    layer_thresholds: dict[str, float] = field(default_factory=dict)
 
 
 def resolve_criterion(criterion: str, post: InferenceData, model: BayesianNet) -> str:
@@ -55,11 +68,54 @@ def resolve_criterion(criterion: str, post: InferenceData, model: BayesianNet) -
     return model.prior.criterion
 
 
+def calibrate_unit_thresholds(post: InferenceData, model: BayesianNet,
+                              units: Mapping[str, np.ndarray], val: Split,
+                              tolerance: float = 0.01,
+                              grid: tuple[float, ...] = CALIBRATION_GRID) -> dict[str, float]:
+    """Per-layer unit thresholds chosen on ``val`` (see the module docstring).
+
+    Greedy from the first layer: for each layer the boldest fraction ``f`` in ``grid`` whose
+    removal (the ``f`` units with the largest ``log alpha_g``, on top of the layers already
+    decided) keeps ``acc_val >= acc_val(unpruned) - tolerance``; ``+inf`` (keep all) if none.
+    Returns ``layer name -> threshold``.
+    """
+    from ..inference.svi import evaluate
+
+    device = next(model.net.parameters()).device
+    val = val.to(device)
+    point = {k: torch.as_tensor(v, dtype=torch.float32, device=device)
+             for k, v in point_estimate(post).items()}
+    base = evaluate(model, point, val)["acc"]
+    chosen: dict[str, float] = {}
+    for name, scores in units.items():
+        layer = name.rsplit(".", 1)[0]
+        desc = np.sort(np.asarray(scores, dtype=np.float64))[::-1]
+        chosen[layer] = float("inf")
+        for f in grid:
+            n_remove = int(round(f * desc.size))
+            if n_remove < 1 or n_remove >= desc.size:
+                continue
+            thr = float(desc[n_remove - 1])
+            keep = unit_keep(units, float("inf"), {**chosen, layer: thr})
+            masks = weight_masks_from_units(model, keep)
+            params = {k: v * torch.as_tensor(masks[k], device=device) if k in masks else v
+                      for k, v in point.items()}
+            if evaluate(model, params, val)["acc"] >= base - tolerance:
+                chosen[layer] = thr
+                break
+    return chosen
+
+
 def make_decision(post: InferenceData, model: BayesianNet, criterion: str = "auto", *,
                   rho_threshold: float = 0.5, magnitude_threshold: float = 1e-2,
-                  log_alpha_threshold: float = 3.0, unit_threshold: float = 0.0,
-                  layer_thresholds: Mapping[str, float] | None = None) -> Decision:
-    """Pruning masks of every weight site by ``criterion`` (see the module table)."""
+                  log_alpha_threshold: float = 3.0, unit_threshold: float | str = 0.0,
+                  layer_thresholds: Mapping[str, float] | None = None,
+                  val: Split | None = None, tolerance: float = 0.01) -> Decision:
+    """Pruning masks of every weight site by ``criterion`` (see the module table).
+
+    ``unit_threshold="auto"`` needs ``val`` (calibration, :func:`calibrate_unit_thresholds`);
+    explicit ``layer_thresholds`` win over calibrated ones.
+    """
     criterion = resolve_criterion(criterion, post, model)
     weight_names = [s.name for s in model.weight_sites]
     if criterion == "rho":
@@ -75,7 +131,13 @@ def make_decision(post: InferenceData, model: BayesianNet, criterion: str = "aut
         return Decision(criterion, log_alpha_threshold,
                         decide(scores, threshold=log_alpha_threshold), scores)
     units = unit_log_alpha(post, model)
-    keep = unit_keep(units, unit_threshold, layer_thresholds)
+    if unit_threshold == "auto":
+        if val is None:
+            raise ValueError("unit_threshold='auto' calibrates on a validation split: pass val=")
+        calibrated = calibrate_unit_thresholds(post, model, units, val, tolerance)
+        layer_thresholds = {**calibrated, **(layer_thresholds or {})}
+        unit_threshold = float("inf")
+    keep = unit_keep(units, float(unit_threshold), layer_thresholds)
     masks = weight_masks_from_units(model, keep)
     scores = {}
     for s in model.weight_sites:
@@ -83,4 +145,5 @@ def make_decision(post: InferenceData, model: BayesianNet, criterion: str = "aut
             shape = [1] * len(s.shape)
             shape[s.group_dim] = s.shape[s.group_dim]
             scores[s.name] = np.broadcast_to(units[s.name].reshape(shape), s.shape).copy()
-    return Decision(criterion, unit_threshold, masks, scores, units, keep)
+    return Decision(criterion, unit_threshold, masks, scores, units, keep,
+                    dict(layer_thresholds or {}))

@@ -214,3 +214,24 @@ def test_bad_arguments_name_the_allowed_values():
         priors.Horseshoe(tau0=0.0)
     with pytest.raises(ValueError, match="log_uniform, horseshoe"):
         priors.get("spike_and_slab")
+
+
+@pytest.mark.parametrize("prior", [priors.LogUniform(level="unit", init_group_scale=0.05),
+                                   priors.Horseshoe(init_group_scale=0.05)],
+                         ids=["gnj", "horseshoe"])
+def test_group_priors_start_at_the_initial_network(prior):
+    """With the scales started at c, w~ starts at w_init / c, so the posterior-median network
+    is the initial one (the horseshoe's median of z is exp(loc) = c)."""
+    torch.manual_seed(0)
+    net = nets.mlp([5, 4, 3])
+    init = {k: v.detach().clone() for k, v in net.named_parameters()}
+    model = BayesianNet(net, prior, num_data=10)
+    guide = guides.MeanField(model)
+    lat_loc, _ = guide.latent_params()
+    values = {**{k: (v.exp() if prior.kind == "horseshoe" else v) for k, v in lat_loc.items()},
+              **guide.locs()}
+    with torch.no_grad():
+        params = model.prior.net_params(values)
+    for k, v in init.items():
+        torch.testing.assert_close(params[k], v)
+    assert float(guide.scales()["fc1.weight"].detach().max()) == pytest.approx(0.02, rel=1e-5)

@@ -118,3 +118,40 @@ def test_zoo_entries_report_compression(tmp_path, entry):
             "layers"} <= set(comp)
     assert [layer["layer"] for layer in comp["layers"]] == ["fc1", "fc2", "fc3"]
     assert "Huffman bytes" in res.output and "|W|/|W!=0|" in res.output
+
+
+def test_calibrated_thresholds_are_the_boldest_within_tolerance(digits):
+    from bayesstruct.inference import svi
+    from bayesstruct.inference.svi import evaluate
+    from bayesstruct.pruning.criteria import CALIBRATION_GRID
+
+    torch.manual_seed(0)
+    model = BayesianNet(nets.mlp([64, 24, 10]), priors.LogUniform(level="unit"),
+                        num_data=len(digits.train))
+    post = svi(model, guides.MeanField(), digits, epochs=4, lr=0.01, batch_size=64,
+               progress=False, num_draws=2)
+    units = pruning.unit_log_alpha(post, model)
+    tol = 0.02
+    chosen = pruning.calibrate_unit_thresholds(post, model, units, digits.val, tol)
+    point = {k: torch.as_tensor(v) for k, v in posterior.point_estimate(post).items()}
+    base = evaluate(model, point, digits.val)["acc"]
+
+    def acc(thresholds):
+        keep = pruning.unit_keep(units, float("inf"), thresholds)
+        masks = pruning.weight_masks_from_units(model, keep)
+        return evaluate(model, {k: v * torch.as_tensor(masks[k]) if k in masks else v
+                                for k, v in point.items()}, digits.val)["acc"]
+
+    assert acc(chosen) >= base - tol
+    # one grid step bolder in the first layer breaks the tolerance (or it is already the boldest)
+    desc = np.sort(units["fc1.weight"])[::-1]
+    removed = int((units["fc1.weight"] >= chosen["fc1"]).sum())
+    bolder = [f for f in CALIBRATION_GRID if round(f * desc.size) > removed
+              and round(f * desc.size) < desc.size]
+    if bolder:
+        n = int(round(min(bolder) * desc.size))
+        assert acc({"fc1": float(desc[n - 1]), "fc2": float("inf")}) < base - tol
+    d = pruning.make_decision(post, model, unit_threshold="auto", val=digits.val, tolerance=tol)
+    assert d.layer_thresholds == chosen
+    with pytest.raises(ValueError, match="val="):
+        pruning.make_decision(post, model, unit_threshold="auto")

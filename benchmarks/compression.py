@@ -1,0 +1,223 @@
+"""Compression table: dense, magnitude pruning + retraining, sparse VD, BC-GNJ, BC-GHS.
+
+For one architecture (LeNet-300-100 or LeNet-5-Caffe) on Fashion-MNIST, in one run:
+
+  dense      -- the plain ``torch.nn`` network, cross-entropy, Adam (cosine lr), same epochs;
+  magnitude  -- the dense net pruned by |w| (one global threshold) to the sparsity sparse VD
+                reached, then retrained with the mask held (Han et al. 2015: from the previous
+                optimum at a tenth of the learning rate, ``retrain_epochs``);
+  sparse VD, BC-GNJ, BC-GHS -- the zoo entries ``<net>-sparsevd``, ``<net>-bc-gnj``,
+                ``<net>-bc-horseshoe`` through ``bayesstruct.runner.run`` (what
+                ``bayesstruct run`` does), with their own pruning rule.
+
+Columns: test error of the pruned network, % weights kept, units kept per layer (input units
+of every layer, then the last layer's outputs), |W|/|W != 0|, Deep-Compression bytes
+(k-means + Huffman) and their ratio against float32, training time. The table is printed and
+written into ``benchmarks/RESULTS.md`` between the markers of the architecture's section.
+
+    python benchmarks/compression.py --net lenet300 [--epochs 30] [--data-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import re
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bayesstruct import data, nets, pruning
+from bayesstruct.config import resolve
+from bayesstruct.files import write_text
+from bayesstruct.inference.svi import Minibatches, make_adam
+from bayesstruct.models import BayesianNet
+from bayesstruct.priors import Gaussian
+from bayesstruct.report import format_table
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+METHODS = {"sparsevd": "sparse VD", "bc-gnj": "BC-GNJ", "bc-horseshoe": "BC-GHS"}
+ANCHORS = {  # published MNIST numbers (error %, compression |W|/|W != 0|) to quote beside
+    "lenet300": "Published on MNIST: sparse VD LeNet-300-100 1.92% error at 68x "
+                "(Molchanov et al. 2017).",
+    "lenet5": "Published on MNIST: sparse VD LeNet-5 0.75% error at 280x (Molchanov et al. "
+              "2017); BC LeNet-5 1.0% error at 108x (GNJ) / 156x (GHS) (Louizos et al. 2017).",
+}
+
+
+def _train_plain(net, ds, epochs, lr, batch_size, seed, masks=None):
+    """Plain cross-entropy training (Adam, cosine lr); masked weights held at zero."""
+    torch.manual_seed(seed)
+    opt = make_adam(list(net.parameters()), lr)
+    batches = Minibatches(ds.train.x, ds.train.y, batch_size, seed)
+    total = epochs * len(batches)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda t: 0.5 * (1 + np.cos(np.pi * min(t, total) / total)))
+    params = dict(net.named_parameters())
+    mask_t = {k: torch.as_tensor(m, dtype=torch.float32) for k, m in (masks or {}).items()}
+    t0 = time.perf_counter()
+    for epoch in range(epochs):
+        for x, y in batches.epoch(epoch):
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(net(x), y).backward()
+            opt.step()
+            sched.step()
+            with torch.no_grad():
+                for k, m in mask_t.items():
+                    params[k].mul_(m)
+    return time.perf_counter() - t0
+
+
+@torch.no_grad()
+def _error(net, split):
+    pred = torch.cat([net(split.x[i: i + 4096]).argmax(1) for i in range(0, len(split), 4096)])
+    return 100.0 * float((pred != split.y).float().mean())
+
+
+def _point_row(name, net, ds, masks, seconds, bits_conv, bits_fc):
+    model = BayesianNet(net, Gaussian())
+    moments = {s.name: (p.detach().numpy(), np.zeros(p.shape))
+               for s, p in zip(model.sites, net.parameters(), strict=True)
+               if s.role == "weight"}
+    masks = masks or {s.name: np.ones(s.shape, dtype=bool) for s in model.weight_sites}
+    summary = pruning.compression_summary(model, masks, moments, bits_conv=bits_conv,
+                                          bits_fc=bits_fc)
+    masked = pruning.apply_masks(net, masks)
+    small = pruning.prune(net, masks)
+    speedup = (pruning.inference_seconds(net, ds.test.x)
+               / pruning.inference_seconds(small, ds.test.x))
+    return _row(name, _error(masked, ds.test), summary, seconds, speedup)
+
+
+def _row(name, error, summary, seconds, speedup):
+    layers = summary["layers"]
+    units = "-".join([str(layer["in_units_kept"]) for layer in layers]
+                     + [str(layers[-1]["out_units_kept"])])
+    return [name, f"{error:.2f}", f"{100 * summary['weights_kept_fraction']:.2f}", units,
+            f"{summary['sparsity_ratio']:.1f}x", str(summary["deep_compression_bytes"]),
+            f"{summary['deep_compression_ratio']:.1f}x", f"{speedup:.2f}x", f"{seconds:.0f}"]
+
+
+HEADER = ["method", "test error (%)", "weights kept (%)", "units kept per layer", "|W|/|W!=0|",
+          "bytes (k-means+Huffman)", "ratio vs float32", "pruned-net inference speed-up",
+          "train time (s)"]
+
+
+def _fmt(thresholds):
+    return ", ".join(f"{k} {'keep all' if v is None else f'{v:.2f}'}"
+                     for k, v in thresholds.items())
+
+
+def _rule(method, criterion, threshold, layers):
+    if criterion == "unit":
+        return (f"{method}: units with log alpha_g >= a per-layer threshold, calibrated on the "
+                f"validation split ({_fmt(layers)})")
+    return f"{method}: {criterion} >= {threshold}"
+
+
+def _markdown(rows):
+    def cells(r):
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |"
+
+    out = [cells(HEADER), "|" + "---|" * len(HEADER)] + [cells(r) for r in rows]
+    return "\n".join(out)
+
+
+def _write_section(net, text):
+    begin, end = f"<!-- compression:{net}:begin -->", f"<!-- compression:{net}:end -->"
+    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    block = f"{begin}\n{text}\n{end}"
+    if begin in old:
+        new = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, old, flags=re.S)
+    else:
+        new = old.rstrip("\n") + "\n\n" + block + "\n"
+    write_text(RESULTS, new)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--net", choices=["lenet300", "lenet5"], default="lenet300")
+    ap.add_argument("--epochs", type=int, default=None, help="default: the zoo entries' epochs")
+    ap.add_argument("--retrain-epochs", type=int, default=None)
+    ap.add_argument("--train-size", type=int, default=None,
+                    help="use only this many training examples (for a quick run)")
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
+    args = ap.parse_args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+
+    overrides = [f"data.train_size={args.train_size}"] if args.train_size else []
+    if args.data_dir:
+        overrides.append(f"data.data_dir={args.data_dir}")
+    if args.epochs:
+        overrides.append(f"inference.epochs={args.epochs}")
+    cfgs = {m: resolve(f"{args.net}-{m}", None, [*overrides, f"seed={args.seed}"])
+            for m in METHODS}
+    first = next(iter(cfgs.values()))
+    epochs, lr, bs = first.inference.epochs, first.inference.lr, first.inference.batch_size
+    pc = first.pruning
+    ds = data.load("fashion-mnist", seed=args.seed, train_size=args.train_size,
+                   data_dir=args.data_dir)
+    from bayesstruct import runner
+
+    rows, results = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for m, cfg in cfgs.items():
+            print(f"== {METHODS[m]}: {cfg.name}, {cfg.inference.epochs} epochs", flush=True)
+            metrics = runner.run(cfg, Path(tmp) / m, progress=True)
+            results[m] = metrics
+            rows.append(_row(METHODS[m], 100 * (1 - metrics["test_acc_pruned"]),
+                             metrics["compression"], metrics["train_seconds"],
+                             metrics["test_inference_seconds_dense"]
+                             / metrics["test_inference_seconds_pruned"]))
+
+    print(f"== dense: {epochs} epochs", flush=True)
+    torch.manual_seed(args.seed)
+    dense = nets.build(args.net, ds.input_shape, ds.n_classes)
+    t_dense = _train_plain(dense, ds, epochs, lr, bs, args.seed)
+    dense_row = _point_row("dense", dense, ds, None, t_dense, pc.kmeans_bits_conv,
+                           pc.kmeans_bits_fc)
+
+    kept = results["sparsevd"]["compression"]["weights_kept_fraction"]
+    retrain = args.retrain_epochs or max(1, epochs // 3)
+    print(f"== magnitude pruning to {100 * kept:.2f}% kept, retrain {retrain} epochs",
+          flush=True)
+    scores = {n: -p.detach().abs().numpy() for n, p in dense.named_parameters()
+              if n.endswith("weight")}
+    masks = pruning.decide(scores, fraction=1.0 - kept)
+    pruned = pruning.apply_masks(dense, masks)
+    t_retrain = _train_plain(pruned, ds, retrain, lr / 10, bs, args.seed, masks)
+    mag_row = _point_row("magnitude + retrain", pruned, ds, masks, t_dense + t_retrain,
+                         pc.kmeans_bits_conv, pc.kmeans_bits_fc)
+
+    rows = [dense_row, mag_row, *rows]
+    print()
+    print(format_table(rows, HEADER))
+    thresholds = {m: (r["criterion"], r["threshold"], r["layer_thresholds"])
+                  for m, r in results.items()}
+    when = datetime.date.today().isoformat()
+    machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    size = f"{len(ds.train)} training examples" + (" (subset)" if args.train_size else "")
+    cmd = "python benchmarks/compression.py --net " + args.net + "".join(
+        f" --{k.replace('_', '-')} {v}" for k, v in (("epochs", args.epochs),
+                                                     ("train_size", args.train_size)) if v)
+    text = (f"Measured {when} on {machine} (CPU), torch {torch.__version__}; command "
+            f"`{cmd}`; Fashion-MNIST ({size}), {epochs} epochs each (the magnitude baseline: "
+            f"{epochs} dense + {retrain} retraining epochs). Error is of the pruned network "
+            f"(posterior mean for the Bayesian methods). Pruning rules: "
+            + "; ".join(_rule(METHODS[m], c, t, lt) for m, (c, t, lt) in thresholds.items())
+            + ".\n\n" + _markdown(rows) + "\n\n" + ANCHORS[args.net])
+    print("\n" + text)
+    if not args.no_write:
+        _write_section(args.net, text)
+        print(f"\nwritten to {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
