@@ -148,11 +148,14 @@ def main() -> None:
                     help="use only this many training examples (for a quick run)")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--set", dest="overrides", action="append", default=[],
+                    help="extra key=value overrides for the zoo runs (as bayesstruct run --set)")
     ap.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
     overrides = [f"data.train_size={args.train_size}"] if args.train_size else []
+    overrides += args.overrides
     if args.data_dir:
         overrides.append(f"data.data_dir={args.data_dir}")
     if args.epochs:
@@ -204,9 +207,10 @@ def main() -> None:
     when = datetime.date.today().isoformat()
     machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     size = f"{len(ds.train)} training examples" + (" (subset)" if args.train_size else "")
-    cmd = "python benchmarks/compression.py --net " + args.net + "".join(
-        f" --{k.replace('_', '-')} {v}" for k, v in (("epochs", args.epochs),
-                                                     ("train_size", args.train_size)) if v)
+    flags = [f"--{k.replace('_', '-')} {v}" for k, v in (("epochs", args.epochs),
+                                                          ("train_size", args.train_size)) if v]
+    flags += [f"--set {o}" for o in args.overrides]
+    cmd = " ".join(["python benchmarks/compression.py --net", args.net, *flags])
     text = (f"Measured {when} on {machine} (CPU), torch {torch.__version__}; command "
             f"`{cmd}`; Fashion-MNIST ({size}), {epochs} epochs each (the magnitude baseline: "
             f"{epochs} dense + {retrain} retraining epochs). Error is of the pruned network "

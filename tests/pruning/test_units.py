@@ -107,7 +107,7 @@ FAST = ["--set", "data.name=digits", "--set", "inference.epochs=2", "--set",
 
 
 @pytest.mark.parametrize("entry", ["lenet300-sparsevd", "lenet300-bc-gnj",
-                                   "lenet300-bc-horseshoe"])
+                                   "lenet300-bc-horseshoe", "lenet5-bc-gnj"])
 def test_zoo_entries_report_compression(tmp_path, entry):
     out = tmp_path / "run"
     res = CliRunner().invoke(app, ["run", entry, "--out", str(out), *FAST])
@@ -116,8 +116,15 @@ def test_zoo_entries_report_compression(tmp_path, entry):
     comp = metrics["compression"]
     assert {"sparsity_ratio", "deep_compression_bytes", "bit_precision_bytes",
             "layers"} <= set(comp)
-    assert [layer["layer"] for layer in comp["layers"]] == ["fc1", "fc2", "fc3"]
+    layers = ["conv1", "conv2", "fc1", "fc2"] if "lenet5" in entry else ["fc1", "fc2", "fc3"]
+    assert [layer["layer"] for layer in comp["layers"]] == layers
     assert "Huffman bytes" in res.output and "|W|/|W!=0|" in res.output
+    # the pruned network has no more input units per layer than the masks keep (prune may
+    # drop more: units with no input fold into the next bias); LeNet-5's fc1 counts columns
+    for layer in comp["layers"]:
+        if not ("lenet5" in entry and layer["layer"] == "fc1"):
+            assert metrics["units_after"][layer["layer"]][0] <= max(layer["in_units_kept"], 1)
+    assert metrics["params_after_unit_removal"] <= metrics["params_dense"]
 
 
 def test_calibrated_thresholds_are_the_boldest_within_tolerance(digits):
