@@ -101,10 +101,9 @@ def run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bool
     masked = {k: v * torch.as_tensor(masks[k], device=device) if k in masks else v
               for k, v in params.items()}
     after = evaluate(model, masked, ds.test)
-    with torch.no_grad():
-        model.net.load_state_dict(model.prior.net_params(params))
-    small = pruning.prune(model.net, masks)
-    t_dense = pruning.inference_seconds(model.net, ds.test.x)
+    mean_net = pruning.mean_network(post, model)
+    small = pruning.prune(mean_net, masks)
+    t_dense = pruning.inference_seconds(mean_net, ds.test.x)
     t_small = pruning.inference_seconds(small, ds.test.x)
     if "variational_loc" in post.groups():
         moments = pruning.effective_moments(post, model)
@@ -138,7 +137,7 @@ def run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bool
         "test_nll_pruned": after["nll"],
         "weights_total": model.num_weights(),
         "weights_kept": int(sum(int(m.sum()) for m in masks.values())),
-        "params_dense": pruning.count_parameters(model.net),
+        "params_dense": pruning.count_parameters(mean_net),
         "params_after_unit_removal": pruning.count_parameters(small),
         "nonzero_params_after": pruning.count_parameters(small, nonzero=True),
         "units_after": {k: list(v) for k, v in pruning.unit_counts(small).items()},

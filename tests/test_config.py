@@ -43,7 +43,7 @@ def test_every_catalog_entry_and_recipe_is_valid():
 
 @pytest.mark.parametrize("override,field,allowed", [
     ("prior.per=column", "prior.per", "'weight' or 'unit'"),
-    ("prior.kind=horseshoe", "prior", "'gaussian', 'ard'"),
+    ("prior.kind=spike_and_slab", "prior", "'gaussian', 'ard', 'log_uniform', 'horseshoe'"),
     ("prior.hyper=jeffreys", "prior.hyper", "'gamma' or 'empirical_bayes'"),
     ("inference.guide=laplace", "inference.guide", "'meanfield' or 'delta'"),
     ("inference.engine=nuts", "inference.engine", "'svi'"),

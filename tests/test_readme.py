@@ -8,10 +8,26 @@ from pathlib import Path
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
+BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+
+
+def test_readme_has_the_two_examples():
+    assert len(BLOCKS) == 2
+
+
 def test_readme_example_runs(tmp_path, monkeypatch, capsys):
-    (code,) = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
     monkeypatch.chdir(tmp_path)
-    exec(compile(code, str(README), "exec"), {})
+    exec(compile(BLOCKS[0], str(README), "exec"), {})
     removed = float(capsys.readouterr().out.strip().splitlines()[-1])
     assert 0.0 < removed < 1.0
     assert (tmp_path / "digits.nc").is_file()
+
+
+def test_readme_compression_example_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(BLOCKS[1], str(README), "exec"), namespace)
+    removed = float(capsys.readouterr().out.strip().splitlines()[-1])
+    assert 0.0 < removed < 1.0
+    small, net = namespace["small"], namespace["net"]
+    assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in net.parameters())

@@ -25,6 +25,7 @@ from .summary import compression_summary, summary_rows
 from .units import (
     effective_moments,
     log_alpha,
+    mean_network,
     unit_keep,
     unit_log_alpha,
     weight_masks_from_units,
@@ -35,7 +36,7 @@ __all__ = [
     "bits_per_weight", "calibrate_unit_thresholds", "compression_summary", "count_parameters",
     "decide", "effective_moments", "fraction_removed", "huffman_bits", "inference_seconds",
     "kmeans_share", "layer_code_size", "log_alpha", "log_relative_density", "magnitude",
-    "make_decision", "mc_evaluate", "prune", "pruning_curve", "relative_density",
+    "make_decision", "mean_network", "mc_evaluate", "prune", "pruning_curve", "relative_density",
     "resolve_criterion", "summary_rows", "unit_counts", "unit_keep", "unit_log_alpha",
     "weight_masks_from_units",
 ]

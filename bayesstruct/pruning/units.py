@@ -17,16 +17,17 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..models.bayesnet import BayesianNet
-from ..posterior import InferenceData
+from ..posterior import InferenceData, point_estimate
 
-__all__ = ["effective_moments", "log_alpha", "unit_keep", "unit_log_alpha",
+__all__ = ["effective_moments", "log_alpha", "mean_network", "unit_keep", "unit_log_alpha",
            "weight_masks_from_units", "variational_tensors"]
 
 
@@ -85,6 +86,18 @@ def effective_moments(post: InferenceData, model: BayesianNet
                                                       loc, scale)
             out[s.name] = (mean.numpy(), var.numpy())
     return out
+
+
+def mean_network(post: InferenceData, model: BayesianNet) -> nn.Module:
+    """A copy of the plain network holding the posterior-mean weights (group scales folded
+    in by :meth:`Prior.net_params`): what :func:`~bayesstruct.pruning.prune` shrinks."""
+    net = copy.deepcopy(model.net)
+    device = next(net.parameters()).device
+    values = {k: torch.as_tensor(v, dtype=torch.float32, device=device)
+              for k, v in point_estimate(post).items()}
+    with torch.no_grad():
+        net.load_state_dict(model.prior.net_params(values))
+    return net
 
 
 def _layer(site: str) -> str:
