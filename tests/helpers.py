@@ -51,3 +51,18 @@ def randomize_guide(guide, seed: int = 1) -> None:
                 p.copy_(-2.6 + 1.0 * noise)
             else:
                 p.copy_(0.5 * noise)
+
+
+def loss_difference(model, guide, x, y, n: int, elbo=None) -> tuple[float, float]:
+    """``mean(guide.loss) - mean(Pyro ELBO loss)`` over ``n`` draws each, and its standard
+    error: the two estimate the same negative ELBO when the fast path is right."""
+    import math
+
+    import pyro
+
+    elbo = elbo or pyro.infer.Trace_ELBO()
+    with torch.no_grad():
+        ours = torch.tensor([float(guide.loss(x, y)) for _ in range(n)], dtype=torch.float64)
+        ref = torch.tensor([elbo.loss(model, guide, x, y) for _ in range(n)],
+                           dtype=torch.float64)
+    return float(ours.mean() - ref.mean()), math.sqrt(ours.var() / n + ref.var() / n)

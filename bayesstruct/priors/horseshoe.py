@@ -48,7 +48,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import LatentSite, ParamSite, Prior, expand_group
+from .base import LatentSite, ParamSite
+from .group import GroupScalePrior
 
 __all__ = ["Horseshoe", "gauss_hermite_normal", "kl_lognormal_halfcauchy"]
 
@@ -78,7 +79,7 @@ def kl_lognormal_halfcauchy(mu: Tensor, sd: Tensor, scale: float) -> Tensor:
     return -entropy - math.log(2.0 / (math.pi * scale)) + e_log1p
 
 
-class Horseshoe(Prior):
+class Horseshoe(GroupScalePrior):
     """Group horseshoe prior, non-centred; see the module docstring.
 
     Args:
@@ -93,19 +94,13 @@ class Horseshoe(Prior):
 
     def __init__(self, tau0: float = 1.0, slab_scale: float | None = None,
                  init_group_scale: float = 1.0, bias_scale: float = 1.0) -> None:
-        super().__init__(bias_scale)
-        if init_group_scale <= 0:
-            raise ValueError(f"horseshoe init_group_scale must be > 0, got {init_group_scale}")
-        self.init_group_scale = float(init_group_scale)
+        super().__init__(init_group_scale, bias_scale)
         if tau0 <= 0:
             raise ValueError(f"horseshoe tau0 must be > 0, got {tau0}")
         if slab_scale is not None and slab_scale <= 0:
             raise ValueError(f"horseshoe slab_scale must be > 0 or null, got {slab_scale}")
         self.tau0 = float(tau0)
         self.slab_scale = None if slab_scale is None else float(slab_scale)
-        self.register_buffer("_one", torch.ones(()), persistent=False)
-        self.register_buffer("_zero", torch.zeros(()), persistent=False)
-        self._latents: list[LatentSite] = []
 
     def bind(self, sites: list[ParamSite]) -> None:
         super().bind(sites)
@@ -117,16 +112,6 @@ class Horseshoe(Prior):
                                                 (s.dims[s.group_dim],), s.name,
                                                 init_loc=math.log(self.init_group_scale)))
 
-    @property
-    def latents(self) -> list[LatentSite]:
-        return self._latents
-
-    def _grouped(self, site: ParamSite) -> bool:
-        return site.role == "weight" and site.group_dim is not None
-
-    def init_site_scale(self, site: ParamSite) -> float:
-        return self.init_group_scale if self._grouped(site) else 1.0
-
     def _slab(self, theta: Tensor) -> Tensor:
         c = self.slab_scale
         return theta if c is None else c * theta * torch.rsqrt(c * c + theta * theta)
@@ -137,18 +122,8 @@ class Horseshoe(Prior):
         d = dist.HalfCauchy(torch.tensor(scale, device=self._device()))
         return d.expand(latent.shape).to_event(len(latent.shape))
 
-    def weight_loc_scale(self, site, latents):
-        return self._zero, self._one
-
-    def net_params(self, values: dict[str, Tensor]) -> dict[str, Tensor]:
-        out = {}
-        for s in self.sites:
-            v = values[s.name]
-            if self._grouped(s):
-                theta = self._slab(values[f"{s.name}.s"] * values[f"{s.name}.z"])
-                v = expand_group(theta, s) * v
-            out[s.name] = v
-        return out
+    def group_scale(self, site: ParamSite, values: dict[str, Tensor]) -> Tensor:
+        return self._slab(values[f"{site.name}.s"] * values[f"{site.name}.z"])
 
     # -- fast path ----------------------------------------------------------------------------
     def input_scales(self, latent_loc, latent_scale, batch):
@@ -181,15 +156,6 @@ class Horseshoe(Prior):
         u, w = gauss_hermite_normal(mu, var.sqrt())
         theta = self._slab(torch.exp(u))
         return (theta * w).sum(-1), (theta * theta * w).sum(-1)
-
-    def effective_moments(self, site, m, var, latent_loc, latent_scale):
-        """``E[theta w~] = E[theta] m``, ``Var = E[theta^2](m^2 + s^2) - E[theta]^2 m^2``."""
-        if not self._grouped(site):
-            return m, var
-        e1, e2 = (expand_group(t, site) for t in self.scale_moments(site, latent_loc,
-                                                                    latent_scale))
-        mean = e1 * m
-        return mean, e2 * (m * m + var) - mean * mean
 
     def unit_log_alpha(self, site: ParamSite, m: Tensor, var: Tensor,
                        latent_loc: dict[str, Tensor], latent_scale: dict[str, Tensor]) -> Tensor:

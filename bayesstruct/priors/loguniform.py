@@ -42,7 +42,8 @@ import torch
 from pyro.distributions import constraints
 from torch import Tensor
 
-from .base import LatentSite, ParamSite, Prior, expand_group
+from .base import LatentSite, ParamSite
+from .group import GroupScalePrior
 
 __all__ = ["K1", "K2", "K3", "LOG_ALPHA_CLIP", "LogUniform", "LogUniformImproper",
            "kl_log_uniform"]
@@ -93,7 +94,7 @@ class LogUniformImproper(dist.TorchDistribution):
                                   "run it under a guide (SVI)")
 
 
-class LogUniform(Prior):
+class LogUniform(GroupScalePrior):
     """Log-uniform prior per weight (``level="weight"``, sparse VD) or per input unit
     (``level="unit"``, BC-GNJ); see the module docstring for the formulas.
 
@@ -111,18 +112,12 @@ class LogUniform(Prior):
 
     def __init__(self, level: str = "weight", init_log_alpha: float = -8.0,
                  init_group_scale: float = 1.0, bias_scale: float = 1.0) -> None:
-        super().__init__(bias_scale)
         if level not in LEVELS:
             raise ValueError(f"log_uniform level={level!r}; allowed: {', '.join(LEVELS)}")
-        if init_group_scale <= 0:
-            raise ValueError(f"log_uniform init_group_scale must be > 0, got {init_group_scale}")
-        self.init_group_scale = float(init_group_scale)
+        super().__init__(init_group_scale, bias_scale)
         self.level = level
         self.init_log_alpha = float(init_log_alpha)
         self.criterion = "log_alpha" if level == "weight" else "unit"
-        self.register_buffer("_one", torch.ones(()), persistent=False)
-        self.register_buffer("_zero", torch.zeros(()), persistent=False)
-        self._latents: list[LatentSite] = []
 
     def bind(self, sites: list[ParamSite]) -> None:
         super().bind(sites)
@@ -135,15 +130,8 @@ class LogUniform(Prior):
                         family="normal", init_loc=self.init_group_scale,
                         init_scale=self.init_group_scale * math.exp(0.5 * self.init_log_alpha)))
 
-    @property
-    def latents(self) -> list[LatentSite]:
-        return self._latents
-
     def _grouped(self, site: ParamSite) -> bool:
-        return self.level == "unit" and site.role == "weight" and site.group_dim is not None
-
-    def init_site_scale(self, site: ParamSite) -> float:
-        return self.init_group_scale if self._grouped(site) else 1.0
+        return self.level == "unit" and super()._grouped(site)
 
     # -- model side ---------------------------------------------------------------------------
     def latent_prior(self, latent: LatentSite) -> dist.Distribution:
@@ -158,14 +146,10 @@ class LogUniform(Prior):
         """``w~ ~ N(0, 1)`` (unit level, non-centred); the weight level has no Normal form."""
         if self.level == "weight":
             raise NotImplementedError("the per-weight log-uniform prior is not Gaussian")
-        return self._zero, self._one
+        return super().weight_loc_scale(site, latents)
 
-    def net_params(self, values: dict[str, Tensor]) -> dict[str, Tensor]:
-        out = {}
-        for s in self.sites:
-            v = values[s.name]
-            out[s.name] = expand_group(values[f"{s.name}.z"], s) * v if self._grouped(s) else v
-        return out
+    def group_scale(self, site: ParamSite, values: dict[str, Tensor]) -> Tensor:
+        return values[f"{site.name}.z"]
 
     # -- fast path ----------------------------------------------------------------------------
     def input_scales(self, latent_loc, latent_scale, batch):
@@ -188,14 +172,10 @@ class LogUniform(Prior):
         extra = kl_log_uniform(log_alpha(mu, 2.0 * torch.log(sd))).sum()
         return self._one, self._zero, None, extra
 
-    def effective_moments(self, site, m, var, latent_loc, latent_scale):
-        """``E[z w~] = mu_z m``, ``Var[z w~] = (mu_z^2 + sigma_z^2)(m^2 + s^2) - mu_z^2 m^2``."""
-        if not self._grouped(site):
-            return m, var
-        mu = expand_group(latent_loc[f"{site.name}.z"], site)
-        sd = expand_group(latent_scale[f"{site.name}.z"], site)
-        mean = mu * m
-        return mean, (mu * mu + sd * sd) * (m * m + var) - mean * mean
+    def scale_moments(self, site, latent_loc, latent_scale):
+        """``E[z] = mu_z``, ``E[z^2] = mu_z^2 + sigma_z^2``."""
+        mu, sd = latent_loc[f"{site.name}.z"], latent_scale[f"{site.name}.z"]
+        return mu, mu * mu + sd * sd
 
     def unit_log_alpha(self, site: ParamSite, m: Tensor, var: Tensor,
                        latent_loc: dict[str, Tensor], latent_scale: dict[str, Tensor]) -> Tensor:

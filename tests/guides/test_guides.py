@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pyro
 import pytest
 import torch
@@ -11,7 +9,13 @@ from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
 from bayesstruct import guides
-from tests.helpers import PRIOR_GRID, PRIOR_IDS, randomize_guide, small_model
+from tests.helpers import (
+    PRIOR_GRID,
+    PRIOR_IDS,
+    loss_difference,
+    randomize_guide,
+    small_model,
+)
 
 GUIDE_NAMES = ["meanfield", "delta"]
 
@@ -62,24 +66,15 @@ def test_fast_loss_is_pyros_negative_elbo(kind, kw, guide_name, beta):
                                        torch.tensor(elbo.loss(model, guide, x, y),
                                                     dtype=torch.float64), rtol=1e-5, atol=1e-3)
             return
-        n = 3000
-        ours = torch.tensor([float(guide.loss(x, y)) for _ in range(n)], dtype=torch.float64)
-        ref = torch.tensor([elbo.loss(model, guide, x, y) for _ in range(n)], dtype=torch.float64)
-    se = math.sqrt(ours.var() / n + ref.var() / n)
-    assert abs(float(ours.mean() - ref.mean())) < 5 * se, (ours.mean(), ref.mean(), se)
+    diff, se = loss_difference(model, guide, x, y, 3000, elbo)
+    assert abs(diff) < 5 * se, (diff, se)
 
 
 def test_conv_net_fast_loss_is_pyros_negative_elbo():
     model, guide = _make("ard", {"per": "unit", "hyper": "gamma"}, "meanfield", net="conv")
     x, y = _data("conv", 8)
-    elbo = pyro.infer.TraceMeanField_ELBO()
-    n = 400
-    with torch.no_grad():
-        ours = torch.tensor([float(guide.loss(x, y)) for _ in range(n)], dtype=torch.float64)
-        ref = torch.tensor([elbo.loss(model, guide, x, y) for _ in range(n)],
-                           dtype=torch.float64)
-    se = math.sqrt(ours.var() / n + ref.var() / n)
-    assert abs(float(ours.mean() - ref.mean())) < 5 * se
+    diff, se = loss_difference(model, guide, x, y, 400, pyro.infer.TraceMeanField_ELBO())
+    assert abs(diff) < 5 * se
 
 
 def test_delta_refuses_empirical_bayes_ard():
