@@ -98,9 +98,7 @@ def run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bool
     params = {k: torch.as_tensor(v, dtype=torch.float32, device=device)
               for k, v in posterior.point_estimate(post).items()}
     dense = evaluate(model, params, ds.test)
-    masked = {k: v * torch.as_tensor(masks[k], device=device) if k in masks else v
-              for k, v in params.items()}
-    after = evaluate(model, masked, ds.test)
+    after = evaluate(model, pruning.mask_params(params, masks), ds.test)
     mean_net = pruning.mean_network(post, model)
     small = pruning.prune(mean_net, masks)
     t_dense = pruning.inference_seconds(mean_net, ds.test.x)

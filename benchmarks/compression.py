@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from bayesstruct import data, nets, pruning
 from bayesstruct.config import resolve
 from bayesstruct.files import write_text
-from bayesstruct.inference.svi import Minibatches, make_adam
+from bayesstruct.inference.svi import Minibatches, _cosine, make_adam
 from bayesstruct.models import BayesianNet
 from bayesstruct.priors import Gaussian
 from bayesstruct.report import format_table
@@ -56,8 +56,7 @@ def _train_plain(net, ds, epochs, lr, batch_size, seed, masks=None):
     opt = make_adam(list(net.parameters()), lr)
     batches = Minibatches(ds.train.x, ds.train.y, batch_size, seed)
     total = epochs * len(batches)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda t: 0.5 * (1 + np.cos(np.pi * min(t, total) / total)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _cosine(total, floor=0.0))
     params = dict(net.named_parameters())
     mask_t = {k: torch.as_tensor(m, dtype=torch.float32) for k, m in (masks or {}).items()}
     t0 = time.perf_counter()

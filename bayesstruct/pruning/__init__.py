@@ -8,6 +8,7 @@ from .compression import (
     apply_masks,
     count_parameters,
     inference_seconds,
+    mask_params,
     prune,
     unit_counts,
 )
@@ -36,7 +37,7 @@ __all__ = [
     "bits_per_weight", "calibrate_unit_thresholds", "compression_summary", "count_parameters",
     "decide", "effective_moments", "fraction_removed", "huffman_bits", "inference_seconds",
     "kmeans_share", "layer_code_size", "log_alpha", "log_relative_density", "magnitude",
-    "make_decision", "mean_network", "mc_evaluate", "prune", "pruning_curve", "relative_density",
-    "resolve_criterion", "summary_rows", "unit_counts", "unit_keep", "unit_log_alpha",
-    "weight_masks_from_units",
+    "make_decision", "mask_params", "mc_evaluate", "mean_network", "prune", "pruning_curve",
+    "relative_density", "resolve_criterion", "summary_rows", "unit_counts", "unit_keep",
+    "unit_log_alpha", "weight_masks_from_units",
 ]

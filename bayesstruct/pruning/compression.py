@@ -77,8 +77,8 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["SelectInputs", "apply_masks", "count_parameters", "inference_seconds", "prune",
-           "unit_counts"]
+__all__ = ["SelectInputs", "apply_masks", "count_parameters", "inference_seconds", "mask_params",
+           "prune", "unit_counts"]
 
 _ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.ELU, nn.Sigmoid, nn.LeakyReLU, nn.GELU, nn.Identity,
                 nn.Dropout, nn.ReLU6, nn.SELU, nn.CELU, nn.SiLU, nn.Softplus, nn.Hardtanh,
@@ -121,6 +121,14 @@ def apply_masks(net: nn.Module, masks: Mapping[str, np.ndarray | torch.Tensor]) 
             p = params[name]
             p.mul_(torch.as_tensor(np.asarray(mask), dtype=p.dtype, device=p.device))
     return net
+
+
+def mask_params(params: Mapping[str, torch.Tensor],
+                masks: Mapping[str, np.ndarray | torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``value * mask`` for every masked entry of a parameter (or sample-site) dict; the rest
+    unchanged. Masks may be numpy or torch, on any device."""
+    return {k: v * torch.as_tensor(masks[k], dtype=v.dtype, device=v.device) if k in masks
+            else v for k, v in params.items()}
 
 
 def count_parameters(net: nn.Module, nonzero: bool = False, weights_only: bool = False) -> int:

@@ -32,6 +32,7 @@ import torch
 from ..data import Split
 from ..models.bayesnet import BayesianNet
 from ..posterior import InferenceData, point_estimate
+from .compression import mask_params
 from .decisions import decide, magnitude
 from .density import log_relative_density
 from .units import log_alpha, unit_keep, unit_log_alpha, weight_masks_from_units
@@ -98,9 +99,7 @@ def calibrate_unit_thresholds(post: InferenceData, model: BayesianNet,
             thr = float(desc[n_remove - 1])
             keep = unit_keep(units, float("inf"), {**chosen, layer: thr})
             masks = weight_masks_from_units(model, keep)
-            params = {k: v * torch.as_tensor(masks[k], device=device) if k in masks else v
-                      for k, v in point.items()}
-            if evaluate(model, params, val)["acc"] >= base - tolerance:
+            if evaluate(model, mask_params(point, masks), val)["acc"] >= base - tolerance:
                 chosen[layer] = thr
                 break
     return chosen

@@ -17,6 +17,7 @@ from ..data import Split
 from ..inference.svi import evaluate
 from ..models.bayesnet import BayesianNet
 from ..posterior import InferenceData, point_estimate
+from .compression import mask_params
 from .decisions import decide, fraction_removed
 from .density import log_relative_density
 
@@ -62,7 +63,7 @@ def mc_evaluate(model: BayesianNet, draws, split: Split,
     outs = []
     for params in draws:
         if masks:
-            params = {k: v * masks[k] if k in masks else v for k, v in params.items()}
+            params = mask_params(params, masks)
         outs.append(torch.cat([model.predict(split.x[i: i + batch_size], params)
                                for i in range(0, len(split), batch_size)]))
     logp = model.likelihood.predictive(torch.stack(outs))
@@ -88,7 +89,7 @@ def pruning_curve(model: BayesianNet, post: InferenceData, split: Split,
     for f in fractions:
         masks_np = decide(scores, fraction=f)
         masks = _tensors(masks_np, device)
-        params = {k: point[k] * masks[k] if k in masks else point[k] for k in sites}
+        params = mask_params({k: point[k] for k in sites}, masks)
         mean = evaluate(model, params, split)
         mc = mc_evaluate(model, _draw_sampler(post, sites, mc_samples, seed, device), split,
                          masks) if mc_samples > 0 else {"nll": np.nan, "acc": np.nan}

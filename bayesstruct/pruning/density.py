@@ -19,9 +19,27 @@ import numpy as np
 
 from ..posterior import InferenceData
 
-__all__ = ["log_relative_density", "relative_density"]
+__all__ = ["log_relative_density", "normal_weight_factors", "relative_density"]
 
 LEVELS = ("weight", "unit")
+
+
+def normal_weight_factors(post: InferenceData):
+    """Yield ``(site, m, s, prior_mode)`` (float64 arrays) of every weight site whose
+    variational factor is Normal; a clear error when the posterior has no factors."""
+    if "variational_loc" not in post.groups():
+        engine = post.attrs.get("engine", "?")
+        guide = post.attrs.get("guide", "")
+        raise ValueError(
+            f"this posterior (engine {engine} {guide}) has no variational density to evaluate; "
+            "rho needs a guide with a density (meanfield). For point estimates use "
+            "magnitude scores (pruning.magnitude).")
+    for name, loc in post.variational_loc.data_vars.items():
+        if loc.attrs.get("family") != "Normal" or "prior_mode" not in loc.attrs:
+            continue
+        yield (name, loc.values.astype(np.float64),
+               post.variational_scale[name].values.astype(np.float64),
+               float(loc.attrs["prior_mode"]))
 
 
 def log_relative_density(post: InferenceData, level: str = "weight") -> dict[str, np.ndarray]:
@@ -31,20 +49,9 @@ def log_relative_density(post: InferenceData, level: str = "weight") -> dict[str
     """
     if level not in LEVELS:
         raise ValueError(f"level={level!r}; allowed: {', '.join(LEVELS)}")
-    if "variational_loc" not in post.groups():
-        engine = post.attrs.get("engine", "?")
-        guide = post.attrs.get("guide", "")
-        raise ValueError(
-            f"this posterior (engine {engine} {guide}) has no variational density to evaluate; "
-            "rho needs a guide with a density (meanfield). For point estimates use "
-            "magnitude scores (pruning.magnitude).")
     out = {}
-    for name, loc in post.variational_loc.data_vars.items():
-        if loc.attrs.get("family") != "Normal" or "prior_mode" not in loc.attrs:
-            continue
-        m = loc.values.astype(np.float64)
-        s = post.variational_scale[name].values.astype(np.float64)
-        log_rho = -((m - float(loc.attrs["prior_mode"])) ** 2) / (2.0 * s * s)
+    for name, m, s, mode in normal_weight_factors(post):
+        log_rho = -((m - mode) ** 2) / (2.0 * s * s)
         if level == "unit":
             if log_rho.ndim < 2:
                 continue

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from ..models.bayesnet import BayesianNet
 from ..posterior import InferenceData, point_estimate
+from .density import normal_weight_factors
 
 __all__ = ["effective_moments", "log_alpha", "mean_network", "unit_keep", "unit_log_alpha",
            "weight_masks_from_units", "variational_tensors"]
@@ -46,13 +47,9 @@ def variational_tensors(post: InferenceData) -> tuple[dict[str, Tensor], dict[st
 def log_alpha(post: InferenceData, sites: list[str] | None = None) -> dict[str, np.ndarray]:
     """Per-weight ``log alpha = log sigma^2 - log theta^2`` of the Normal factors (unclipped)."""
     out = {}
-    for name, loc in post.variational_loc.data_vars.items():
-        if loc.attrs.get("family") != "Normal" or "prior_mode" not in loc.attrs:
-            continue
+    for name, m, s, _ in normal_weight_factors(post):
         if sites is not None and name not in sites:
             continue
-        m = loc.values.astype(np.float64)
-        s = post.variational_scale[name].values.astype(np.float64)
         out[name] = 2.0 * np.log(s) - np.log(m * m + 1e-300)
     return out
 
@@ -60,7 +57,7 @@ def log_alpha(post: InferenceData, sites: list[str] | None = None) -> dict[str, 
 def unit_log_alpha(post: InferenceData, model: BayesianNet) -> dict[str, np.ndarray]:
     """``weight site -> log alpha_g`` per input unit / channel, from the model's group prior."""
     prior = model.prior
-    if not hasattr(prior, "unit_log_alpha"):
+    if prior.criterion != "unit":
         raise ValueError(f"prior {prior.kind!r} has no unit scales; unit decisions need "
                          "log_uniform (level: unit) or horseshoe")
     loc, scale = variational_tensors(post)
