@@ -2,6 +2,7 @@
 
     bayesstruct run [ENTRY|PATH.yaml] [--inference RECIPE] [--out DIR] [--set key=value ...]
                     [--device cpu|cuda] [--data-dir DIR] [--resume] [--quiet]
+    bayesstruct compare [ENTRY] [--methods a,b,...] [--out DIR] [--set key=value ...] [--resume]
     bayesstruct zoo
 """
 
@@ -69,6 +70,56 @@ def run(
     except KeyboardInterrupt:
         typer.echo(f"\ninterrupted; continue with: bayesstruct run {entry} --out {out} --resume",
                    err=True)
+        raise typer.Exit(130) from None
+
+
+@app.command()
+def compare(
+    entry: Annotated[str, typer.Argument(help="catalog entry name or path to a models/*.yaml")]
+    = "logreg-prune-compare",
+    methods: Annotated[str | None, typer.Option(
+        "--methods", "-m", help="comma-separated, e.g. random,magnitude-l2-retrain,obd,obs "
+        "(default: the entry's compare.methods)")] = None,
+    inference: Annotated[str | None, typer.Option("--inference", "-i",
+                         help="recipe of the variational base")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="run directory")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", "-s",
+                    help="override, e.g. compare.l1=1e-3 (repeatable)")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda or cuda:N")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="folder with MNIST/Fashion-MNIST IDX "
+                                                  "files")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="reuse the trained bases and "
+                                         "finished methods in --out")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
+) -> None:
+    """Pruning comparison: random, magnitude (L1/L2, +- retraining), variational, OBD, OBS.
+
+    Trains each base once, sweeps the fraction of weights removed, and writes
+    comparison.csv, comparison.png (one line per method) and metrics.json.
+    """
+    from .runner import compare as run_compare
+    from .runner import load_run_config
+
+    overrides = list(set_ or [])
+    if data_dir is not None:
+        overrides.append(f"data.data_dir={data_dir}")
+    chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
+    try:
+        if resume:
+            if out is None:
+                out = _latest_run(entry)
+            cfg = load_run_config(out, overrides)
+        else:
+            cfg = resolve(entry, inference, overrides, device)
+            if out is None:
+                out = Path("runs") / cfg.name / time.strftime("%Y%m%d-%H%M%S")
+        run_compare(cfg, out, methods=chosen, resume=resume, progress=not quiet,
+                    echo=typer.echo)
+    except (ConfigError, DataNotFoundError) as e:
+        _fail(str(e))
+    except KeyboardInterrupt:
+        typer.echo(f"\ninterrupted; continue with: bayesstruct compare {entry} --out {out} "
+                   "--resume", err=True)
         raise typer.Exit(130) from None
 
 

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .data import DATASETS
 
 __all__ = [
+    "CompareConfig",
     "ConfigError",
     "EntryConfig",
     "InferenceConfig",
@@ -139,6 +140,38 @@ class PruningConfig(_Strict):
     mc_samples: int = Field(20, ge=0)
 
 
+COMPARE_METHODS = ("random", "random-retrain", "magnitude-l1", "magnitude-l1-retrain",
+                   "magnitude-l2", "magnitude-l2-retrain", "variational", "obd", "obd-retrain",
+                   "obs")
+
+
+class CompareConfig(_Strict):
+    """A pruning comparison (``bayesstruct compare``; :mod:`bayesstruct.pruning.comparison`).
+
+    ``epochs``, ``lr`` and ``batch_size`` default to the inference recipe's; the variational
+    base is trained by the recipe (SVI with the entry's prior)."""
+
+    methods: list[Literal[COMPARE_METHODS]] = [  # type: ignore[valid-type]
+        "random", "magnitude-l1", "magnitude-l1-retrain", "magnitude-l2",
+        "magnitude-l2-retrain", "variational", "obd", "obs"]
+    epochs: int | None = Field(None, ge=1)
+    lr: float | None = Field(None, gt=0)
+    batch_size: int | None = Field(None, ge=1)
+    l1: float = Field(1e-4, ge=0)
+    l2: float = Field(1e-4, ge=0)
+    retrain_epochs: int = Field(3, ge=1)
+    retrain_lr_factor: float = Field(0.1, gt=0, le=1)
+    obd_hessian: Literal["exact", "gauss_newton", "hutchinson"] = "exact"
+    obs_hessian: Literal["exact", "gauss_newton"] = "exact"
+    hutchinson_samples: int = Field(64, ge=1)
+    hessian_examples: int | None = Field(None, ge=1)
+    obs_block: int | None = Field(None, ge=1)
+    obs_damping: float = Field(0.0, ge=0)
+    obs_max_weights: int = Field(20000, ge=1)
+    fractions: list[Annotated[float, Field(ge=0, lt=1)]] = [
+        0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99]
+
+
 class _EntryBase(_Strict):
     name: str = ""
     description: str = ""
@@ -147,6 +180,7 @@ class _EntryBase(_Strict):
     prior: PriorConfig
     likelihood: Literal["categorical"] = "categorical"
     pruning: PruningConfig = PruningConfig()
+    compare: CompareConfig | None = None
     seed: int = 0
 
 

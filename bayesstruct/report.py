@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .files import atomic_path, write_text
 
-__all__ = ["format_table", "plot_pruning_curve", "write_csv"]
+__all__ = ["format_table", "plot_comparison", "plot_pruning_curve", "write_csv"]
 
 
 def format_table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
@@ -55,6 +55,46 @@ def plot_pruning_curve(rows: Sequence[Mapping[str, float]], path: str | os.PathL
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
         ax.legend()
+    if title:
+        fig.suptitle(title)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+#: colour per method family; ``-retrain`` variants share it with a dashed line
+_METHOD_STYLE = {"random": "0.45", "magnitude-l1": "C0", "magnitude-l2": "C1",
+                 "variational": "C2", "obd": "C3", "obs": "C4"}
+
+
+def plot_comparison(rows: Sequence[Mapping[str, object]], path: str | os.PathLike,
+                    title: str = "", zoom_from: float = 80.0) -> Path:
+    """Test accuracy against the percent of weights removed, one line per method: the whole
+    range on the left, ``zoom_from``..100 % on the right (where the methods separate)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = list(dict.fromkeys(str(r["method"]) for r in rows))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), constrained_layout=True)
+    for i, m in enumerate(methods):
+        pts = sorted((100 * float(r["removed"]), 100 * float(r["acc"]))
+                     for r in rows if r["method"] == m)
+        base = m.removesuffix("-retrain")
+        style = {"color": _METHOD_STYLE.get(base, f"C{5 + i % 5}"),
+                 "linestyle": "--" if m.endswith("-retrain") else "-",
+                 "marker": "s" if m.endswith("-retrain") else "o", "markersize": 4,
+                 "label": m}
+        for ax in axes:
+            ax.plot(*zip(*pts, strict=True), **style)
+    axes[0].set(xlabel="weights removed (%)", ylabel="test accuracy (%)", xlim=(0, 100))
+    axes[1].set(xlabel="weights removed (%)", ylabel="test accuracy (%)",
+                xlim=(zoom_from, 100), title=f"zoom: {zoom_from:g}-100 % removed")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[0].legend(loc="lower left", fontsize=9)
     if title:
         fig.suptitle(title)
     with atomic_path(path) as tmp:

@@ -7,6 +7,13 @@
     <out>/pruning.png      its plot
     <out>/metrics.json     test metrics, pruning at the default threshold, timings
 
+A comparison (``bayesstruct compare``, or an entry with a ``compare`` section) writes instead
+
+    <out>/comparison.csv   method, fraction, removed, acc, nll, seconds (the figure's data)
+    <out>/comparison.png   test accuracy against weights removed, one line per method
+    <out>/metrics.json     each base's dense test metrics, accuracy at 50/80/90/95/99 %
+    <out>/checkpoints/     base-*.pt and rows.json (what --resume reuses)
+
 Every file is written atomically; an existing run is never overwritten (resume it instead).
 """
 
@@ -23,14 +30,14 @@ import torch
 
 from . import data as data_mod
 from . import guides, nets, posterior, priors, pruning
-from .config import ConfigError, RunConfig, load_yaml, to_yaml, validate
+from .config import CompareConfig, ConfigError, RunConfig, load_yaml, to_yaml, validate
 from .files import write_text
 from .inference import svi
 from .inference.svi import evaluate
 from .models import BayesianNet
-from .report import format_table, plot_pruning_curve, write_csv
+from .report import format_table, plot_comparison, plot_pruning_curve, write_csv
 
-__all__ = ["build_model", "load_run_config", "run"]
+__all__ = ["build_model", "compare", "load_run_config", "run"]
 
 
 def build_model(cfg: RunConfig, ds: data_mod.Dataset) -> BayesianNet:
@@ -55,7 +62,11 @@ def load_run_config(out: str | Path, overrides: list[str] | tuple[str, ...] = ()
 
 def run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bool = True,
         echo: Callable[[str], Any] = print) -> dict[str, Any]:
-    """Run one experiment into ``out``; return its metrics (also in ``metrics.json``)."""
+    """Run one experiment into ``out``; return its metrics (also in ``metrics.json``).
+
+    An entry with a ``compare`` section runs the pruning comparison (:func:`compare`)."""
+    if cfg.compare is not None:
+        return compare(cfg, out, resume=resume, progress=progress, echo=echo)
     out = Path(out)
     if (out / "config.yaml").exists() and not resume:
         raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose "
@@ -161,4 +172,82 @@ def run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bool
          f"(bit precision, {summary['bit_precision_ratio']:.1f}x) against "
          f"{summary['dense_bytes']} bytes dense float32")
     echo(f"\nrun directory: {out}")
+    return metrics
+
+
+def compare(cfg: RunConfig, out: str | Path, *, methods: list[str] | None = None,
+            resume: bool = False, progress: bool = True,
+            echo: Callable[[str], Any] = print) -> dict[str, Any]:
+    """The pruning comparison of ``cfg`` (its ``compare`` section, or the defaults) into ``out``.
+
+    The plain bases train with ``compare.epochs/lr/batch_size`` (default: the recipe's), the
+    variational base by the recipe (SVI, mean-field guide) with the entry's prior.
+    """
+    from dataclasses import asdict
+
+    cc = cfg.compare or CompareConfig()
+    if methods is not None:
+        cc = validate(CompareConfig, {**cc.model_dump(), "methods": methods}, "--methods")
+    cfg = cfg.model_copy(update={"compare": cc})
+    out = Path(out)
+    if (out / "config.yaml").exists() and not resume:
+        raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose "
+                          "another --out")
+    inf = cfg.inference
+    if "variational" in cc.methods and inf.guide != "meanfield":
+        raise ConfigError(f"method 'variational' needs the meanfield guide; recipe "
+                          f"{cfg.recipe!r} has guide {inf.guide!r} (use --inference "
+                          "svi-meanfield or drop 'variational' from the methods)")
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "config.yaml", to_yaml(cfg))
+    device = torch.device(cfg.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' requested but CUDA is not available here; use cpu")
+    ds = data_mod.load(cfg.data.name, seed=cfg.seed, val_fraction=cfg.data.val_fraction,
+                       test_fraction=cfg.data.test_fraction, train_size=cfg.data.train_size,
+                       data_dir=cfg.data.data_dir, standardize=cfg.data.standardize,
+                       device=device)
+    settings = pruning.CompareSettings(
+        epochs=cc.epochs or inf.epochs, lr=cc.lr or inf.lr,
+        batch_size=cc.batch_size or inf.batch_size, l1=cc.l1, l2=cc.l2,
+        retrain_epochs=cc.retrain_epochs, retrain_lr_factor=cc.retrain_lr_factor,
+        obd_hessian=cc.obd_hessian, obs_hessian=cc.obs_hessian,
+        hutchinson_samples=cc.hutchinson_samples, hessian_examples=cc.hessian_examples,
+        obs_block=cc.obs_block, obs_damping=cc.obs_damping, obs_max_weights=cc.obs_max_weights,
+        svi_epochs=inf.epochs, svi_lr=inf.lr, init_scale=inf.init_scale,
+        kl_warmup_epochs=inf.kl_warmup_epochs, num_draws=min(inf.num_draws, 20),
+        fractions=tuple(cc.fractions), seed=cfg.seed)
+    prior = priors.get(cfg.prior.kind, **cfg.prior.model_dump(exclude={"kind"}))
+
+    def make_net() -> torch.nn.Module:
+        return nets.build(cfg.net.kind, ds.input_shape, ds.n_classes, cfg.net.hidden,
+                          cfg.net.activation)
+
+    echo(f"{cfg.name}: pruning comparison, {cfg.net.kind} on {cfg.data.name} "
+         f"({len(ds.train)} train / {len(ds.test)} test), methods {', '.join(cc.methods)}")
+    t0 = time.perf_counter()
+    res = pruning.compare(make_net, ds, cc.methods, settings, prior=prior, device=device,
+                          progress=progress, checkpoint_dir=out / "checkpoints", echo=echo)
+    write_csv(res.rows, out / "comparison.csv")
+    plot_comparison(res.rows, out / "comparison.png",
+                    title=f"{cfg.name}: {cfg.net.kind} on {cfg.data.name} (test accuracy)")
+    table = res.table()
+    header = ["method"] + [f"{100 * f:g}% removed" for f in pruning.TABLE_FRACTIONS]
+    echo("")
+    echo(format_table([[m] + [f"{100 * a:.2f}" for a in accs.values()]
+                       for m, accs in table.items()], header))
+    metrics = {
+        "entry": cfg.name,
+        "dataset": cfg.data.name,
+        "net": cfg.net.kind,
+        "methods": list(cc.methods),
+        "bases": res.bases,
+        "test_acc_at": {m: {f"{f:g}": a for f, a in accs.items()} for m, accs in table.items()},
+        "settings": {k: list(v) if isinstance(v, tuple) else v
+                     for k, v in asdict(settings).items()},
+        "seconds": time.perf_counter() - t0,
+        "device": str(device),
+    }
+    write_text(out / "metrics.json", json.dumps(metrics, indent=2))
+    echo(f"\nrun directory: {out} (comparison.csv, comparison.png, metrics.json)")
     return metrics

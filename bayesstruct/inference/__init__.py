@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from .plain import evaluate_net, regularised_loss, train_plain
 from .svi import NonFiniteLossError, evaluate, svi
 
-__all__ = ["ENGINES", "NonFiniteLossError", "evaluate", "svi"]
+__all__ = ["ENGINES", "NonFiniteLossError", "evaluate", "evaluate_net", "regularised_loss", "svi",
+           "train_plain"]
 
 ENGINES = ("svi",)

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+from .baselines import magnitude_scores, obd_scores, obs_scores, random_scores, sweep
 from .coding import bit_precision, bits_per_weight, huffman_bits, kmeans_share, layer_code_size
+from .comparison import (
+    DEFAULT_METHODS,
+    METHODS,
+    TABLE_FRACTIONS,
+    CompareSettings,
+    Comparison,
+    compare,
+    table_at,
+)
 from .compression import (
     SelectInputs,
     apply_masks,
@@ -22,6 +32,8 @@ from .criteria import (
 from .curve import DEFAULT_FRACTIONS, mc_evaluate, pruning_curve
 from .decisions import decide, fraction_removed, magnitude
 from .density import log_relative_density, relative_density
+from .hessian import diag_hessian, flatten_weights, hessian, unflatten_weights
+from .obs import OBSPath, obs_path, obs_remove, obs_saliency
 from .summary import compression_summary, summary_rows
 from .units import (
     effective_moments,
@@ -33,11 +45,15 @@ from .units import (
 )
 
 __all__ = [
-    "CRITERIA", "DEFAULT_FRACTIONS", "Decision", "SelectInputs", "apply_masks", "bit_precision",
-    "bits_per_weight", "calibrate_unit_thresholds", "compression_summary", "count_parameters",
-    "decide", "effective_moments", "fraction_removed", "huffman_bits", "inference_seconds",
+    "CRITERIA", "CompareSettings", "Comparison", "DEFAULT_FRACTIONS", "DEFAULT_METHODS",
+    "Decision", "METHODS", "OBSPath", "SelectInputs", "TABLE_FRACTIONS", "apply_masks",
+    "bit_precision", "bits_per_weight", "calibrate_unit_thresholds", "compare",
+    "compression_summary", "count_parameters", "decide", "diag_hessian", "effective_moments",
+    "flatten_weights", "fraction_removed", "hessian", "huffman_bits", "inference_seconds",
     "kmeans_share", "layer_code_size", "log_alpha", "log_relative_density", "magnitude",
-    "make_decision", "mask_params", "mc_evaluate", "mean_network", "prune", "pruning_curve",
-    "relative_density", "resolve_criterion", "summary_rows", "unit_counts", "unit_keep",
-    "unit_log_alpha", "weight_masks_from_units",
+    "magnitude_scores", "make_decision", "mask_params", "mc_evaluate", "mean_network",
+    "obd_scores", "obs_path", "obs_remove", "obs_saliency", "obs_scores", "prune",
+    "pruning_curve", "random_scores", "relative_density", "resolve_criterion", "summary_rows",
+    "sweep", "table_at", "unflatten_weights", "unit_counts", "unit_keep", "unit_log_alpha",
+    "weight_masks_from_units",
 ]

@@ -1,0 +1,128 @@
+"""Plain (point-estimate) training: the regularised empirical risk of the pruning baselines (M5).
+
+The loss is the mean cross-entropy plus penalties on the *weights* (biases are not penalised):
+
+    L(w) = (1/N) sum_n -log softmax(f(x_n; w))_{y_n}  +  l1 ||W||_1  +  (l2 / 2) ||W||_2^2
+
+so ``l2`` is the usual weight decay and the Hessian of the penalty is ``l2 I``
+(:mod:`bayesstruct.pruning.hessian` adds it). Minimised by minibatch Adam with an optional cosine
+learning-rate schedule.
+
+*Masked* training (retraining after pruning; Han et al. 2015, "Learning both weights and
+connections"): a mask ``m`` (``True`` = kept) is applied to the gradient before each step and to
+the weight after it, so pruned weights stay exactly zero, whatever Adam's moment estimates hold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..data import Dataset, Split
+from .svi import Minibatches, _cosine, make_adam
+
+__all__ = ["evaluate_net", "regularised_loss", "train_plain", "weight_names"]
+
+_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def weight_names(net: nn.Module) -> list[str]:
+    """Names of the weight tensors of every Linear / Conv layer (what pruning removes)."""
+    return [f"{name}.weight" if name else "weight" for name, m in net.named_modules()
+            if isinstance(m, _LAYERS)]
+
+
+def regularised_loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, l1: float = 0.0,
+                     l2: float = 0.0) -> torch.Tensor:
+    """``mean CE + l1 ||W||_1 + (l2/2) ||W||^2`` on one batch (module docstring)."""
+    loss = F.cross_entropy(net(x), y)
+    if l1 or l2:
+        params = dict(net.named_parameters())
+        weights = [params[n] for n in weight_names(net)]
+        if l1:
+            loss = loss + l1 * sum(w.abs().sum() for w in weights)
+        if l2:
+            loss = loss + 0.5 * l2 * sum(w.pow(2).sum() for w in weights)
+    return loss
+
+
+@torch.no_grad()
+def evaluate_net(net: nn.Module, split: Split, batch_size: int = 4096) -> dict[str, float]:
+    """Test NLL per example and accuracy of a plain classifier."""
+    net.eval()
+    nll, correct = 0.0, 0
+    for i in range(0, len(split), batch_size):
+        x, y = split.x[i: i + batch_size], split.y[i: i + batch_size]
+        out = net(x)
+        nll += float(F.cross_entropy(out, y, reduction="sum"))
+        correct += int((out.argmax(1) == y).sum())
+    n = max(len(split), 1)
+    return {"nll": nll / n, "acc": correct / n}
+
+
+def train_plain(net: nn.Module, data: Dataset | Split, *, epochs: int, lr: float,
+                batch_size: int = 128, l1: float = 0.0, l2: float = 0.0,
+                masks: Mapping[str, np.ndarray | torch.Tensor] | None = None,
+                lr_schedule: str = "cosine", seed: int = 0,
+                device: str | torch.device | None = None, progress: bool = False,
+                desc: str = "train") -> list[dict[str, float]]:
+    """Minimise the regularised loss in place; return the per-epoch history.
+
+    Args:
+        net: the network (trained in place, moved to ``device``).
+        data: a Dataset (its training split is used) or a Split.
+        masks: ``parameter name -> keep mask``; masked entries are held at exactly zero
+            (they are zeroed first, so a dense ``net`` may be passed).
+        lr_schedule: ``"cosine"`` (from ``lr`` down to 0) or ``"constant"``.
+    """
+    if epochs < 0 or lr <= 0 or batch_size < 1:
+        raise ValueError(f"need epochs >= 0, lr > 0, batch_size >= 1 (got {epochs}, {lr}, "
+                         f"{batch_size})")
+    if lr_schedule not in ("cosine", "constant"):
+        raise ValueError(f"lr_schedule={lr_schedule!r}; allowed: cosine, constant")
+    train = data.train if isinstance(data, Dataset) else data
+    device = torch.device(device) if device is not None else train.x.device
+    net.to(device)
+    train = train.to(device)
+    params = dict(net.named_parameters())
+    unknown = sorted(set(masks or {}) - set(params))
+    if unknown:
+        raise ValueError(f"masks name unknown parameters {unknown}; parameters: {sorted(params)}")
+    drop = {k: ~torch.as_tensor(np.asarray(m) if not torch.is_tensor(m) else m,
+                                dtype=torch.bool, device=device)
+            for k, m in (masks or {}).items()}
+    with torch.no_grad():
+        for k, d in drop.items():
+            params[k].masked_fill_(d, 0.0)
+    torch.manual_seed(seed)
+    opt = make_adam(list(net.parameters()), lr)
+    batches = Minibatches(train.x, train.y, batch_size, seed)
+    sched = (torch.optim.lr_scheduler.LambdaLR(opt, _cosine(max(epochs * len(batches), 1),
+                                                            floor=0.0))
+             if lr_schedule == "cosine" else None)
+    history = []
+    net.train()
+    for epoch in tqdm(range(epochs), desc=desc, unit="epoch", disable=not progress,
+                      leave=False, dynamic_ncols=True):
+        total = torch.zeros((), device=device)
+        for x, y in batches.epoch(epoch):
+            opt.zero_grad(set_to_none=True)
+            loss = regularised_loss(net, x, y, l1=l1, l2=l2)
+            loss.backward()
+            for k, d in drop.items():
+                params[k].grad.masked_fill_(d, 0.0)
+            opt.step()
+            if sched is not None:
+                sched.step()
+            with torch.no_grad():
+                for k, d in drop.items():
+                    params[k].masked_fill_(d, 0.0)
+            total += loss.detach()
+        history.append({"epoch": epoch + 1, "loss": float(total) / len(batches)})
+    net.eval()
+    return history
