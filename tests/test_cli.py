@@ -84,3 +84,56 @@ def test_missing_idx_files_say_how_to_get_them(tmp_path, monkeypatch):
                               "--out", str(tmp_path / "m"), "--quiet"])
     assert res.exit_code == 2
     assert "--data-dir" in res.output and "BAYESSTRUCT_DATA" in res.output
+
+
+COMPARE_FAST = ["--set", "data.name=digits", "--set", "inference.epochs=5",
+                "--set", "inference.lr=0.01", "--set", "compare.fractions=[0.0,0.5,0.9]",
+                "--quiet"]
+
+
+def test_compare_writes_figure_csv_and_table(tmp_path):
+    out = tmp_path / "cmp"
+    res = runner.invoke(app, ["compare", "logreg-prune-compare", "--out", str(out),
+                              "--methods", "random,magnitude-l2-retrain,obs", *COMPARE_FAST])
+    assert res.exit_code == 0, res.output
+    for f in ("config.yaml", "comparison.csv", "comparison.png", "metrics.json",
+              "checkpoints/base-l2.pt", "checkpoints/rows.json"):
+        assert (out / f).is_file(), f
+    assert "magnitude-l2-retrain" in res.output and "90% removed" in res.output
+    import csv
+    rows = list(csv.DictReader((out / "comparison.csv").open()))
+    assert [r["method"] for r in rows] == ["random"] * 3 + ["magnitude-l2-retrain"] * 3 \
+        + ["obs"] * 3
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["methods"] == ["random", "magnitude-l2-retrain", "obs"]
+    assert set(metrics["bases"]) == {"l2"}
+    assert metrics["test_acc_at"]["obs"]["0.9"] == pytest.approx(
+        float(rows[-1]["acc"]))
+    # resume reuses everything that finished
+    again = runner.invoke(app, ["compare", "logreg-prune-compare", "--out", str(out),
+                                "--resume", "--quiet"])
+    assert again.exit_code == 0, again.output
+    assert "random: loaded" in again.output and "obs: loaded" in again.output
+    assert json.loads((out / "metrics.json").read_text())["bases"] == metrics["bases"]
+
+
+def test_run_of_a_compare_entry_runs_the_comparison(tmp_path):
+    out = tmp_path / "cmp"
+    res = runner.invoke(app, ["run", "logreg-prune-compare", "--out", str(out),
+                              "--set", "compare.methods=[random,obd]", *COMPARE_FAST])
+    assert res.exit_code == 0, res.output
+    assert (out / "comparison.png").is_file() and not (out / "posterior.nc").exists()
+
+
+def test_compare_refuses_unknown_methods_naming_the_allowed_ones(tmp_path):
+    res = runner.invoke(app, ["compare", "logreg-prune-compare", "--out", str(tmp_path / "x"),
+                              "--methods", "random,snip", *COMPARE_FAST])
+    assert res.exit_code == 2
+    assert "methods.1" in res.output and "'magnitude-l1-retrain'" in res.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_compare_variational_needs_the_meanfield_guide(tmp_path):
+    res = runner.invoke(app, ["compare", "logreg-prune-compare", "--out", str(tmp_path / "x"),
+                              "--inference", "svi-map", *COMPARE_FAST])
+    assert res.exit_code == 2 and "needs the meanfield guide" in res.output

@@ -121,3 +121,11 @@ def test_apply_overrides_copies():
     base = {"a": {"b": 1}}
     out = apply_overrides(base, ["a.b=2", "a.c=[1, 2]", "d=x"])
     assert base == {"a": {"b": 1}} and out == {"a": {"b": 2, "c": [1, 2]}, "d": "x"}
+
+
+def test_compare_methods_match_the_library():
+    from bayesstruct import pruning
+    from bayesstruct.config import COMPARE_METHODS, CompareConfig
+
+    assert COMPARE_METHODS == pruning.METHODS
+    assert tuple(CompareConfig().methods) == pruning.DEFAULT_METHODS

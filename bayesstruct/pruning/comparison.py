@@ -129,7 +129,8 @@ def compare(make_net: Callable[[], nn.Module], ds: Dataset,
         prior: the prior of the variational base (default ``Gaussian()``).
         checkpoint_dir: where each trained base (``base-<name>.pt``, ``weights_only``
             loadable) and each finished method's rows (``rows.json``) are kept; a repeated call
-            with the same directory reuses them (resume after an interruption).
+            with the same directory reuses them (resume after an interruption; a base whose
+            methods have all finished is not even loaded).
     """
     from ..guides import MeanField
     from ..inference.svi import svi
@@ -158,7 +159,8 @@ def compare(make_net: Callable[[], nn.Module], ds: Dataset,
     if ckpt is not None:
         ckpt.mkdir(parents=True, exist_ok=True)
         if (ckpt / "rows.json").exists():
-            done = json.loads((ckpt / "rows.json").read_text())
+            saved = json.loads((ckpt / "rows.json").read_text())
+            done, result.bases = saved["rows"], saved["bases"]
     for base in dict.fromkeys(_base(m) for m in methods if m not in done):
         t0 = time.perf_counter()
         path = ckpt / f"base-{base}.pt" if ckpt is not None else None
@@ -168,8 +170,8 @@ def compare(make_net: Callable[[], nn.Module], ds: Dataset,
             nets[base].load_state_dict(saved["net"])
             if base == "svi":
                 var_scores = {k: v.numpy() for k, v in saved["scores"].items()}
-            ev = evaluate_net(nets[base], ds.test)
-            result.bases[base] = {**ev, "seconds": float(saved["seconds"])}
+            result.bases[base] = {**evaluate_net(nets[base], ds.test),
+                                  "seconds": float(saved["seconds"])}
             echo(f"base {base}: loaded from {path}")
             continue
         if base == "svi":
@@ -237,7 +239,7 @@ def compare(make_net: Callable[[], nn.Module], ds: Dataset,
         result.rows += rows
         if ckpt is not None:
             done[m] = rows
-            write_text(ckpt / "rows.json", json.dumps(done))
+            write_text(ckpt / "rows.json", json.dumps({"rows": done, "bases": result.bases}))
         acc = {r["fraction"]: r["acc"] for r in rows}
         echo(f"{m}: " + ", ".join(f"{100 * f:g}%: {100 * acc[f]:.2f}" for f in TABLE_FRACTIONS
                                   if f in acc) + f" ({time.perf_counter() - t0:.1f} s)")
