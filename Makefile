@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.bayesstruct-installed
 FMNIST := /usr/share/datasets/fashion-mnist
 PYTEST_ARGS ?=
 
-.PHONY: setup data demo test test-slow lint bench bench-compression clean
+.PHONY: setup data demo test test-slow lint bench bench-compression bench-pruning clean
 
 setup: $(STAMP)
 
@@ -40,13 +40,16 @@ test-slow: setup data
 	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
 
 lint: setup
-	$(VENV)/bin/ruff check bayesstruct tests benchmarks
+	$(VENV)/bin/ruff check bayesstruct tests benchmarks notebooks
 
 bench: setup data
 	$(PY) benchmarks/svi_throughput.py
 
 bench-compression: setup data
 	$(PY) benchmarks/compression.py --net lenet300
+
+bench-pruning: setup data
+	$(PY) benchmarks/pruning_comparison.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -23,24 +23,24 @@ from __future__ import annotations
 import argparse
 import datetime
 import platform
-import re
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from bayesstruct import data, nets, pruning
 from bayesstruct.config import resolve
-from bayesstruct.files import write_text
-from bayesstruct.inference.svi import Minibatches, _cosine, make_adam
+from bayesstruct.inference.plain import train_plain
 from bayesstruct.models import BayesianNet
 from bayesstruct.priors import Gaussian
 from bayesstruct.report import format_table
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
+sys.path.insert(0, str(Path(__file__).parent))
+from _results import RESULTS, write_section  # noqa: E402
+
 METHODS = {"sparsevd": "sparse VD", "bc-gnj": "BC-GNJ", "bc-horseshoe": "BC-GHS"}
 ANCHORS = {  # published MNIST numbers (error %, compression |W|/|W != 0|) to quote beside
     "lenet300": "Published on MNIST: sparse VD LeNet-300-100 1.92% error at 68x "
@@ -51,24 +51,9 @@ ANCHORS = {  # published MNIST numbers (error %, compression |W|/|W != 0|) to qu
 
 
 def _train_plain(net, ds, epochs, lr, batch_size, seed, masks=None):
-    """Plain cross-entropy training (Adam, cosine lr); masked weights held at zero."""
-    torch.manual_seed(seed)
-    opt = make_adam(list(net.parameters()), lr)
-    batches = Minibatches(ds.train.x, ds.train.y, batch_size, seed)
-    total = epochs * len(batches)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _cosine(total, floor=0.0))
-    params = dict(net.named_parameters())
-    mask_t = {k: torch.as_tensor(m, dtype=torch.float32) for k, m in (masks or {}).items()}
+    """Plain cross-entropy training (Adam, cosine lr; masked weights held at zero): seconds."""
     t0 = time.perf_counter()
-    for epoch in range(epochs):
-        for x, y in batches.epoch(epoch):
-            opt.zero_grad(set_to_none=True)
-            F.cross_entropy(net(x), y).backward()
-            opt.step()
-            sched.step()
-            with torch.no_grad():
-                for k, m in mask_t.items():
-                    params[k].mul_(m)
+    train_plain(net, ds, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, masks=masks)
     return time.perf_counter() - t0
 
 
@@ -125,17 +110,6 @@ def _markdown(rows):
 
     out = [cells(HEADER), "|" + "---|" * len(HEADER)] + [cells(r) for r in rows]
     return "\n".join(out)
-
-
-def _write_section(net, text):
-    begin, end = f"<!-- compression:{net}:begin -->", f"<!-- compression:{net}:end -->"
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    block = f"{begin}\n{text}\n{end}"
-    if begin in old:
-        new = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, old, flags=re.S)
-    else:
-        new = old.rstrip("\n") + "\n\n" + block + "\n"
-    write_text(RESULTS, new)
 
 
 def main() -> None:
@@ -218,7 +192,7 @@ def main() -> None:
             + ".\n\n" + _markdown(rows) + "\n\n" + ANCHORS[args.net])
     print("\n" + text)
     if not args.no_write:
-        _write_section(args.net, text)
+        write_section(f"compression:{args.net}", text)
         print(f"\nwritten to {RESULTS}")
 
 

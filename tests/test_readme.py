@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -11,8 +12,8 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
 
 
-def test_readme_has_the_two_examples():
-    assert len(BLOCKS) == 2
+def test_readme_has_the_three_examples():
+    assert len(BLOCKS) == 3
 
 
 def test_readme_example_runs(tmp_path, monkeypatch, capsys):
@@ -31,3 +32,11 @@ def test_readme_compression_example_runs(tmp_path, monkeypatch, capsys):
     assert 0.0 < removed < 1.0
     small, net = namespace["small"], namespace["net"]
     assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in net.parameters())
+
+
+def test_readme_pruning_comparison_example_runs(capsys):
+    exec(compile(BLOCKS[2], str(README), "exec"), {})
+    lines = capsys.readouterr().out.strip().splitlines()
+    accs = {line.split()[0]: ast.literal_eval(line.split(" ", 1)[1]) for line in lines[-2:]}
+    assert set(accs) == {"OBD", "OBS"}
+    assert accs["OBS"][1] >= accs["OBD"][1] and min(accs["OBS"]) > 0.5
