@@ -162,7 +162,7 @@ class CompareConfig(_Strict):
     retrain_epochs: int = Field(3, ge=1)
     retrain_lr_factor: float = Field(0.1, gt=0, le=1)
     obd_hessian: Literal["exact", "gauss_newton", "hutchinson"] = "exact"
-    obs_hessian: Literal["exact", "gauss_newton"] = "exact"
+    obs_hessian: Literal["exact", "gauss_newton"] = "gauss_newton"
     hutchinson_samples: int = Field(64, ge=1)
     hessian_examples: int | None = Field(None, ge=1)
     obs_block: int | None = Field(None, ge=1)

@@ -198,8 +198,6 @@ def compare(cfg: RunConfig, out: str | Path, *, methods: list[str] | None = None
         raise ConfigError(f"method 'variational' needs the meanfield guide; recipe "
                           f"{cfg.recipe!r} has guide {inf.guide!r} (use --inference "
                           "svi-meanfield or drop 'variational' from the methods)")
-    out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "config.yaml", to_yaml(cfg))
     device = torch.device(cfg.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device 'cuda' requested but CUDA is not available here; use cpu")
@@ -222,6 +220,13 @@ def compare(cfg: RunConfig, out: str | Path, *, methods: list[str] | None = None
     def make_net() -> torch.nn.Module:
         return nets.build(cfg.net.kind, ds.input_shape, ds.n_classes, cfg.net.hidden,
                           cfg.net.activation)
+
+    try:
+        pruning.check_methods(make_net(), cc.methods, settings)
+    except ValueError as e:
+        raise ConfigError(f"compare: {e}") from None
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "config.yaml", to_yaml(cfg))
 
     echo(f"{cfg.name}: pruning comparison, {cfg.net.kind} on {cfg.data.name} "
          f"({len(ds.train)} train / {len(ds.test)} test), methods {', '.join(cc.methods)}")

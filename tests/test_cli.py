@@ -137,3 +137,11 @@ def test_compare_variational_needs_the_meanfield_guide(tmp_path):
     res = runner.invoke(app, ["compare", "logreg-prune-compare", "--out", str(tmp_path / "x"),
                               "--inference", "svi-map", *COMPARE_FAST])
     assert res.exit_code == 2 and "needs the meanfield guide" in res.output
+
+
+def test_compare_refuses_obs_on_a_large_net_before_training(tmp_path):
+    res = runner.invoke(app, ["compare", "lenet300-gaussian-digits", "--out",
+                              str(tmp_path / "x"), "--methods", "magnitude-l2,obs", "--quiet"])
+    assert res.exit_code == 2, res.output
+    assert "obs_max_weights=20000" in res.output and "drop 'obs'" in res.output
+    assert not (tmp_path / "x").exists()

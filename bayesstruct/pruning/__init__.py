@@ -10,6 +10,7 @@ from .comparison import (
     TABLE_FRACTIONS,
     CompareSettings,
     Comparison,
+    check_methods,
     compare,
     table_at,
 )
@@ -47,7 +48,7 @@ from .units import (
 __all__ = [
     "CRITERIA", "CompareSettings", "Comparison", "DEFAULT_FRACTIONS", "DEFAULT_METHODS",
     "Decision", "METHODS", "OBSPath", "SelectInputs", "TABLE_FRACTIONS", "apply_masks",
-    "bit_precision", "bits_per_weight", "calibrate_unit_thresholds", "compare",
+    "bit_precision", "bits_per_weight", "calibrate_unit_thresholds", "check_methods", "compare",
     "compression_summary", "count_parameters", "decide", "diag_hessian", "effective_moments",
     "flatten_weights", "fraction_removed", "hessian", "huffman_bits", "inference_seconds",
     "kmeans_share", "layer_code_size", "log_alpha", "log_relative_density", "magnitude",

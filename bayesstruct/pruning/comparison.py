@@ -34,14 +34,15 @@ from torch import nn
 
 from ..data import Dataset
 from ..files import load_checkpoint, save_checkpoint, write_text
-from ..inference.plain import evaluate_net, train_plain
+from ..inference.plain import evaluate_net, train_plain, weight_names
 from .baselines import magnitude_scores, obd_scores, obs_scores, random_scores, sweep
 from .curve import DEFAULT_FRACTIONS
 from .density import log_relative_density
+from .hessian import EXACT_DIAG_MAX, softmax_regression
 from .units import mean_network
 
 __all__ = ["DEFAULT_METHODS", "METHODS", "TABLE_FRACTIONS", "CompareSettings", "Comparison",
-           "compare", "table_at"]
+           "check_methods", "compare", "table_at"]
 
 METHODS: tuple[str, ...] = ("random", "random-retrain", "magnitude-l1", "magnitude-l1-retrain",
                             "magnitude-l2", "magnitude-l2-retrain", "variational", "obd",
@@ -65,6 +66,9 @@ class CompareSettings:
     ``l1``/``l2`` are the penalties of the two plain bases (``mean CE + l1 |W|_1 + l2/2 |W|^2``);
     retraining runs ``retrain_epochs`` at ``lr * retrain_lr_factor`` per fraction. The
     variational base uses ``svi_epochs`` / ``svi_lr`` (default: ``epochs`` / ``lr``).
+    ``obs_hessian`` defaults to the Gauss-Newton matrix: positive semi-definite (so OBS's
+    inverse exists with any ``l2 > 0`` or ``obs_damping > 0``) and equal to the Hessian for
+    logistic regression; an MLP's exact Hessian is usually indefinite away from a strict minimum.
     """
 
     epochs: int = 20
@@ -75,7 +79,7 @@ class CompareSettings:
     retrain_epochs: int = 3
     retrain_lr_factor: float = 0.1
     obd_hessian: str = "exact"
-    obs_hessian: str = "exact"
+    obs_hessian: str = "gauss_newton"
     hutchinson_samples: int = 64
     hessian_examples: int | None = None
     obs_block: int | None = None
@@ -114,6 +118,25 @@ def table_at(rows: Sequence[dict], fractions: Sequence[float] = TABLE_FRACTIONS
     return out
 
 
+def check_methods(net: nn.Module, methods: Sequence[str], settings: CompareSettings) -> None:
+    """Refuse, before any training, what cannot run: unknown names, OBS beyond
+    ``obs_max_weights``, an exact OBD diagonal of a large non-linear model."""
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown methods {unknown}; allowed: {', '.join(METHODS)}")
+    if not methods:
+        raise ValueError(f"no methods given; allowed: {', '.join(METHODS)}")
+    p = sum(dict(net.named_parameters())[n].numel() for n in weight_names(net))
+    if "obs" in methods and p > settings.obs_max_weights:
+        raise ValueError(f"method 'obs' needs a {p}x{p} inverse Hessian; the limit is "
+                         f"obs_max_weights={settings.obs_max_weights} weights (raise it if "
+                         "memory allows, or drop 'obs')")
+    if (any(m.startswith("obd") for m in methods) and settings.obd_hessian == "exact"
+            and softmax_regression(net) is None and p > EXACT_DIAG_MAX):
+        raise ValueError(f"obd_hessian 'exact' on a non-linear model of {p} weights (limit "
+                         f"{EXACT_DIAG_MAX}); use obd_hessian 'gauss_newton' or 'hutchinson'")
+
+
 def compare(make_net: Callable[[], nn.Module], ds: Dataset,
             methods: Sequence[str] = DEFAULT_METHODS, settings: CompareSettings | None = None,
             *, prior=None, device: str | torch.device = "cpu", progress: bool = True,
@@ -138,11 +161,7 @@ def compare(make_net: Callable[[], nn.Module], ds: Dataset,
     from ..priors import Gaussian
 
     s = settings or CompareSettings()
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise ValueError(f"unknown methods {unknown}; allowed: {', '.join(METHODS)}")
-    if not methods:
-        raise ValueError(f"no methods given; allowed: {', '.join(METHODS)}")
+    check_methods(make_net(), methods, s)
     device = torch.device(device)
     ds = ds.to(device)
     fractions = sorted(s.fractions)

@@ -42,6 +42,8 @@ __all__ = ["DIAG_METHODS", "FULL_METHODS", "diag_hessian", "flatten_weights", "h
            "softmax_regression", "unflatten_weights"]
 
 DIAG_METHODS = ("exact", "gauss_newton", "hutchinson")
+#: the default limit of the autodiff ``exact`` diagonal (it forms the full Hessian)
+EXACT_DIAG_MAX = 5000
 FULL_METHODS = ("exact", "gauss_newton")
 
 
@@ -116,7 +118,7 @@ def _too_big(p: int, max_params: int, method: str) -> None:
 # -- diagonal --------------------------------------------------------------------------------
 def diag_hessian(net: nn.Module, split: Split, *, method: str = "exact", l2: float = 0.0,
                  samples: int = 64, max_examples: int | None = None, batch_size: int = 256,
-                 max_params: int = 5000, seed: int = 0) -> dict[str, torch.Tensor]:
+                 max_params: int = EXACT_DIAG_MAX, seed: int = 0) -> dict[str, torch.Tensor]:
     """``diag H`` of the training loss, per weight tensor (module docstring).
 
     Args:

@@ -149,3 +149,25 @@ def test_comparison_resumes_from_its_checkpoints(comparison, digits):
 def test_unknown_method_is_refused(digits):
     with pytest.raises(ValueError, match="unknown methods \\['hessian-free'\\]; allowed: random"):
         pruning.compare(lambda: nets.logistic_regression(64, 10), digits, ["hessian-free"])
+
+
+@pytest.mark.parametrize("obd_hessian", ["gauss_newton", "hutchinson", "exact"])
+def test_comparison_on_an_mlp_with_each_obd_hessian(digits, obd_hessian):
+    settings = pruning.CompareSettings(epochs=10, lr=1e-2, batch_size=64, l2=1e-3,
+                                       obd_hessian=obd_hessian, hutchinson_samples=16,
+                                       hessian_examples=300, fractions=(0.0, 0.5, 0.8))
+    res = pruning.compare(lambda: nets.mlp([64, 16, 10]), digits, ["random", "obd", "obs"],
+                          settings, progress=False, echo=lambda s: None)
+    acc = {(r["method"], r["fraction"]): r["acc"] for r in res.rows}
+    assert acc[("obd", 0.0)] == acc[("random", 0.0)] > 0.85
+    assert acc[("obd", 0.8)] > acc[("random", 0.8)]
+    assert acc[("obs", 0.8)] > acc[("random", 0.8)]
+
+
+def test_check_methods_refuses_before_training():
+    big = nets.mlp([64, 100, 10])
+    with pytest.raises(ValueError, match="obs_max_weights=1000"):
+        pruning.check_methods(big, ["obs"], pruning.CompareSettings(obs_max_weights=1000))
+    with pytest.raises(ValueError, match="use obd_hessian 'gauss_newton' or 'hutchinson'"):
+        pruning.check_methods(big, ["obd-retrain"], pruning.CompareSettings())
+    pruning.check_methods(big, ["obd"], pruning.CompareSettings(obd_hessian="hutchinson"))
