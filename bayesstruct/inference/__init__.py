@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from .plain import evaluate_net, regularised_loss, train_plain
+from .sgld import psgld, sgld
 from .svi import NonFiniteLossError, evaluate, svi
 
-__all__ = ["ENGINES", "NonFiniteLossError", "evaluate", "evaluate_net", "regularised_loss", "svi",
-           "train_plain"]
+__all__ = ["ENGINES", "NonFiniteLossError", "evaluate", "evaluate_net", "psgld", "regularised_loss",
+           "sgld", "svi", "train_plain"]
 
-ENGINES = ("svi",)
+ENGINES = ("svi", "sgld", "psgld")
