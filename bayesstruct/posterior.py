@@ -56,6 +56,9 @@ def from_draws(model, draws: Mapping[str, torch.Tensor | np.ndarray], *,
     dims = _site_dims(model)
     posterior = az.dict_to_dataset({k: _np(v) for k, v in draws.items()},
                                    dims={k: dims[k] for k in draws}, library=None)
+    for s in model.weight_sites:  # the numerator point of a sample-based rho (M5)
+        if s.name in posterior:
+            posterior[s.name].attrs["prior_mode"] = float(model.prior.mode(s))
     groups: dict[str, xr.Dataset] = {"posterior": posterior}
     if observed is not None:
         groups["observed_data"] = xr.Dataset({"obs": (("obs_id",), _np(observed))})
