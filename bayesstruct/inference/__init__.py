@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from .mcmc import mcmc
 from .plain import evaluate_net, regularised_loss, train_plain
 from .sgld import psgld, sgld
 from .svi import NonFiniteLossError, evaluate, svi
 
-__all__ = ["ENGINES", "NonFiniteLossError", "evaluate", "evaluate_net", "psgld", "regularised_loss",
-           "sgld", "svi", "train_plain"]
+__all__ = ["ENGINES", "NonFiniteLossError", "evaluate", "evaluate_net", "mcmc", "psgld",
+           "regularised_loss", "sgld", "svi", "train_plain"]
 
-ENGINES = ("svi", "sgld", "psgld")
+ENGINES = ("svi", "nuts", "hmc", "sgld", "psgld")
