@@ -28,29 +28,38 @@ def _fail(msg: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+# options shared by `run` and `compare`
+Entry = Annotated[str, typer.Argument(help="catalog entry name or path to a models/*.yaml")]
+Out = Annotated[Path | None, typer.Option("--out", "-o", help="run directory")]
+Sets = Annotated[list[str] | None, typer.Option("--set", "-s", help="override, e.g. "
+                 "inference.epochs=5 or compare.l1=1e-3 (repeatable)")]
+Device = Annotated[str | None, typer.Option(help="cpu, cuda or cuda:N")]
+DataDir = Annotated[Path | None, typer.Option(help="folder with MNIST/Fashion-MNIST IDX files")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")]
+
+
+def _overrides(set_: list[str] | None, data_dir: Path | None) -> list[str]:
+    return list(set_ or []) + ([f"data.data_dir={data_dir}"] if data_dir is not None else [])
+
+
 @app.command()
 def run(
-    entry: Annotated[str, typer.Argument(help="catalog entry name or path to a models/*.yaml")]
-    = DEFAULT_ENTRY,
+    entry: Entry = DEFAULT_ENTRY,
     inference: Annotated[str | None, typer.Option("--inference", "-i",
                          help="recipe name or path to an inference/*.yaml")] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="run directory")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", "-s",
-                    help="override, e.g. inference.epochs=5 (repeatable)")] = None,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda or cuda:N")] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="folder with MNIST/Fashion-MNIST IDX "
-                                                  "files")] = None,
+    out: Out = None,
+    set_: Sets = None,
+    device: Device = None,
+    data_dir: DataDir = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue the run in --out (or the "
                                          "entry's latest run)")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+    quiet: Quiet = False,
 ) -> None:
     """Train, compute the posterior, prune, and write a run directory."""
     from .runner import load_run_config
     from .runner import run as run_experiment
 
-    overrides = list(set_ or [])
-    if data_dir is not None:
-        overrides.append(f"data.data_dir={data_dir}")
+    overrides = _overrides(set_, data_dir)
     try:
         if resume:
             if out is None:
@@ -75,22 +84,19 @@ def run(
 
 @app.command()
 def compare(
-    entry: Annotated[str, typer.Argument(help="catalog entry name or path to a models/*.yaml")]
-    = "logreg-prune-compare",
+    entry: Entry = "logreg-prune-compare",
     methods: Annotated[str | None, typer.Option(
         "--methods", "-m", help="comma-separated, e.g. random,magnitude-l2-retrain,obd,obs "
         "(default: the entry's compare.methods)")] = None,
     inference: Annotated[str | None, typer.Option("--inference", "-i",
                          help="recipe of the variational base")] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="run directory")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", "-s",
-                    help="override, e.g. compare.l1=1e-3 (repeatable)")] = None,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda or cuda:N")] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="folder with MNIST/Fashion-MNIST IDX "
-                                                  "files")] = None,
+    out: Out = None,
+    set_: Sets = None,
+    device: Device = None,
+    data_dir: DataDir = None,
     resume: Annotated[bool, typer.Option("--resume", help="reuse the trained bases and "
                                          "finished methods in --out")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
+    quiet: Quiet = False,
 ) -> None:
     """Pruning comparison: random, magnitude (L1/L2, +- retraining), variational, OBD, OBS.
 
@@ -100,9 +106,7 @@ def compare(
     from .runner import compare as run_compare
     from .runner import load_run_config
 
-    overrides = list(set_ or [])
-    if data_dir is not None:
-        overrides.append(f"data.data_dir={data_dir}")
+    overrides = _overrides(set_, data_dir)
     chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
     try:
         if resume:

@@ -55,6 +55,13 @@ def plot_pruning_curve(rows: Sequence[Mapping[str, float]], path: str | os.PathL
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
         ax.legend()
+    return _save(fig, path, title)
+
+
+def _save(fig, path: str | os.PathLike, title: str) -> Path:
+    """Title, atomic PNG write, close."""
+    import matplotlib.pyplot as plt
+
     if title:
         fig.suptitle(title)
     with atomic_path(path) as tmp:
@@ -95,9 +102,4 @@ def plot_comparison(rows: Sequence[Mapping[str, object]], path: str | os.PathLik
     for ax in axes:
         ax.grid(alpha=0.3)
     axes[0].legend(loc="lower left", fontsize=9)
-    if title:
-        fig.suptitle(title)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path, title)

@@ -50,6 +50,21 @@ def build_model(cfg: RunConfig, ds: data_mod.Dataset) -> BayesianNet:
     return BayesianNet(net, prior, cfg.likelihood, num_data=len(ds.train))
 
 
+def _device(cfg: RunConfig) -> torch.device:
+    device = torch.device(cfg.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' requested but CUDA is not available here; use cpu")
+    return device
+
+
+def _load_data(cfg: RunConfig, device: torch.device) -> data_mod.Dataset:
+    """The data set and splits a config names, on ``device``."""
+    d = cfg.data
+    return data_mod.load(d.name, seed=cfg.seed, val_fraction=d.val_fraction,
+                         test_fraction=d.test_fraction, train_size=d.train_size,
+                         data_dir=d.data_dir, standardize=d.standardize, device=device)
+
+
 def load_run_config(out: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
     """The config saved in a run directory, with ``overrides`` applied (for --resume)."""
     from .config import apply_overrides
@@ -73,15 +88,9 @@ def run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bool
                           "another --out")
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "config.yaml", to_yaml(cfg))
-    device = torch.device(cfg.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' requested but CUDA is not available here; use cpu")
-
+    device = _device(cfg)
     t0 = time.perf_counter()
-    ds = data_mod.load(cfg.data.name, seed=cfg.seed, val_fraction=cfg.data.val_fraction,
-                       test_fraction=cfg.data.test_fraction, train_size=cfg.data.train_size,
-                       data_dir=cfg.data.data_dir, standardize=cfg.data.standardize,
-                       device=device)
+    ds = _load_data(cfg, device)
     model = build_model(cfg, ds)
     inf = cfg.inference
     guide_kw = {"init_scale": inf.init_scale} if inf.guide == "meanfield" else {}
@@ -198,13 +207,8 @@ def compare(cfg: RunConfig, out: str | Path, *, methods: list[str] | None = None
         raise ConfigError(f"method 'variational' needs the meanfield guide; recipe "
                           f"{cfg.recipe!r} has guide {inf.guide!r} (use --inference "
                           "svi-meanfield or drop 'variational' from the methods)")
-    device = torch.device(cfg.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' requested but CUDA is not available here; use cpu")
-    ds = data_mod.load(cfg.data.name, seed=cfg.seed, val_fraction=cfg.data.val_fraction,
-                       test_fraction=cfg.data.test_fraction, train_size=cfg.data.train_size,
-                       data_dir=cfg.data.data_dir, standardize=cfg.data.standardize,
-                       device=device)
+    device = _device(cfg)
+    ds = _load_data(cfg, device)
     settings = pruning.CompareSettings(
         epochs=cc.epochs or inf.epochs, lr=cc.lr or inf.lr,
         batch_size=cc.batch_size or inf.batch_size, l1=cc.l1, l2=cc.l2,

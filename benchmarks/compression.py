@@ -33,7 +33,7 @@ import torch
 
 from bayesstruct import data, nets, pruning
 from bayesstruct.config import resolve
-from bayesstruct.inference.plain import train_plain
+from bayesstruct.inference.plain import evaluate_net, train_plain
 from bayesstruct.models import BayesianNet
 from bayesstruct.priors import Gaussian
 from bayesstruct.report import format_table
@@ -57,10 +57,8 @@ def _train_plain(net, ds, epochs, lr, batch_size, seed, masks=None):
     return time.perf_counter() - t0
 
 
-@torch.no_grad()
 def _error(net, split):
-    pred = torch.cat([net(split.x[i: i + 4096]).argmax(1) for i in range(0, len(split), 4096)])
-    return 100.0 * float((pred != split.y).float().mean())
+    return 100.0 * (1.0 - evaluate_net(net, split)["acc"])
 
 
 def _point_row(name, net, ds, masks, seconds, bits_conv, bits_fc):

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from ..data import Dataset, Split
 from .svi import Minibatches, _cosine, make_adam
 
-__all__ = ["evaluate_net", "regularised_loss", "train_plain", "weight_names"]
+__all__ = ["evaluate_net", "regularised_loss", "train_plain", "weight_names", "weights"]
 
 _LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -35,6 +35,12 @@ def weight_names(net: nn.Module) -> list[str]:
     """Names of the weight tensors of every Linear / Conv layer (what pruning removes)."""
     return [f"{name}.weight" if name else "weight" for name, m in net.named_modules()
             if isinstance(m, _LAYERS)]
+
+
+def weights(net: nn.Module) -> dict[str, torch.Tensor]:
+    """``name -> weight tensor`` (detached) for :func:`weight_names`, in network order."""
+    params = dict(net.named_parameters())
+    return {n: params[n].detach() for n in weight_names(net)}
 
 
 def regularised_loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, l1: float = 0.0,

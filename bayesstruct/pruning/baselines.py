@@ -34,7 +34,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data import Split
-from ..inference.plain import evaluate_net, weight_names
+from ..inference.plain import evaluate_net, weights
 from .compression import apply_masks
 from .decisions import decide, fraction_removed
 from .hessian import diag_hessian, flatten_weights, hessian, unflatten_weights
@@ -45,20 +45,15 @@ __all__ = ["Scores", "magnitude_scores", "obd_scores", "obs_scores", "random_sco
 Scores = dict[str, np.ndarray]
 
 
-def _weights(net: nn.Module) -> dict[str, torch.Tensor]:
-    params = dict(net.named_parameters())
-    return {n: params[n].detach() for n in weight_names(net)}
-
-
 def random_scores(net: nn.Module, seed: int = 0) -> Scores:
     """Uniform random prunability, a function of ``seed`` and the weight shapes only."""
     rng = np.random.default_rng(seed)
-    return {n: rng.random(tuple(w.shape)) for n, w in _weights(net).items()}
+    return {n: rng.random(tuple(w.shape)) for n, w in weights(net).items()}
 
 
 def magnitude_scores(net: nn.Module) -> Scores:
     """``-|w|``: the smallest weights go first."""
-    return {n: -w.abs().cpu().double().numpy() for n, w in _weights(net).items()}
+    return {n: -w.abs().cpu().double().numpy() for n, w in weights(net).items()}
 
 
 def obd_scores(net: nn.Module, split: Split, *, method: str = "exact", l2: float = 0.0,
@@ -70,7 +65,7 @@ def obd_scores(net: nn.Module, split: Split, *, method: str = "exact", l2: float
     """
     diag = diag_hessian(net, split, method=method, l2=l2, **hessian_kw)
     return {n: -(0.5 * diag[n] * w * w).cpu().double().numpy()
-            for n, w in _weights(net).items()}
+            for n, w in weights(net).items()}
 
 
 def obs_scores(net: nn.Module, split: Split, fractions: Sequence[float], *,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..posterior import InferenceData
+from ..posterior import InferenceData, weight_sites
 
 __all__ = ["kde_log_relative_density", "log_relative_density", "normal_weight_factors",
            "relative_density", "silverman_bandwidth"]
@@ -94,8 +94,7 @@ def kde_log_relative_density(post: InferenceData, *, max_draws: int = 2000, grid
     from scipy.special import logsumexp
 
     out = {}
-    names = [n for n in post.attrs.get("weight_sites", "").split(",") if n in post.posterior]
-    for name in names:
+    for name in [n for n in weight_sites(post) if n in post.posterior]:
         da = post.posterior[name]
         mode = float(da.attrs.get("prior_mode", 0.0))
         vals = da.values.reshape(-1, *da.shape[2:]).astype(np.float64)

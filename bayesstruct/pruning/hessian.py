@@ -29,6 +29,7 @@ from 0). Methods:
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +37,7 @@ from torch import nn
 from torch.func import functional_call, jacfwd, jacrev, vmap
 
 from ..data import Split
-from ..inference.plain import weight_names
+from ..inference.plain import weight_names, weights
 
 __all__ = ["DIAG_METHODS", "FULL_METHODS", "diag_hessian", "flatten_weights", "hessian",
            "softmax_regression", "unflatten_weights"]
@@ -49,8 +50,7 @@ FULL_METHODS = ("exact", "gauss_newton")
 
 def flatten_weights(net: nn.Module) -> torch.Tensor:
     """The weight vector ``w``: every weight tensor of :func:`weight_names`, row-major."""
-    params = dict(net.named_parameters())
-    return torch.cat([params[n].detach().reshape(-1) for n in weight_names(net)])
+    return torch.cat([w.reshape(-1) for w in weights(net).values()])
 
 
 def unflatten_weights(vector: torch.Tensor, net: nn.Module) -> dict[str, torch.Tensor]:
@@ -83,6 +83,17 @@ def _subset(split: Split, max_examples: int | None, seed: int) -> Split:
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(split), generator=g)[:max_examples].sort().values.to(split.x.device)
     return Split(split.x[idx], split.y[idx])
+
+
+@contextmanager
+def _eval_mode(net: nn.Module):
+    """``net.eval()`` for the block, the previous mode restored after."""
+    was_training = net.training
+    net.eval()
+    try:
+        yield
+    finally:
+        net.train(was_training)
 
 
 def _chunks(split: Split, batch_size: int):
@@ -131,9 +142,7 @@ def diag_hessian(net: nn.Module, split: Split, *, method: str = "exact", l2: flo
     _check(method, DIAG_METHODS)
     split = _subset(split, max_examples, seed)
     n = len(split)
-    was_training = net.training
-    net.eval()
-    try:
+    with _eval_mode(net):
         lr = softmax_regression(net)
         if method == "exact" and lr is not None:
             feats, lin = lr
@@ -154,8 +163,6 @@ def diag_hessian(net: nn.Module, split: Split, *, method: str = "exact", l2: flo
             else:
                 vec = _hutchinson(logits, w, split, batch_size, samples, seed) / n
             out = unflatten_weights(vec, net)
-    finally:
-        net.train(was_training)
     return {k: v + l2 for k, v in out.items()}
 
 
@@ -168,9 +175,7 @@ def hessian(net: nn.Module, split: Split, *, method: str = "exact", l2: float = 
     _check(method, FULL_METHODS)
     split = _subset(split, max_examples, seed)
     n = len(split)
-    was_training = net.training
-    net.eval()
-    try:
+    with _eval_mode(net):
         w, logits = _functional(net)
         _too_big(w.numel(), max_params, method)
         lr = softmax_regression(net)
@@ -180,8 +185,6 @@ def hessian(net: nn.Module, split: Split, *, method: str = "exact", l2: float = 
             h = _full_exact(logits, w, split, batch_size).to(dtype)
         else:
             h = _ggn(logits, w, split, batch_size, diag=False).to(dtype)
-    finally:
-        net.train(was_training)
     h /= n
     h.diagonal().add_(l2)
     return h
