@@ -56,6 +56,7 @@ class DataConfig(_Strict):
     train_size: int | None = Field(None, ge=1)
     data_dir: str | None = None
     standardize: bool = True
+    classes: list[Annotated[int, Field(ge=0)]] | None = None
 
 
 class NetConfig(_Strict):
@@ -178,7 +179,7 @@ class _EntryBase(_Strict):
     data: DataConfig
     net: NetConfig
     prior: PriorConfig
-    likelihood: Literal["categorical"] = "categorical"
+    likelihood: Literal["categorical", "bernoulli"] = "categorical"
     pruning: PruningConfig = PruningConfig()
     compare: CompareConfig | None = None
     seed: int = 0

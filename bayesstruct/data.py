@@ -25,6 +25,7 @@ import os
 import shutil
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -304,6 +305,7 @@ def _load_idx(name: str, data_dir, download_ok: bool):
 def load(name: str, *, seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2,
          train_size: int | None = None, data_dir: str | os.PathLike | None = None,
          download: bool = True, standardize: bool = True,
+         classes: Sequence[int] | None = None,
          device: str | torch.device = "cpu") -> Dataset:
     """Load data set ``name`` with deterministic splits.
 
@@ -318,6 +320,8 @@ def load(name: str, *, seed: int = 0, val_fraction: float = 0.1, test_fraction: 
         download: allow downloading missing IDX files into the user cache.
         standardize: per-feature ``(x - mean) / std`` with statistics of the training split
             (features with ``std < 1e-6`` are only centred).
+        classes: keep only these class labels (before splitting), relabelled ``0..k-1`` in the
+            order given (``[0, 1]``: the two-class digits of the MCMC benchmark).
         device: where the tensors live.
     """
     if name not in DATASETS:
@@ -327,13 +331,16 @@ def load(name: str, *, seed: int = 0, val_fraction: float = 0.1, test_fraction: 
             raise ValueError(f"{field} must lie in [0, 1) (got {v})")
     rng = np.random.default_rng(seed)
     if name in SKLEARN_SETS:
-        x, y, shape, classes = _load_sklearn(name)
+        x, y, shape, names = _load_sklearn(name)
+        x, y, names = _select(x, y, names, classes)
         rest, test_idx = _stratified_split(y, test_fraction, rng)
         x_test, y_test = x[test_idx], y[test_idx]
         x, y = x[rest], y[rest]
     else:
         x, y, x_test, y_test, _ = _load_idx(name, data_dir, download)
-        shape, classes = (1, 28, 28), CLASS_NAMES[name]
+        shape, names = (1, 28, 28), CLASS_NAMES[name]
+        x_test, y_test, _ = _select(x_test, y_test, names, classes)
+        x, y, names = _select(x, y, names, classes)
     train_idx, val_idx = _stratified_split(y, val_fraction, rng)
     if train_size is not None:
         if not 0 < train_size <= len(train_idx):
@@ -352,4 +359,20 @@ def load(name: str, *, seed: int = 0, val_fraction: float = 0.1, test_fraction: 
 
     n_classes = int(max(y.max(), y_test.max())) + 1
     return Dataset(name, split(x_train, y_train), split(x_val, y_val), split(x_test, y_test),
-                   tuple(shape), n_classes, tuple(classes))
+                   tuple(shape), n_classes, tuple(names))
+
+
+def _select(x: np.ndarray, y: np.ndarray, names: Sequence[str], classes: Sequence[int] | None
+            ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """Keep the examples of ``classes`` and relabel them ``0..k-1`` in that order."""
+    if classes is None:
+        return x, y, tuple(names)
+    classes = [int(c) for c in classes]
+    bad = [c for c in classes if not 0 <= c < len(names)]
+    if bad or len(set(classes)) != len(classes) or len(classes) < 2:
+        raise ValueError(f"classes must be >= 2 distinct labels in 0..{len(names) - 1} "
+                         f"(got {classes})")
+    keep = np.isin(y, classes)
+    relabel = np.full(len(names), -1, dtype=np.int64)
+    relabel[classes] = np.arange(len(classes))
+    return x[keep], relabel[y[keep]], tuple(names[c] for c in classes)

@@ -34,7 +34,7 @@ from .config import CompareConfig, ConfigError, RunConfig, load_yaml, to_yaml, v
 from .files import write_text
 from .inference import svi
 from .inference.svi import evaluate
-from .models import BayesianNet
+from .models import BayesianNet, likelihoods
 from .report import format_table, plot_comparison, plot_pruning_curve, write_csv
 
 __all__ = ["build_model", "compare", "load_run_config", "run"]
@@ -43,11 +43,15 @@ __all__ = ["build_model", "compare", "load_run_config", "run"]
 def build_model(cfg: RunConfig, ds: data_mod.Dataset) -> BayesianNet:
     """The BayesianNet a config describes (network initialised from ``cfg.seed``)."""
     torch.manual_seed(cfg.seed)
-    net = nets.build(cfg.net.kind, ds.input_shape, ds.n_classes, cfg.net.hidden,
-                     cfg.net.activation)
+    likelihood = likelihoods.get(cfg.likelihood)
+    try:
+        outputs = likelihood.outputs(ds.n_classes)
+    except ValueError as e:
+        raise ConfigError(f"likelihood: {e}") from None
+    net = nets.build(cfg.net.kind, ds.input_shape, outputs, cfg.net.hidden, cfg.net.activation)
     prior_kw = cfg.prior.model_dump(exclude={"kind"})
     prior = priors.get(cfg.prior.kind, **prior_kw)
-    return BayesianNet(net, prior, cfg.likelihood, num_data=len(ds.train))
+    return BayesianNet(net, prior, likelihood, num_data=len(ds.train))
 
 
 def _device(cfg: RunConfig) -> torch.device:
@@ -62,7 +66,8 @@ def _load_data(cfg: RunConfig, device: torch.device) -> data_mod.Dataset:
     d = cfg.data
     return data_mod.load(d.name, seed=cfg.seed, val_fraction=d.val_fraction,
                          test_fraction=d.test_fraction, train_size=d.train_size,
-                         data_dir=d.data_dir, standardize=d.standardize, device=device)
+                         data_dir=d.data_dir, standardize=d.standardize, classes=d.classes,
+                         device=device)
 
 
 def load_run_config(out: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:

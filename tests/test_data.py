@@ -209,3 +209,21 @@ def test_fashion_mnist_official_split(fashion_mnist):
     assert ds.classes[9] == "Ankle boot"
     counts = torch.bincount(ds.test.y, minlength=10)
     assert (counts == 1000).all()
+
+
+def test_class_selection_relabels_in_the_order_given():
+    full = data.load("digits", seed=0, standardize=False)
+    two = data.load("digits", seed=0, classes=[7, 1], standardize=False)
+    assert two.n_classes == 2 and two.classes == ("7", "1")
+    for split in (two.train, two.val, two.test):
+        assert set(split.y.tolist()) == {0, 1}
+    n = sum(len(s) for s in (two.train, two.val, two.test))
+    assert n == sum(int(((s.y == 7) | (s.y == 1)).sum()) for s in (full.train, full.val,
+                                                                   full.test))
+    # the images of label 0 after relabelling are sevens: their mean matches the sevens'
+    sevens = torch.cat([s.x[s.y == 7] for s in (full.train, full.val, full.test)])
+    mine = torch.cat([s.x[s.y == 0] for s in (two.train, two.val, two.test)])
+    torch.testing.assert_close(mine.mean(0), sevens.mean(0))
+    for bad in ([3], [1, 1], [0, 10]):
+        with pytest.raises(ValueError, match="distinct labels in 0..9"):
+            data.load("digits", classes=bad)

@@ -1,94 +1,209 @@
 """M4.2: NUTS / HMC on a BayesianNet with Pyro's MCMC (full-batch; for the small models).
 
-Each chain is a ``pyro.infer.MCMC`` run with its own seed and warm-up (step size and diagonal
-mass matrix adaptation), one after another in this process, with a progress bar per chain;
-(``jit_compile=True`` is refused for now: the network runs through
-``torch.func.functional_call``, which the JIT tracer rejects.) The draws
-of every sample site and, per draw, ``diverging`` and the step size go into the same
-``InferenceData`` layout as the other engines (``sample_stats`` included), so pruning, rho from
-samples (KDE) and ``bayesstruct diagnose`` work unchanged.
+Each chain is its own ``pyro.infer.MCMC`` run with seed ``seed * 1009 + chain`` and its own
+warm-up (step size and diagonal mass matrix adaptation). ``chain_method="sequential"`` runs
+them one after another with a progress bar each; ``"parallel"`` runs them in worker processes
+(``spawn``, one torch thread each, at most one per CPU core), which gives the same draws as the
+sequential run (the seeds are per chain; tested) in less wall-clock time when there is more
+than one core. ``jit_compile=True`` traces Pyro's potential energy with the PyTorch JIT: the
+network runs through plain ``F.linear`` calls (:func:`~bayesstruct.models.bayesnet.
+sequential_forward`), so the trace holds (2.1x faster on 65-parameter logistic regression,
+``benchmarks/mcmc.py``).
 
-Hierarchies mix better non-centred: the horseshoe here is already non-centred (``w = s z w~``,
-BC-GHS); ARD's precision is centred, and NUTS may report divergences on it (diagnose says so).
+The draws of every sample site and, per draw, ``diverging`` and the adapted step size go into
+the same ``InferenceData`` layout as the other engines (``sample_stats`` included), so pruning,
+rho from samples (KDE) and ``bayesstruct diagnose`` work unchanged.
+
+Hierarchies mix better non-centred. The horseshoe here is non-centred by construction
+(``w = s z w~``, BC-GHS); the sites a prior declares centred (:meth:`Prior.centred_sites`: ARD
+with a Gamma hyperprior, ``w ~ N(0, 1/alpha)``) are sampled as ``w_std ~ N(0, 1)``,
+``w = w_std / sqrt(alpha)`` through Pyro's ``LocScaleReparam(centered=0.0)``, and the draws of
+``w`` are formed from those of ``w_std`` and ``alpha`` afterwards (``noncentred=False`` samples
+them as written). Tested: on a prior-dominated ARD model the draws follow the Student-t
+marginal of ``w`` and the Gamma law of ``alpha``, with no divergences.
+
+A chain that finishes is saved to ``checkpoint_dir/chain-<k>.pt`` (tensors only,
+``weights_only`` loadable); with ``resume=True`` finished chains are read back, not re-run.
 """
 
 from __future__ import annotations
 
+import multiprocessing as mp
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyro
 import torch
+from pyro import poutine
 from pyro.infer import HMC, MCMC, NUTS
+from pyro.infer.reparam import LocScaleReparam
+from tqdm.auto import tqdm
 
 from .. import posterior as posterior_mod
 from ..data import Dataset, Split
+from ..files import atomic_path
 from ..models.bayesnet import BayesianNet
 
-__all__ = ["KERNELS", "mcmc"]
+__all__ = ["CHAIN_METHODS", "KERNELS", "mcmc"]
 
 KERNELS = ("nuts", "hmc")
+CHAIN_METHODS = ("sequential", "parallel")
 
 
 def mcmc(model: BayesianNet, data: Dataset | Split, *, kernel: str = "nuts",
          num_warmup: int = 500, num_samples: int = 500, num_chains: int = 4,
-         jit_compile: bool = False, target_accept: float = 0.8, max_tree_depth: int = 10,
-         step_size: float = 0.1, num_steps: int = 10, seed: int = 0,
-         device: str | torch.device = "cpu", progress: bool = True
-         ) -> posterior_mod.InferenceData:
+         chain_method: str = "sequential", jit_compile: bool = False,
+         target_accept: float = 0.8, max_tree_depth: int = 10, step_size: float = 0.1,
+         num_steps: int = 10, noncentred: bool = True, seed: int = 0,
+         device: str | torch.device = "cpu", checkpoint_dir: str | os.PathLike | None = None,
+         resume: bool = False, progress: bool = True) -> posterior_mod.InferenceData:
     """Draws from ``p(w, latents | D)`` by NUTS (or HMC with ``num_steps`` leapfrog steps).
 
     Args:
         data: a Dataset (its training split) or a Split; the whole split is one batch.
+        chain_method: ``sequential`` or ``parallel`` (worker processes; CPU only).
+        jit_compile: trace the potential energy with the PyTorch JIT.
         target_accept: NUTS/HMC step-size adaptation target.
-        jit_compile: trace the potential with the PyTorch JIT (not supported yet, see the
-            module docstring).
+        step_size: the initial step size (adapted during warm-up).
+        noncentred: decentre the prior's centred sites (module docstring).
+        checkpoint_dir, resume: save each finished chain; on resume, reuse them.
     """
     if kernel not in KERNELS:
         raise ValueError(f"kernel={kernel!r}; allowed: {', '.join(KERNELS)}")
+    if chain_method not in CHAIN_METHODS:
+        raise ValueError(f"chain_method={chain_method!r}; allowed: {', '.join(CHAIN_METHODS)}")
     for name, v, lo in (("num_warmup", num_warmup, 0), ("num_samples", num_samples, 1),
                         ("num_chains", num_chains, 1)):
         if v < lo:
             raise ValueError(f"{name} must be >= {lo} (got {v})")
-    if jit_compile:
-        # BayesianNet evaluates the network with torch.func.functional_call, which the PyTorch
-        # JIT tracer refuses ("The stateless API can't be used with Jitted modules")
-        raise NotImplementedError("jit_compile=True is not supported yet: BayesianNet's "
-                                  "functional_call cannot be JIT-traced; use jit_compile=False")
     if not getattr(model.prior, "proper", True):
         raise ValueError(f"{type(model.prior).__name__} is an improper prior: its posterior "
                          "is not a distribution to sample (use SVI)")
     device = torch.device(device)
+    if chain_method == "parallel" and device.type != "cpu":
+        raise ValueError("chain_method='parallel' runs chains in CPU processes; on "
+                         f"{device} use chain_method='sequential'")
     train = (data.train if isinstance(data, Dataset) else data).to(device)
     model.to(device)
     model.num_data = len(train)
     model.kl_weight = 1.0
-    chains: list[dict[str, torch.Tensor]] = []
-    diverging, steps = [], []
+    settings = dict(kernel=kernel, num_warmup=num_warmup, num_samples=num_samples,
+                    jit_compile=jit_compile, target_accept=target_accept,
+                    max_tree_depth=max_tree_depth, step_size=step_size, num_steps=num_steps,
+                    decentre=model.prior.centred_sites() if noncentred else [])
+    seeds = [seed * 1009 + c for c in range(num_chains)]
+    ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    results: dict[int, dict[str, Any]] = {}
+    if ckpt is not None and resume:
+        for c in range(num_chains):
+            if (ckpt / f"chain-{c}.pt").is_file():
+                results[c] = _load_chain(ckpt / f"chain-{c}.pt", settings, seeds[c])
+    todo = [c for c in range(num_chains) if c not in results]
+
+    def done(c: int, r: dict[str, Any]) -> None:
+        results[c] = r
+        if ckpt is not None:
+            _save_chain(ckpt / f"chain-{c}.pt", r, settings, seeds[c])
+
     t0 = time.perf_counter()
-    for c in range(num_chains):
-        pyro.set_rng_seed(seed * 1009 + c)
-        if kernel == "nuts":
-            k = NUTS(model, target_accept_prob=target_accept, max_tree_depth=max_tree_depth,
-                     jit_compile=jit_compile, ignore_jit_warnings=True, step_size=step_size)
-        else:
-            k = HMC(model, step_size=step_size, num_steps=num_steps,
-                    target_accept_prob=target_accept, jit_compile=jit_compile,
-                    ignore_jit_warnings=True)
-        run = MCMC(k, num_samples=num_samples, warmup_steps=num_warmup, num_chains=1,
-                   disable_progbar=not progress)
-        run.run(train.x, train.y)
-        chains.append({n: v.detach().cpu() for n, v in run.get_samples().items()})
-        div = np.zeros(num_samples, dtype=bool)
-        idx = run.diagnostics().get("divergences", {}).get("chain 0", [])
-        div[np.asarray(idx, dtype=int)] = True
-        diverging.append(div)
-        steps.append(np.full(num_samples, float(k.step_size)))
+    workers = min(len(todo), os.cpu_count() or 1)
+    if chain_method == "parallel" and workers > 1:
+        ctx = mp.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_one_thread) as pool:
+            futures = {pool.submit(_chain, model, train.x, train.y, seeds[c], settings,
+                                   False): c for c in todo}
+            for f in tqdm(as_completed(futures), total=len(futures), desc=f"{kernel} chains",
+                          disable=not progress):
+                done(futures[f], f.result())
+    else:
+        for c in todo:
+            done(c, _chain(model, train.x, train.y, seeds[c], settings, progress))
     seconds = time.perf_counter() - t0
+    chains = [_recentre(model, results[c]["draws"], settings["decentre"])
+              for c in range(num_chains)]
     draws = {n: torch.stack([ch[n] for ch in chains]) for n in chains[0]}
+    results = [results[c] for c in range(num_chains)]
     return posterior_mod.from_draws(
         model, draws, observed=train.y,
-        sample_stats={"diverging": np.stack(diverging), "step_size": np.stack(steps)},
+        sample_stats={"diverging": np.stack([r["diverging"].numpy() for r in results]),
+                      "step_size": np.stack([r["step_size"].numpy() for r in results])},
         attrs={"engine": kernel, "num_chains": num_chains, "num_warmup": num_warmup,
                "num_samples": num_samples, "jit_compile": jit_compile, "seed": seed,
+               "chain_method": chain_method, "noncentred": ",".join(settings["decentre"]),
                "sampling_seconds": seconds})
+
+
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def _chain(model: BayesianNet, x: torch.Tensor, y: torch.Tensor, seed: int,
+           settings: dict[str, Any], progress: bool) -> dict[str, Any]:
+    """One chain: its draws (numpy), ``diverging`` per draw and the adapted step size."""
+    pyro.set_rng_seed(seed)
+    s = settings
+    target = model
+    if s["decentre"]:
+        target = poutine.reparam(model, {n: LocScaleReparam(centered=0.0) for n in s["decentre"]})
+    if s["kernel"] == "nuts":
+        k = NUTS(target, target_accept_prob=s["target_accept"],
+                 max_tree_depth=s["max_tree_depth"], jit_compile=s["jit_compile"],
+                 ignore_jit_warnings=True, step_size=s["step_size"])
+    else:
+        k = HMC(target, step_size=s["step_size"], num_steps=s["num_steps"],
+                target_accept_prob=s["target_accept"], jit_compile=s["jit_compile"],
+                ignore_jit_warnings=True)
+    run = MCMC(k, num_samples=s["num_samples"], warmup_steps=s["num_warmup"], num_chains=1,
+               disable_progbar=not progress)
+    run.run(x, y)
+    diverging = np.zeros(s["num_samples"], dtype=bool)
+    idx = run.diagnostics().get("divergences", {}).get("chain 0", [])
+    diverging[np.asarray(idx, dtype=int)] = True
+    return {"draws": {n: v.detach().cpu() for n, v in run.get_samples().items()},
+            "diverging": torch.from_numpy(diverging),
+            "step_size": torch.full((s["num_samples"],), float(k.step_size))}
+
+
+@torch.no_grad()
+def _recentre(model: BayesianNet, draws: dict[str, torch.Tensor], decentred: list[str]
+              ) -> dict[str, torch.Tensor]:
+    """Replace each decentred site's ``<name>_decentered`` draws by ``w = loc + scale * w_std``,
+    with ``loc, scale`` the prior's at the same draw's latents."""
+    if not decentred:
+        return dict(draws)
+    out = {n: v for n, v in draws.items() if not n.endswith("_decentered")}
+    prior = model.prior
+    latent_names = [ls.name for ls in prior.latents]
+    for name in decentred:
+        std = draws[f"{name}_decentered"]
+        site = model.site(name)
+        ws = []
+        for i in range(std.shape[0]):
+            loc, scale = prior.weight_loc_scale(site, {n: draws[n][i] for n in latent_names})
+            ws.append(loc + scale * std[i])
+        out[name] = torch.stack(ws)
+    return out
+
+
+def _save_chain(path: Path, result: dict[str, Any], settings: dict[str, Any], seed: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    blob = {"draws": result["draws"], "diverging": result["diverging"],
+            "step_size": result["step_size"], "key": _key(settings, seed)}
+    with atomic_path(path) as tmp:
+        torch.save(blob, tmp)
+
+
+def _load_chain(path: Path, settings: dict[str, Any], seed: int) -> dict[str, Any]:
+    blob = torch.load(path, weights_only=True)
+    if blob.get("key") != _key(settings, seed):
+        raise ValueError(f"{path} was sampled with other settings ({blob.get('key')}); "
+                         "remove it or run without resume")
+    return blob
+
+
+def _key(settings: dict[str, Any], seed: int) -> str:
+    return repr(sorted({**settings, "seed": seed}.items()))

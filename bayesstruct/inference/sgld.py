@@ -84,7 +84,7 @@ class LangevinTarget:
                             {ls.name: values[ls.name] for ls in prior.latents})
         out = model.predict(x, values)
         scale = (model.num_data or x.shape[0]) / x.shape[0]
-        lp = lp + scale * model.likelihood.dist(out).log_prob(y).sum()
+        lp = lp - scale * model.likelihood.nll(out, y)
         return lp + self._log_jacobian(z, values)
 
     def log_density_pyro(self, z: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor

@@ -77,8 +77,8 @@ def evaluate(model: BayesianNet, params: dict[str, torch.Tensor], split: Split,
         x, y = split.x[i: i + batch_size], split.y[i: i + batch_size]
         out = model.predict(x, params)
         nll += float(model.likelihood.nll(out, y))
-        if out.dim() == 2 and out.shape[1] > 1:
-            correct += int((out.argmax(1) == y).sum())
+        if model.likelihood.classifier:
+            correct += int((model.likelihood.class_log_probs(out).argmax(1) == y).sum())
     n = max(len(split), 1)
     return {"nll": nll / n, "acc": correct / n}
 

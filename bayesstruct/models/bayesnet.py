@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pyro
 import torch
+import torch.nn.functional as F
 from pyro import poutine
 from torch import Tensor, nn
 from torch.func import functional_call
@@ -11,7 +12,7 @@ from torch.func import functional_call
 from ..priors.base import ParamSite, Prior, param_sites
 from . import likelihoods
 
-__all__ = ["BayesianNet"]
+__all__ = ["BayesianNet", "is_functional", "sequential_forward"]
 
 
 class BayesianNet(nn.Module):
@@ -40,6 +41,7 @@ class BayesianNet(nn.Module):
         self.likelihood = likelihoods.get(likelihood)
         self.num_data = num_data
         self.kl_weight = 1.0
+        self._functional: bool | None = None
 
     @property
     def weight_sites(self) -> list[ParamSite]:
@@ -57,13 +59,52 @@ class BayesianNet(nn.Module):
         out = self.predict(x, params)
         n = self.num_data or x.shape[0]
         with pyro.plate("data", size=n, subsample=torch.arange(x.shape[0], device=x.device)):
-            pyro.sample("obs", self.likelihood.dist(out), obs=y)
+            obs = None if y is None else self.likelihood.target(y, out)
+            pyro.sample("obs", self.likelihood.dist(out), obs=obs)
         return out
 
     def predict(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
         """The plain network's output at the given sample-site values (and, for group-scale
-        priors, the latents they need): :meth:`Prior.net_params` forms the weights."""
-        return functional_call(self.net, self.prior.net_params(params), (x,))
+        priors, the latents they need): :meth:`Prior.net_params` forms the weights.
+
+        ``nn.Sequential`` nets of the zoo's layer types run through :func:`sequential_forward`
+        (plain ``F.linear`` / ``F.conv2d`` calls: traceable by the PyTorch JIT, which NUTS's
+        ``jit_compile`` needs); anything else through ``torch.func.functional_call``."""
+        weights = self.prior.net_params(params)
+        if self._functional is None:
+            self._functional = is_functional(self.net)
+        if self._functional:
+            return sequential_forward(self.net, weights, x)
+        return functional_call(self.net, weights, (x,))
 
     def num_weights(self) -> int:
         return sum(s.numel for s in self.weight_sites)
+
+
+_ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.ELU, nn.Sigmoid, nn.Identity)
+
+
+def is_functional(net: nn.Module) -> bool:
+    """Whether :func:`sequential_forward` can run ``net``: an ``nn.Sequential`` of Linear,
+    Conv2d, MaxPool2d/AvgPool2d, Flatten and element-wise
+    activations."""
+    if not isinstance(net, nn.Sequential):
+        return False
+    ok = (nn.Linear, nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, nn.Flatten, *_ELEMENTWISE)
+    return all(isinstance(m, ok) for m in net)
+
+
+def sequential_forward(net: nn.Sequential, weights: dict[str, Tensor], x: Tensor) -> Tensor:
+    """``net(x)`` with its parameters taken from ``weights`` (``"fc1.weight"`` ...), by plain
+    functional calls; equal to ``functional_call(net, weights, (x,))`` (tested)."""
+    for name, m in net.named_children():
+        if isinstance(m, nn.Linear):
+            x = F.linear(x, weights[f"{name}.weight"], weights.get(f"{name}.bias"))
+        elif isinstance(m, nn.Conv2d):
+            x = F.conv2d(x, weights[f"{name}.weight"], weights.get(f"{name}.bias"), m.stride,
+                         m.padding, m.dilation, m.groups)
+        elif isinstance(m, nn.Flatten):
+            x = x.flatten(m.start_dim, m.end_dim)
+        else:  # pooling and element-wise activations hold no parameters
+            x = m(x)
+    return x

@@ -9,13 +9,27 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["LIKELIHOODS", "Categorical", "Gaussian", "Likelihood", "get"]
+__all__ = ["LIKELIHOODS", "Bernoulli", "Categorical", "Gaussian", "Likelihood", "get"]
 
 
 class Likelihood(ABC):
     """Maps network outputs to a distribution over targets."""
 
     name: str = ""
+    #: whether the targets are class labels (then :meth:`class_log_probs` is defined)
+    classifier: bool = False
+
+    def outputs(self, n_classes: int) -> int:
+        """How many network outputs this likelihood reads for ``n_classes`` classes."""
+        return n_classes
+
+    def target(self, y: Tensor, out: Tensor) -> Tensor:
+        """``y`` as the distribution's ``log_prob`` takes it (labels stay integers)."""
+        return y
+
+    def class_log_probs(self, out: Tensor) -> Tensor:
+        """``log p(y = c | x)`` for every class, shape ``[N, C]`` (classifiers only)."""
+        raise TypeError(f"the {self.name} likelihood has no classes")
 
     @abstractmethod
     def dist(self, out: Tensor) -> dist.Distribution:
@@ -34,6 +48,10 @@ class Categorical(Likelihood):
     """``y ~ Categorical(softmax(f(x)))``; the network outputs logits."""
 
     name = "categorical"
+    classifier = True
+
+    def class_log_probs(self, out: Tensor) -> Tensor:
+        return torch.log_softmax(out, dim=-1)
 
     def dist(self, out: Tensor) -> dist.Distribution:
         return dist.Categorical(logits=out)
@@ -43,8 +61,46 @@ class Categorical(Likelihood):
 
     def predictive(self, outs: Tensor) -> Tensor:
         """Log of the MC-averaged class probabilities, ``log (1/S) sum_s softmax(f_s)``."""
-        logp = torch.log_softmax(outs, dim=-1)
-        return torch.logsumexp(logp, 0) - torch.log(torch.tensor(float(outs.shape[0])))
+        return _log_mean_probs(self.class_log_probs(outs))
+
+
+class Bernoulli(Likelihood):
+    """``y ~ Bernoulli(sigmoid(f(x)))`` for two classes: one output, the log-odds of class 1.
+
+    The identifiable form of two-class logistic regression (a 2-output softmax only sees the
+    difference of its logits, so its posterior has a flat direction that NUTS crawls along)."""
+
+    name = "bernoulli"
+    classifier = True
+
+    def outputs(self, n_classes: int) -> int:
+        if n_classes != 2:
+            raise ValueError(f"the bernoulli likelihood needs 2 classes, the data has "
+                             f"{n_classes} (select two with data.classes: [a, b])")
+        return 1
+
+    def dist(self, out: Tensor) -> dist.Distribution:
+        return dist.Bernoulli(logits=out.squeeze(-1))
+
+    def target(self, y: Tensor, out: Tensor) -> Tensor:
+        return y.to(out.dtype)
+
+    def nll(self, out: Tensor, y: Tensor) -> Tensor:
+        return F.binary_cross_entropy_with_logits(out.squeeze(-1), y.to(out.dtype),
+                                                  reduction="sum")
+
+    def class_log_probs(self, out: Tensor) -> Tensor:
+        f = out.squeeze(-1)
+        return torch.stack([F.logsigmoid(-f), F.logsigmoid(f)], dim=-1)
+
+    def predictive(self, outs: Tensor) -> Tensor:
+        """``log (1/S) sum_s p(y = c | x, w_s)`` for c = 0, 1."""
+        return _log_mean_probs(self.class_log_probs(outs))
+
+
+def _log_mean_probs(logp: Tensor) -> Tensor:
+    """``log (1/S) sum_s exp(logp[s])`` over the leading axis."""
+    return torch.logsumexp(logp, 0) - torch.log(torch.tensor(float(logp.shape[0])))
 
 
 class Gaussian(Likelihood):
@@ -62,11 +118,12 @@ class Gaussian(Likelihood):
         return -self.dist(out).log_prob(y).sum()
 
 
-LIKELIHOODS: dict[str, type[Likelihood]] = {"categorical": Categorical, "gaussian": Gaussian}
+LIKELIHOODS: dict[str, type[Likelihood]] = {"categorical": Categorical, "bernoulli": Bernoulli,
+                                             "gaussian": Gaussian}
 
 
 def get(name: str | Likelihood) -> Likelihood:
-    """A likelihood by name (``categorical``, ``gaussian``) or pass-through."""
+    """A likelihood by name (``categorical``, ``bernoulli``, ``gaussian``) or pass-through."""
     if isinstance(name, Likelihood):
         return name
     try:

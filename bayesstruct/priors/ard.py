@@ -85,6 +85,9 @@ class ARD(Prior):
     def latents(self) -> list[LatentSite]:
         return self._latents
 
+    def centred_sites(self) -> list[str]:
+        return [] if self.empirical_bayes else [s.name for s in self.sites if s.role == "weight"]
+
     def latent_prior(self, latent: LatentSite) -> dist.Distribution:
         dev = self._device()
         a, b = torch.tensor(self.a, device=dev), torch.tensor(self.b, device=dev)

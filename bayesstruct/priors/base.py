@@ -237,6 +237,12 @@ class Prior(nn.Module, ABC):
     def latents(self) -> list[LatentSite]:
         return []
 
+    def centred_sites(self) -> list[str]:
+        """Weight sites whose Normal prior scale is itself a latent (a centred hierarchy,
+        ``w ~ N(0, f(latent))``): MCMC samples them decentred, ``w = loc + scale * w_std`` with
+        ``w_std ~ N(0, 1)`` (Pyro's ``LocScaleReparam``), to avoid the funnel."""
+        return []
+
     # -- the model side ---------------------------------------------------------------------
     def sample(self) -> dict[str, Tensor]:
         """Emit Pyro sample sites for every latent and parameter; return all their values
