@@ -105,10 +105,17 @@ PriorConfig = Annotated[Union[GaussianPriorConfig, ARDPriorConfig,  # noqa: UP00
 
 
 class InferenceConfig(_Strict):
-    """An inference recipe (``inference/*.yaml``)."""
+    """An inference recipe (``inference/*.yaml``).
+
+    ``engine`` picks what runs: ``svi`` (M4.1; guide, epochs, batch_size, lr, ...), ``nuts`` /
+    ``hmc`` (M4.2; num_warmup, num_samples, num_chains, chain_method, jit_compile, ...) or
+    ``sgld`` / ``psgld`` (M4.3; burn_in, num_samples, thin, num_chains, batch_size, lr,
+    gamma, decay_steps, beta, eps). Fields of the other engines are ignored.
+    """
 
     description: str = ""
-    engine: Literal["svi"] = "svi"
+    engine: Literal["svi", "nuts", "hmc", "sgld", "psgld"] = "svi"
+    # -- svi
     guide: Literal["meanfield", "delta"] = "meanfield"
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(128, ge=1)
@@ -120,6 +127,26 @@ class InferenceConfig(_Strict):
     eb_every: int = Field(1, ge=1)
     num_draws: int = Field(100, ge=1)
     init_scale: float = Field(1e-3, gt=0)
+    # -- nuts / hmc / sgld / psgld
+    num_samples: int = Field(500, ge=1)
+    num_chains: int = Field(4, ge=1)
+    # -- nuts / hmc
+    num_warmup: int = Field(500, ge=0)
+    chain_method: Literal["sequential", "parallel"] = "parallel"
+    jit_compile: bool = True
+    target_accept: float = Field(0.8, gt=0, lt=1)
+    max_tree_depth: int = Field(10, ge=1)
+    step_size: float = Field(0.1, gt=0)
+    num_steps: int = Field(10, ge=1)
+    noncentred: bool = True
+    # -- sgld / psgld (lr and batch_size above)
+    burn_in: int = Field(1000, ge=0)
+    thin: int = Field(1, ge=1)
+    gamma: float = Field(0.0, ge=0)
+    decay_steps: float = Field(1000.0, gt=0)
+    beta: float = Field(0.99, ge=0, lt=1)
+    eps: float = Field(1e-5, gt=0)
+    init_jitter: float = Field(0.1, ge=0)
 
 
 class PruningConfig(_Strict):

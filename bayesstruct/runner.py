@@ -32,12 +32,12 @@ from . import data as data_mod
 from . import guides, nets, posterior, priors, pruning
 from .config import CompareConfig, ConfigError, RunConfig, load_yaml, to_yaml, validate
 from .files import write_text
-from .inference import svi
+from .inference import mcmc, psgld, sgld, svi
 from .inference.svi import evaluate
 from .models import BayesianNet, likelihoods
 from .report import format_table, plot_comparison, plot_pruning_curve, write_csv
 
-__all__ = ["build_model", "compare", "load_run_config", "run"]
+__all__ = ["build_model", "compare", "infer", "load_run_config", "run"]
 
 
 def build_model(cfg: RunConfig, ds: data_mod.Dataset) -> BayesianNet:
@@ -52,6 +52,46 @@ def build_model(cfg: RunConfig, ds: data_mod.Dataset) -> BayesianNet:
     prior_kw = cfg.prior.model_dump(exclude={"kind"})
     prior = priors.get(cfg.prior.kind, **prior_kw)
     return BayesianNet(net, prior, likelihood, num_data=len(ds.train))
+
+
+def infer(cfg: RunConfig, model: BayesianNet, ds: data_mod.Dataset, *,
+          device: torch.device | str = "cpu", checkpoint_dir: Path | None = None,
+          resume: bool = False, progress: bool = True) -> posterior.InferenceData:
+    """Run the recipe's engine on ``model`` and ``ds``; every engine returns the same
+    ``InferenceData`` layout (M9)."""
+    inf = cfg.inference
+    if inf.engine == "svi":
+        guide_kw = {"init_scale": inf.init_scale} if inf.guide == "meanfield" else {}
+        return svi(model, guides.get(inf.guide, **guide_kw), ds, epochs=inf.epochs,
+                   batch_size=inf.batch_size, lr=inf.lr, lr_schedule=inf.lr_schedule,
+                   kl_weight=inf.kl_weight, kl_warmup_epochs=inf.kl_warmup_epochs,
+                   device=device, seed=cfg.seed, patience=inf.patience,
+                   checkpoint_dir=checkpoint_dir, resume=resume, num_draws=inf.num_draws,
+                   eb_every=inf.eb_every, progress=progress)
+    if getattr(model.prior, "empirical_bayes", False):
+        raise ConfigError(f"engine {inf.engine!r} samples a fixed prior; prior "
+                          f"{cfg.prior.kind!r} is set to empirical Bayes (use "
+                          "prior.hyper=gamma for ARD, prior.empirical_bayes=false for "
+                          "gaussian, or engine svi)")
+    try:
+        if inf.engine in ("nuts", "hmc"):
+            return mcmc(model, ds, kernel=inf.engine, num_warmup=inf.num_warmup,
+                        num_samples=inf.num_samples, num_chains=inf.num_chains,
+                        chain_method=inf.chain_method if torch.device(device).type == "cpu"
+                        else "sequential", jit_compile=inf.jit_compile,
+                        target_accept=inf.target_accept, max_tree_depth=inf.max_tree_depth,
+                        step_size=inf.step_size, num_steps=inf.num_steps,
+                        noncentred=inf.noncentred, seed=cfg.seed, device=device,
+                        checkpoint_dir=checkpoint_dir, resume=resume, progress=progress)
+        langevin = sgld if inf.engine == "sgld" else psgld
+        kw = {"beta": inf.beta, "eps": inf.eps} if inf.engine == "psgld" else {}
+        return langevin(model, ds, num_samples=inf.num_samples, burn_in=inf.burn_in,
+                        thin=inf.thin, num_chains=inf.num_chains, batch_size=inf.batch_size,
+                        lr=inf.lr, gamma=inf.gamma, decay_steps=inf.decay_steps,
+                        init_jitter=inf.init_jitter, seed=cfg.seed, device=device,
+                        progress=progress, **kw)
+    except ValueError as e:  # improper priors and the like, said in the sampler's words
+        raise ConfigError(f"engine {inf.engine!r}: {e}") from None
 
 
 def _device(cfg: RunConfig) -> torch.device:
@@ -98,17 +138,12 @@ def run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bool
     ds = _load_data(cfg, device)
     model = build_model(cfg, ds)
     inf = cfg.inference
-    guide_kw = {"init_scale": inf.init_scale} if inf.guide == "meanfield" else {}
-    guide = guides.get(inf.guide, **guide_kw)
+    what = f"guide {inf.guide}" if inf.engine == "svi" else f"{inf.num_chains} chains"
     echo(f"{cfg.name}: {cfg.net.kind} on {cfg.data.name} ({len(ds.train)} train / "
          f"{len(ds.val)} val / {len(ds.test)} test), prior {cfg.prior.kind}, "
-         f"guide {inf.guide}, {model.num_weights()} weights, device {device}")
-    post = svi(model, guide, ds, epochs=inf.epochs, batch_size=inf.batch_size, lr=inf.lr,
-               lr_schedule=inf.lr_schedule,
-               kl_weight=inf.kl_weight, kl_warmup_epochs=inf.kl_warmup_epochs, device=device,
-               seed=cfg.seed, patience=inf.patience, checkpoint_dir=out / "checkpoints",
-               resume=resume, num_draws=inf.num_draws, eb_every=inf.eb_every,
-               progress=progress)
+         f"{inf.engine} ({what}), {model.num_weights()} weights, device {device}")
+    post = infer(cfg, model, ds, device=device, checkpoint_dir=out / "checkpoints",
+                 resume=resume, progress=progress)
     train_seconds = time.perf_counter() - t0
     posterior.save(post, out / "posterior.nc")
 
@@ -130,6 +165,10 @@ def run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bool
     t_small = pruning.inference_seconds(small, ds.test.x)
     if "variational_loc" in post.groups():
         moments = pruning.effective_moments(post, model)
+    elif criterion == "rho":  # draws of a sampler: their mean and variance per weight
+        draws = post.posterior
+        moments = {s.name: (draws[s.name].mean(("chain", "draw")).values,
+                            draws[s.name].var(("chain", "draw")).values) for s in model.sites}
     else:
         moments = {k: (v.cpu().numpy(), np.zeros(v.shape)) for k, v in
                    model.prior.net_params(params).items()}
@@ -146,7 +185,8 @@ def run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bool
         "entry": cfg.name,
         "recipe": cfg.recipe,
         "dataset": cfg.data.name,
-        "epochs_run": int(post.attrs.get("epochs_run", inf.epochs)),
+        "engine": inf.engine,
+        "epochs_run": int(post.attrs["epochs_run"]) if "epochs_run" in post.attrs else None,
         "final_loss_per_example": float(hist["loss"].values[-1]) if hist is not None else None,
         "test_acc": dense["acc"],
         "test_nll": dense["nll"],

@@ -16,7 +16,9 @@ network within ``tolerance`` of the unpruned one. Louizos et al. (2017) set thes
 thresholds by hand; this makes the choice reproducible and keeps the test split out of it.
 
 ``auto`` takes the prior's own criterion (:attr:`Prior.criterion`) when the posterior has
-variational factors and ``magnitude`` otherwise. For ``unit`` the weight masks are the outer
+variational factors; for the draws of a sampler (NUTS, SGLD) it takes ``rho`` by KDE
+(:func:`~bayesstruct.pruning.density.kde_log_relative_density`) when the prior's criterion is
+``rho`` (its sites are the weights) and ``magnitude`` otherwise, as for point estimates. For ``unit`` the weight masks are the outer
 products of unit masks (:func:`~bayesstruct.pruning.units.weight_masks_from_units`) and the
 per-weight scores used for pruning curves are the unit scores broadcast over each group.
 """
@@ -65,8 +67,14 @@ def resolve_criterion(criterion: str, post: InferenceData, model: BayesianNet) -
     if criterion != "auto":
         return criterion
     if "variational_loc" not in post.groups():
-        return "magnitude"
+        return "rho" if _sampled(post) and model.prior.criterion == "rho" else "magnitude"
     return model.prior.criterion
+
+
+def _sampled(post: InferenceData) -> bool:
+    """A posterior of draws from a sampler (MCMC, SGLD): more than one draw, no guide."""
+    sizes = post.posterior.sizes
+    return post.attrs.get("engine") != "svi" and sizes["chain"] * sizes["draw"] > 1
 
 
 def calibrate_unit_thresholds(post: InferenceData, model: BayesianNet,
