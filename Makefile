@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.bayesstruct-installed
 FMNIST := /usr/share/datasets/fashion-mnist
 PYTEST_ARGS ?=
 
-.PHONY: setup data demo test test-slow lint bench bench-compression bench-pruning clean
+.PHONY: setup data demo test test-slow lint bench bench-compression bench-pruning bench-mcmc clean
 
 setup: $(STAMP)
 
@@ -50,6 +50,9 @@ bench-compression: setup data
 
 bench-pruning: setup data
 	$(PY) benchmarks/pruning_comparison.py
+
+bench-mcmc: setup
+	$(PY) benchmarks/mcmc.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -3,6 +3,7 @@
     bayesstruct run [ENTRY|PATH.yaml] [--inference RECIPE] [--out DIR] [--set key=value ...]
                     [--device cpu|cuda] [--data-dir DIR] [--resume] [--quiet]
     bayesstruct compare [ENTRY] [--methods a,b,...] [--out DIR] [--set key=value ...] [--resume]
+    bayesstruct diagnose RUN_DIR [--weights N] [--no-plots]
     bayesstruct zoo
 """
 
@@ -125,6 +126,53 @@ def compare(
         typer.echo(f"\ninterrupted; continue with: bayesstruct compare {entry} --out {out} "
                    "--resume", err=True)
         raise typer.Exit(130) from None
+
+
+@app.command()
+def diagnose(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory (holds posterior.nc)")],
+    weights: Annotated[int, typer.Option("--weights", "-w", help="how many individual "
+                                         "weights to sample into the summary")] = 16,
+    plots: Annotated[bool, typer.Option("--plots/--no-plots", help="write the figures")] = True,
+) -> None:
+    """Convergence of a run's posterior: R-hat, bulk/tail ESS, divergences of the structural
+    quantities (hyper-latents, biases, a sample of weights), warnings in words, and plots
+    (rank/trace, forest of per-unit scales, histogram of log rho).
+
+    Writes diagnose.csv, diagnose.json and diagnose-*.png into RUN_DIR.
+    """
+    import json
+
+    from . import diagnostics, posterior, pruning
+    from .files import write_text
+    from .report import format_table
+
+    path = run_dir / "posterior.nc"
+    if not path.is_file():
+        _fail(f"{path} does not exist: diagnose reads the posterior.nc of a finished "
+              "`bayesstruct run`")
+    post = posterior.load(path)
+    d = diagnostics.diagnose(post, num_weights=weights)
+    cols = ["mean", "sd", "r_hat", "ess_bulk", "ess_tail", "mcse_mean"]
+    rows = [[name] + [f"{float(r[c]):.4g}" for c in cols] for name, r in d.summary[cols].iterrows()]
+    typer.echo(f"{run_dir}: engine {d.engine}, {d.num_chains} chain(s) x {d.num_draws} draws")
+    typer.echo(format_table(rows, ["quantity", *cols]))
+    div = "n/a" if d.divergences is None else str(d.divergences)
+    rhat = "n/a" if d.max_rhat is None else f"{d.max_rhat:.4f}"
+    typer.echo(f"\nmax R-hat {rhat}; min bulk ESS {d.min_ess_bulk:.0f}; min tail ESS "
+               f"{d.min_ess_tail:.0f}; divergences {div}")
+    for w in d.warnings:
+        typer.secho(f"warning: {w}", fg=typer.colors.YELLOW)
+    if not d.warnings:
+        typer.secho("no warnings: R-hat, ESS and divergences are within bounds",
+                    fg=typer.colors.GREEN)
+    write_text(run_dir / "diagnose.csv", d.summary.to_csv(index_label="quantity"))
+    write_text(run_dir / "diagnose.json", json.dumps(d.to_dict(), indent=2))
+    if plots:
+        log_rho = pruning.log_relative_density(post) if posterior.weight_sites(post) else None
+        for p in diagnostics.plot_diagnostics(post, run_dir, num_weights=weights,
+                                              log_rho=log_rho):
+            typer.echo(f"wrote {p}")
 
 
 def _latest_run(entry: str) -> Path:

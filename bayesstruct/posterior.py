@@ -1,7 +1,7 @@
 """Engine output -> ArviZ ``InferenceData``; netCDF save/load (METHODS.md M9).
 
-This is the only module that imports ArviZ: ArviZ 1.x moves to ``xarray.DataTree`` (and needs
-Python >= 3.12), so the switch stays one file.
+This module and :mod:`bayesstruct.diagnostics` are the only ones that import ArviZ: ArviZ 1.x
+moves to ``xarray.DataTree`` (and needs Python >= 3.12), so the switch stays in two files.
 
 Groups written here:
 

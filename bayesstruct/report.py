@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .files import atomic_path, write_text
 
-__all__ = ["format_table", "plot_comparison", "plot_pruning_curve", "write_csv"]
+__all__ = ["format_table", "plot_comparison", "plot_pruning_curve", "save_figure", "write_csv"]
 
 
 def format_table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
@@ -55,10 +55,10 @@ def plot_pruning_curve(rows: Sequence[Mapping[str, float]], path: str | os.PathL
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
         ax.legend()
-    return _save(fig, path, title)
+    return save_figure(fig, path, title)
 
 
-def _save(fig, path: str | os.PathLike, title: str) -> Path:
+def save_figure(fig, path: str | os.PathLike, title: str) -> Path:
     """Title, atomic PNG write, close."""
     import matplotlib.pyplot as plt
 
@@ -102,4 +102,4 @@ def plot_comparison(rows: Sequence[Mapping[str, object]], path: str | os.PathLik
     for ax in axes:
         ax.grid(alpha=0.3)
     axes[0].legend(loc="lower left", fontsize=9)
-    return _save(fig, path, title)
+    return save_figure(fig, path, title)

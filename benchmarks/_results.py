@@ -36,3 +36,10 @@ def provenance() -> str:
         machine = (f"{platform.processor() or platform.machine()}, "
                    f"{torch.get_num_threads()} threads (CPU)")
     return f"Measured {when} on {machine}, torch {torch.__version__}"
+
+
+def markdown_table(rows: list[list[object]], header: list[str]) -> str:
+    """A GitHub-flavoured Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)

@@ -23,6 +23,7 @@ their prior medians) perturbed per chain, and run one after another.
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import pyro
@@ -126,6 +127,7 @@ def _langevin(model: BayesianNet, data: Dataset | Split, *, preconditioned: bool
     draws: dict[str, list[torch.Tensor]] = {n: [] for n in target.sites}
     stats: dict[str, list[np.ndarray]] = {"lr": [], "lp": []}
     total = burn_in + num_samples * thin
+    t_start = time.perf_counter()
     for chain in range(num_chains):
         gen = torch.Generator().manual_seed(seed * 1009 + chain)
         pyro.set_rng_seed(seed * 1009 + chain)
@@ -177,7 +179,8 @@ def _langevin(model: BayesianNet, data: Dataset | Split, *, preconditioned: bool
         sample_stats={k: np.stack(v) for k, v in stats.items()},
         attrs={"engine": engine, "num_chains": num_chains, "num_samples": num_samples,
                "burn_in": burn_in, "thin": thin, "lr": lr, "gamma": gamma,
-               "batch_size": batch_size, "seed": seed})
+               "batch_size": batch_size, "seed": seed,
+               "sampling_seconds": time.perf_counter() - t_start})
 
 
 def sgld(model: BayesianNet, data: Dataset | Split, *, num_samples: int = 1000,
