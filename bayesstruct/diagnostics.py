@@ -125,10 +125,13 @@ def diagnose(post: InferenceData, *, num_weights: int = 16, rhat_max: float = 1.
     if "sample_stats" in post.groups() and "diverging" in post.sample_stats:
         divergences = int(post.sample_stats["diverging"].values.sum())
         if divergences:
+            remedy = ("raise target_accept (e.g. 0.95; the hierarchy is already sampled "
+                      "non-centred)" if post.attrs.get("noncentred") else
+                      "raise target_accept or sample the hierarchy non-centred "
+                      "(noncentred: true)")
             notes.append(f"{divergences} divergent transitions of {chains * ndraws}: the "
                          "sampler met curvature it could not follow (typically a funnel "
-                         "between a scale and its weights); raise target_accept or use the "
-                         "non-centred form (noncentred: true)")
+                         f"between a scale and its weights); {remedy}")
     return Diagnosis(summary, engine, chains, ndraws, max_rhat,
                      float(summary["ess_bulk"].min()), float(summary["ess_tail"].min()),
                      divergences, notes)
@@ -170,9 +173,9 @@ def plot_diagnostics(post: InferenceData, out: str | os.PathLike, *, num_weights
     if scales:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            rows = sum(v.shape[-1] for v in scales.values())
             axes = az.plot_forest(xr.Dataset(scales), combined=True, hdi_prob=0.9,
-                                  figsize=(6, 1 + 0.18 * sum(v.size // max(
-                                      1, v.shape[0] * v.shape[1]) for v in scales.values())))
+                                  figsize=(6, 1 + 0.18 * rows))
         fig = np.asarray(axes).ravel()[0].figure
         written.append(save_figure(fig, out / "diagnose-forest.png",
                                    "per-unit prior scales (90 % HDI)"))

@@ -33,8 +33,9 @@ def provenance() -> str:
     if torch.cuda.is_available():
         machine = torch.cuda.get_device_name(0)
     else:
+        n = torch.get_num_threads()
         machine = (f"{platform.processor() or platform.machine()}, "
-                   f"{torch.get_num_threads()} threads (CPU)")
+                   f"{n} thread{'s' if n > 1 else ''} (CPU)")
     return f"Measured {when} on {machine}, torch {torch.__version__}"
 
 

@@ -81,7 +81,12 @@ def test_divergences_one_chain_and_svi_are_said_in_words():
     div[1, 7] = div[2, 9] = True
     d = diagnostics.diagnose(_ard_post(_iid, diverging=div), num_weights=4)
     assert d.divergences == 2
-    assert any("2 divergent transitions of 2000" in w for w in d.warnings)
+    assert any("2 divergent transitions of 2000" in w and "sample the hierarchy non-centred"
+               in w for w in d.warnings)
+    post = _ard_post(_iid, diverging=div)
+    post.attrs["noncentred"] = "fc1.weight"
+    d = diagnostics.diagnose(post, num_weights=4)
+    assert any("already sampled non-centred" in w for w in d.warnings)
     one = diagnostics.diagnose(_ard_post(_iid, chains=1, n=300), num_weights=4)
     assert one.max_rhat is None and any("one chain only" in w for w in one.warnings)
     svi = diagnostics.diagnose(_ard_post(_iid, chains=1, n=300, engine="svi"), num_weights=4)

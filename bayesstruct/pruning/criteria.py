@@ -20,7 +20,8 @@ variational factors; for the draws of a sampler (NUTS, SGLD) it takes ``rho`` by
 (:func:`~bayesstruct.pruning.density.kde_log_relative_density`) when the prior's criterion is
 ``rho`` (its sites are the weights) and ``magnitude`` otherwise, as for point estimates.
 For ``unit`` the weight masks are the outer products of unit masks
-(:func:`~bayesstruct.pruning.units.weight_masks_from_units`) and the per-weight scores used for pruning curves are the unit scores broadcast over each group.
+(:func:`~bayesstruct.pruning.units.weight_masks_from_units`) and the per-weight scores used
+for pruning curves are the unit scores broadcast over each group.
 """
 
 from __future__ import annotations
