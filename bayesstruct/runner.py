@@ -37,7 +37,8 @@ from .inference.svi import evaluate
 from .models import BayesianNet, likelihoods
 from .report import format_table, plot_comparison, plot_pruning_curve, write_csv
 
-__all__ = ["build_model", "compare", "infer", "load_run_config", "run"]
+__all__ = ["build_model", "compare", "infer", "load_data", "load_run_config", "resolve_device",
+           "run"]
 
 
 def build_model(cfg: RunConfig, ds: data_mod.Dataset) -> BayesianNet:
@@ -94,15 +95,16 @@ def infer(cfg: RunConfig, model: BayesianNet, ds: data_mod.Dataset, *,
         raise ConfigError(f"engine {inf.engine!r}: {e}") from None
 
 
-def _device(cfg: RunConfig) -> torch.device:
+def resolve_device(cfg: RunConfig) -> torch.device:
     device = torch.device(cfg.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device 'cuda' requested but CUDA is not available here; use cpu")
     return device
 
 
-def _load_data(cfg: RunConfig, device: torch.device) -> data_mod.Dataset:
-    """The data set and splits a config names, on ``device``."""
+def load_data(cfg: RunConfig, device: torch.device | None = None) -> data_mod.Dataset:
+    """The data set and splits a config names, on ``device`` (default: the config's)."""
+    device = resolve_device(cfg) if device is None else device
     d = cfg.data
     return data_mod.load(d.name, seed=cfg.seed, val_fraction=d.val_fraction,
                          test_fraction=d.test_fraction, train_size=d.train_size,
@@ -133,9 +135,9 @@ def run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bool
                           "another --out")
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "config.yaml", to_yaml(cfg))
-    device = _device(cfg)
+    device = resolve_device(cfg)
     t0 = time.perf_counter()
-    ds = _load_data(cfg, device)
+    ds = load_data(cfg, device)
     model = build_model(cfg, ds)
     inf = cfg.inference
     what = f"guide {inf.guide}" if inf.engine == "svi" else f"{inf.num_chains} chains"
@@ -252,8 +254,8 @@ def compare(cfg: RunConfig, out: str | Path, *, methods: list[str] | None = None
         raise ConfigError(f"method 'variational' needs the meanfield guide; recipe "
                           f"{cfg.recipe!r} has guide {inf.guide!r} (use --inference "
                           "svi-meanfield or drop 'variational' from the methods)")
-    device = _device(cfg)
-    ds = _load_data(cfg, device)
+    device = resolve_device(cfg)
+    ds = load_data(cfg, device)
     settings = pruning.CompareSettings(
         epochs=cc.epochs or inf.epochs, lr=cc.lr or inf.lr,
         batch_size=cc.batch_size or inf.batch_size, l1=cc.l1, l2=cc.l2,

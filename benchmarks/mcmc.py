@@ -78,7 +78,7 @@ def main() -> None:
     torch.set_num_threads(1)  # one chain, one core: what a chain in a worker process gets
 
     cfg = config.resolve("logreg-digits01", "nuts")
-    ds = runner._load_data(cfg, torch.device("cpu"))
+    ds = runner.load_data(cfg, torch.device("cpu"))
     x, y = ds.train.x.flatten(1), ds.train.y
     results: dict[str, tuple[float, np.ndarray]] = {}
 

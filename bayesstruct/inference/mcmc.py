@@ -80,9 +80,7 @@ def mcmc(model: BayesianNet, data: Dataset | Split, *, kernel: str = "nuts",
                         ("num_chains", num_chains, 1)):
         if v < lo:
             raise ValueError(f"{name} must be >= {lo} (got {v})")
-    if not getattr(model.prior, "proper", True):
-        raise ValueError(f"{type(model.prior).__name__} is an improper prior: its posterior "
-                         "is not a distribution to sample (use SVI)")
+    model.prior.require_proper()
     device = torch.device(device)
     if chain_method == "parallel" and device.type != "cpu":
         raise ValueError("chain_method='parallel' runs chains in CPU processes; on "

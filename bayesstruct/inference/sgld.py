@@ -46,9 +46,7 @@ class LangevinTarget:
     """The unconstrained log density of a BayesianNet's posterior on a minibatch."""
 
     def __init__(self, model: BayesianNet, x: torch.Tensor, y: torch.Tensor) -> None:
-        if not getattr(model.prior, "proper", True):
-            raise ValueError(f"{type(model.prior).__name__} is an improper prior: its posterior "
-                             "is not a distribution to sample (use SVI)")
+        model.prior.require_proper()
         self.model = model
         with torch.no_grad(), poutine.block():
             proto = poutine.trace(model).get_trace(x[:2], y[:2])

@@ -41,7 +41,7 @@ class BayesianNet(nn.Module):
         self.likelihood = likelihoods.get(likelihood)
         self.num_data = num_data
         self.kl_weight = 1.0
-        self._functional: bool | None = None
+        self._functional = is_functional(net)
 
     @property
     def weight_sites(self) -> list[ParamSite]:
@@ -71,8 +71,6 @@ class BayesianNet(nn.Module):
         (plain ``F.linear`` / ``F.conv2d`` calls: traceable by the PyTorch JIT, which NUTS's
         ``jit_compile`` needs); anything else through ``torch.func.functional_call``."""
         weights = self.prior.net_params(params)
-        if self._functional is None:
-            self._functional = is_functional(self.net)
         if self._functional:
             return sequential_forward(self.net, weights, x)
         return functional_call(self.net, weights, (x,))

@@ -237,6 +237,12 @@ class Prior(nn.Module, ABC):
     def latents(self) -> list[LatentSite]:
         return []
 
+    def require_proper(self) -> None:
+        """Raise if this prior is improper: its posterior is then no distribution to sample."""
+        if not self.proper:
+            raise ValueError(f"{type(self).__name__} is an improper prior: its posterior is not "
+                             "a distribution to sample (use SVI)")
+
     def centred_sites(self) -> list[str]:
         """Weight sites whose Normal prior scale is itself a latent (a centred hierarchy,
         ``w ~ N(0, f(latent))``): MCMC samples them decentred, ``w = loc + scale * w_std`` with

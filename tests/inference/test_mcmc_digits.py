@@ -22,7 +22,7 @@ def test_nuts_on_digits_logistic_regression_converges():
     R-hats came within 0.0002 of the bound), max rank-normalised R-hat < 1.01 and min bulk
     ESS > 400 over all 65 parameters, no divergences."""
     cfg = config.resolve("logreg-digits01", "nuts")
-    ds = runner._load_data(cfg, runner._device(cfg))
+    ds = runner.load_data(cfg)
     model = runner.build_model(cfg, ds)
     inf = cfg.inference
     assert (inf.num_warmup, inf.num_samples, inf.num_chains) == (500, 1000, 4)
