@@ -57,10 +57,16 @@ class DataConfig(_Strict):
     data_dir: str | None = None
     standardize: bool = True
     classes: list[Annotated[int, Field(ge=0)]] | None = None
+    pairs_file: str | None = None
+    word_vectors: str | None = None
+    max_len: int | None = Field(None, ge=1)
 
 
 class NetConfig(_Strict):
-    kind: Literal["logreg", "mlp", "lenet300", "lenet5"]
+    """``kind``: ``logreg``, ``mlp``, ``lenet300``, ``lenet5``, or the recurrent ``rnn``
+    (Elman) / ``gru``, which read an input's second-last axis as time (one ``hidden`` width)."""
+
+    kind: Literal["logreg", "mlp", "lenet300", "lenet5", "rnn", "gru"]
     hidden: list[Annotated[int, Field(ge=1)]] = []
     activation: Literal["relu", "tanh", "elu"] = "relu"
 
@@ -70,6 +76,7 @@ class GaussianPriorConfig(_Strict):
     scale: float = Field(1.0, gt=0)
     loc: float = 0.0
     empirical_bayes: bool = False
+    per: Literal["layer", "unit"] = "layer"
     bias_scale: float = Field(1.0, gt=0)
 
 
@@ -124,9 +131,12 @@ class InferenceConfig(_Strict):
     kl_weight: float = Field(1.0, ge=0)
     kl_warmup_epochs: float = Field(0.0, ge=0)
     patience: int | None = Field(None, ge=1)
+    prior_update: Literal["auto", "none", "closed_form"] = "auto"
     eb_every: int = Field(1, ge=1)
     num_draws: int = Field(100, ge=1)
     init_scale: float = Field(1e-3, gt=0)
+    covariance: Literal["diagonal", "scalar"] = "diagonal"
+    reparam: Literal["auto", "local", "weights"] = "auto"
     # -- nuts / hmc / sgld / psgld
     num_samples: int = Field(500, ge=1)
     num_chains: int = Field(4, ge=1)
@@ -166,6 +176,7 @@ class PruningConfig(_Strict):
     fractions: list[Annotated[float, Field(ge=0, le=1)]] = [
         0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99]
     mc_samples: int = Field(20, ge=0)
+    snr_tolerance: float = Field(0.01, ge=0, le=1)
 
 
 COMPARE_METHODS = ("random", "random-retrain", "magnitude-l1", "magnitude-l1-retrain",

@@ -4,6 +4,10 @@ Sources
 -------
 * scikit-learn's bundled classification sets: ``digits`` (8x8 images), ``wine``,
   ``breast_cancer``, ``iris``. No network needed; used by the fast tests.
+* ``sts`` (sentence pairs scored 0..5, seed 001) from a user's STS / SemEval TSV file
+  (``pairs_file``) and word vectors in GloVe text format (``word_vectors``); and
+  ``pairs-synthetic``, a small seeded task of the same shape for tests (:mod:`bayesstruct.pairs`).
+  Pair sets are not standardised (their inputs carry a padding mask).
 * ``fashion-mnist`` and ``mnist`` from IDX files (the official 60k/10k split). Files are looked
   up, in this order, in ``data_dir`` (``--data-dir``), ``$BAYESSTRUCT_DATA``, the user cache
   ``$XDG_CACHE_HOME/bayesstruct/<name>`` (``~/.cache/...``) and, for Fashion-MNIST,
@@ -26,7 +30,7 @@ import shutil
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +45,9 @@ __all__ = [
 
 SKLEARN_SETS = ("digits", "wine", "breast_cancer", "iris")
 IDX_SETS = ("mnist", "fashion-mnist")
-DATASETS: tuple[str, ...] = SKLEARN_SETS + IDX_SETS
+PAIR_SETS = ("sts", "pairs-synthetic")
+DATASETS: tuple[str, ...] = SKLEARN_SETS + IDX_SETS + PAIR_SETS
+SYNTHETIC_PAIRS = 3000  # examples of ``pairs-synthetic``
 
 #: The four IDX files of MNIST-format data sets (gzip-compressed names).
 IDX_FILES = {
@@ -122,14 +128,15 @@ class Dataset:
     input_shape: tuple[int, ...]
     n_classes: int
     classes: tuple[str, ...]
+    pairs: bool = False  # inputs are sentence pairs (2, T, D + 1), see bayesstruct.pairs
 
     @property
     def n_features(self) -> int:
         return int(np.prod(self.input_shape))
 
     def to(self, device: str | torch.device) -> Dataset:
-        return Dataset(self.name, self.train.to(device), self.val.to(device),
-                       self.test.to(device), self.input_shape, self.n_classes, self.classes)
+        return replace(self, train=self.train.to(device), val=self.val.to(device),
+                       test=self.test.to(device))
 
 
 # --------------------------------------------------------------------------------------------
@@ -305,7 +312,8 @@ def _load_idx(name: str, data_dir, download_ok: bool):
 def load(name: str, *, seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2,
          train_size: int | None = None, data_dir: str | os.PathLike | None = None,
          download: bool = True, standardize: bool = True,
-         classes: Sequence[int] | None = None,
+         classes: Sequence[int] | None = None, pairs_file: str | os.PathLike | None = None,
+         word_vectors: str | os.PathLike | None = None, max_len: int | None = None,
          device: str | torch.device = "cpu") -> Dataset:
     """Load data set ``name`` with deterministic splits.
 
@@ -322,6 +330,9 @@ def load(name: str, *, seed: int = 0, val_fraction: float = 0.1, test_fraction: 
             (features with ``std < 1e-6`` are only centred).
         classes: keep only these class labels (before splitting), relabelled ``0..k-1`` in the
             order given (``[0, 1]``: the two-class digits of the MCMC benchmark).
+        pairs_file, word_vectors: the ``sts`` set's TSV file and GloVe-format vectors.
+        max_len: words kept per sentence of a pair set (default 30 for ``sts``, 10 for
+            ``pairs-synthetic``).
         device: where the tensors live.
     """
     if name not in DATASETS:
@@ -330,7 +341,14 @@ def load(name: str, *, seed: int = 0, val_fraction: float = 0.1, test_fraction: 
         if not 0.0 <= v < 1.0:
             raise ValueError(f"{field} must lie in [0, 1) (got {v})")
     rng = np.random.default_rng(seed)
-    if name in SKLEARN_SETS:
+    if name in PAIR_SETS:
+        x, y = _load_pairs(name, pairs_file, word_vectors, max_len, seed)
+        shape, names, standardize = x.shape[1:], tuple(str(k) for k in range(6)), False
+        x, y, names = _select(x, y, names, classes)
+        rest, test_idx = _stratified_split(y, test_fraction, rng)
+        x_test, y_test = x[test_idx], y[test_idx]
+        x, y = x[rest], y[rest]
+    elif name in SKLEARN_SETS:
         x, y, shape, names = _load_sklearn(name)
         x, y, names = _select(x, y, names, classes)
         rest, test_idx = _stratified_split(y, test_fraction, rng)
@@ -357,9 +375,32 @@ def load(name: str, *, seed: int = 0, val_fraction: float = 0.1, test_fraction: 
         return Split(torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(device),
                      torch.from_numpy(np.ascontiguousarray(b, dtype=np.int64)).to(device))
 
-    n_classes = int(max(y.max(), y_test.max())) + 1
+    n_classes = len(names) if name in PAIR_SETS else int(max(y.max(), y_test.max())) + 1
     return Dataset(name, split(x_train, y_train), split(x_val, y_val), split(x_test, y_test),
-                   tuple(shape), n_classes, tuple(names))
+                   tuple(int(s) for s in shape), n_classes, tuple(names),
+                   pairs=name in PAIR_SETS)
+
+
+def _load_pairs(name: str, pairs_file, word_vectors, max_len: int | None, seed: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    from . import pairs
+
+    if name == "pairs-synthetic":
+        return pairs.synthetic_pairs(SYNTHETIC_PAIRS, max_len=max_len or 10, seed=seed)
+    if pairs_file is None or word_vectors is None:
+        raise DataNotFoundError(
+            "data set 'sts' reads your own files: set data.pairs_file (a TSV of score<TAB>"
+            "sentence_a<TAB>sentence_b lines, e.g. SemEval/STS-benchmark data) and "
+            "data.word_vectors (GloVe text format, e.g. glove.6B.50d.txt)")
+    rows = pairs.read_pairs_tsv(pairs_file)
+    tokenized = [(s, pairs.tokenize(a), pairs.tokenize(b)) for s, a, b in rows]
+    vocabulary = {w for _, a, b in tokenized for w in (*a, *b)}
+    vectors = pairs.read_word_vectors(word_vectors, vocabulary)
+    if not vectors:
+        raise ValueError(f"{word_vectors}: none of the {len(vocabulary)} words of "
+                         f"{pairs_file} has a vector")
+    x, y, _ = pairs.encode_pairs(tokenized, vectors, max_len or 30)
+    return x, y
 
 
 def _select(x: np.ndarray, y: np.ndarray, names: Sequence[str], classes: Sequence[int] | None

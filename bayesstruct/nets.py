@@ -3,6 +3,10 @@
 Every network is an ``nn.Sequential`` with *named* layers (``fc1``, ``conv1``, ...), so the
 posterior's dimensions read ``fc1_out``, ``fc1_in`` and pruning can address layers by name.
 Nothing here knows about priors: :class:`bayesstruct.models.BayesianNet` puts them on top.
+
+The recurrent nets (seed 001, METHODS.md M3/M5) keep each weight matrix in its own ``nn.Linear``
+(``rnn.ih`` holds ``W`` and ``b``, ``rnn.hh`` holds ``U``), so every matrix is one sample site
+with its own dimension names and can be pruned on its own.
 """
 
 from __future__ import annotations
@@ -11,9 +15,11 @@ import math
 from collections import OrderedDict
 from collections.abc import Sequence
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
-__all__ = ["NETS", "build", "lenet5_caffe", "lenet_300_100", "logistic_regression", "mlp"]
+__all__ = ["GRU", "NETS", "ElmanRNN", "PairClassifier", "SequenceClassifier", "build",
+           "lenet5_caffe", "lenet_300_100", "logistic_regression", "mlp"]
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU}
 
@@ -78,7 +84,103 @@ def lenet5_caffe(input_shape: Sequence[int] = (1, 28, 28), n_classes: int = 10) 
     )
 
 
-NETS = ("logreg", "mlp", "lenet300", "lenet5")
+class ElmanRNN(nn.Module):
+    """Elman recurrent layer (seed 001): ``h_t = tanh(x_t W^T + h_{t-1} U^T + b)``, ``h_0 = 0``.
+
+    ``ih`` (``Linear(in, H)``) holds ``W`` and ``b``; ``hh`` (``Linear(H, H)``, no bias) holds
+    ``U``. Equal to ``torch.nn.RNN(nonlinearity="tanh")`` with ``bias_hh = 0`` (tested).
+    ``forward(x, mask)`` takes ``x`` of shape ``(B, T, in)`` and returns the last hidden state
+    ``(B, H)``; where ``mask[b, t]`` is false the state is carried over unchanged (padding).
+    """
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.ih = nn.Linear(input_size, hidden_size)
+        self.hh = nn.Linear(hidden_size, hidden_size, bias=False)
+
+    def step(self, a_t: Tensor, h: Tensor) -> Tensor:
+        return torch.tanh(a_t + self.hh(h))
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        a = self.ih(x)  # the input projection of every step in one product
+        h = x.new_zeros(x.shape[0], self.hidden_size)
+        for t in range(x.shape[1]):
+            new = self.step(a[:, t], h)
+            h = new if mask is None else torch.where(mask[:, t, None], new, h)
+        return h
+
+
+class GRU(ElmanRNN):
+    """Gated recurrent unit (Cho et al. 2014) in ``torch.nn.GRU``'s form (gates r, z, n):
+
+        r = sigma(W_r x + b_ir + U_r h + b_hr),   z = sigma(W_z x + b_iz + U_z h + b_hz)
+        n = tanh(W_n x + b_in + r * (U_n h + b_hn)),   h' = (1 - z) * n + z * h
+
+    ``ih = Linear(in, 3H)`` and ``hh = Linear(H, 3H)`` stack the three gates in that order, so
+    the weights copy one to one into ``torch.nn.GRU`` (tested).
+    """
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        nn.Module.__init__(self)
+        self.hidden_size = hidden_size
+        self.ih = nn.Linear(input_size, 3 * hidden_size)
+        self.hh = nn.Linear(hidden_size, 3 * hidden_size)
+
+    def step(self, a_t: Tensor, h: Tensor) -> Tensor:
+        a_r, a_z, a_n = a_t.chunk(3, dim=-1)
+        g_r, g_z, g_n = self.hh(h).chunk(3, dim=-1)
+        r = torch.sigmoid(a_r + g_r)
+        z = torch.sigmoid(a_z + g_z)
+        n = torch.tanh(a_n + r * g_n)
+        return n + z * (h - n)
+
+
+_CELLS: dict[str, type[ElmanRNN]] = {"rnn": ElmanRNN, "gru": GRU}
+
+
+class SequenceClassifier(nn.Module):
+    """A recurrent layer read over ``steps`` time steps, then ``fc`` on the last state.
+
+    Inputs of any shape ``(B, ...)`` are read as ``(B, steps, features)``: an image
+    ``(B, 1, 28, 28)`` with ``steps=28`` is read row by row (sequential MNIST)."""
+
+    def __init__(self, cell: str, steps: int, features: int, hidden: int,
+                 n_classes: int) -> None:
+        super().__init__()
+        if cell not in _CELLS:
+            raise ValueError(f"recurrent cell {cell!r} not in {sorted(_CELLS)}")
+        self.steps = steps
+        self.rnn = _CELLS[cell](features, hidden)
+        self.fc = nn.Linear(hidden, n_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.rnn(x.reshape(x.shape[0], self.steps, -1)))
+
+
+class PairClassifier(nn.Module):
+    """Sentence-pair similarity (seed 001; Tai, Socher & Manning 2015's head).
+
+    One recurrent layer is shared by both sentences, ``h_a = rnn(a)``, ``h_b = rnn(b)``, and
+    the classes (the 0..5 similarity score) are ``softmax(fc([h_a * h_b, |h_a - h_b|]))``.
+    Inputs are ``(B, 2, T, D + 1)``: two word-vector sequences padded to ``T`` with a 0/1
+    mask in the last column (:mod:`bayesstruct.data`'s pair sets)."""
+
+    def __init__(self, cell: str, features: int, hidden: int, n_classes: int) -> None:
+        super().__init__()
+        if cell not in _CELLS:
+            raise ValueError(f"recurrent cell {cell!r} not in {sorted(_CELLS)}")
+        self.rnn = _CELLS[cell](features, hidden)
+        self.fc = nn.Linear(2 * hidden, n_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        seq, mask = x[..., :-1].flatten(0, 1), x[..., -1].flatten(0, 1) > 0.5
+        h = self.rnn(seq, mask).view(x.shape[0], 2, -1)
+        h_a, h_b = h[:, 0], h[:, 1]
+        return self.fc(torch.cat([h_a * h_b, (h_a - h_b).abs()], dim=-1))
+
+
+NETS = ("logreg", "mlp", "lenet300", "lenet5", "rnn", "gru")
 
 
 def build(
@@ -87,8 +189,29 @@ def build(
     n_classes: int,
     hidden: Sequence[int] = (),
     activation: str = "relu",
-) -> nn.Sequential:
-    """Build a zoo network by name (``logreg``, ``mlp``, ``lenet300``, ``lenet5``)."""
+    pairs: bool = False,
+) -> nn.Module:
+    """Build a zoo network by name (``logreg``, ``mlp``, ``lenet300``, ``lenet5``, ``rnn``,
+    ``gru``).
+
+    The recurrent kinds take one hidden width (default 64) and read the input's second-last
+    axis as time (``(1, 28, 28)`` images: 28 steps of 28 features); ``pairs=True`` (pair data
+    sets, input ``(2, T, D + 1)``) builds a :class:`PairClassifier` instead."""
+    if kind in _CELLS:
+        if len(hidden) > 1:
+            raise ValueError(f"net {kind!r} has one recurrent layer; hidden={list(hidden)} "
+                             "gives more than one width")
+        width = int(hidden[0]) if hidden else 64
+        shape = [int(s) for s in input_shape]
+        if pairs:
+            return PairClassifier(kind, shape[-1] - 1, width, n_classes)
+        if len(shape) < 2:
+            raise ValueError(f"net {kind!r} reads sequences; input shape {tuple(shape)} has "
+                             "no time axis")
+        steps = shape[-2]
+        return SequenceClassifier(kind, steps, math.prod(shape) // steps, width, n_classes)
+    if pairs:
+        raise ValueError(f"pair data sets need a recurrent net (rnn, gru), not {kind!r}")
     n_in = math.prod(int(s) for s in input_shape)
     if kind == "logreg":
         return logistic_regression(n_in, n_classes)

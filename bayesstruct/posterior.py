@@ -31,14 +31,32 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)
     import arviz as az
 
-__all__ = ["InferenceData", "from_draws", "from_guide", "load", "point_estimate", "save",
-           "weight_sites"]
+__all__ = ["InferenceData", "from_draws", "from_guide", "load", "mode_array", "point_estimate",
+           "save", "weight_sites"]
 
 InferenceData = az.InferenceData
 
 
 def _np(t: torch.Tensor | np.ndarray) -> np.ndarray:
     return t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
+
+
+def _mode_attr(mode) -> float | np.ndarray:
+    """A prior mode as a netCDF attribute: a float, or a 1-D array (one per group)."""
+    if isinstance(mode, torch.Tensor) and mode.dim() > 0:
+        return _np(mode).astype(np.float64).reshape(-1)
+    return float(mode)
+
+
+def mode_array(attr, shape: tuple[int, ...]) -> float | np.ndarray:
+    """The ``prior_mode`` attribute broadcastable against a site of ``shape``: a float, or the
+    per-group values laid along the group axis (dim 1, the input units)."""
+    values = np.asarray(attr, dtype=np.float64)
+    if values.size == 1:
+        return float(values.reshape(()))
+    view = [1] * len(shape)
+    view[1] = values.size
+    return values.reshape(view)
 
 
 def _site_dims(model) -> dict[str, list[str]]:
@@ -58,7 +76,7 @@ def from_draws(model, draws: Mapping[str, torch.Tensor | np.ndarray], *,
                                    dims={k: dims[k] for k in draws}, library=None)
     for s in model.weight_sites:  # the numerator point of a sample-based rho (M5)
         if s.name in posterior:
-            posterior[s.name].attrs["prior_mode"] = float(model.prior.mode(s))
+            posterior[s.name].attrs["prior_mode"] = _mode_attr(model.prior.mode(s))
     groups: dict[str, xr.Dataset] = {"posterior": posterior}
     if observed is not None:
         groups["observed_data"] = xr.Dataset({"obs": (("obs_id",), _np(observed))})
@@ -90,7 +108,7 @@ def from_guide(model, guide, num_draws: int = 100, *, observed: torch.Tensor | N
         for name, (family, loc, scale) in factors.items():
             meta = {"family": family}
             if name in {s.name for s in model.weight_sites}:
-                meta["prior_mode"] = float(model.prior.mode(model.site(name)))
+                meta["prior_mode"] = _mode_attr(model.prior.mode(model.site(name)))
             locs[name] = xr.DataArray(_np(loc), dims=dims[name], attrs=meta)
             scales[name] = xr.DataArray(_np(scale), dims=dims[name], attrs=meta)
         idata.add_groups(variational_loc=xr.Dataset(locs), variational_scale=xr.Dataset(scales))

@@ -58,6 +58,41 @@ def plot_pruning_curve(rows: Sequence[Mapping[str, float]], path: str | os.PathL
     return save_figure(fig, path, title)
 
 
+def plot_snr_curves(rows: Sequence[Mapping[str, float]] | Mapping[str, Sequence[Mapping]],
+                    path: str | os.PathLike, title: str = "") -> Path:
+    """The talk's three curves (seed 001) against the threshold ``lambda`` on ``|mu/sigma|``:
+    parameters kept, test accuracy and macro F1, test log-likelihood. ``rows`` is one curve
+    (:func:`~bayesstruct.pruning.snr_curve`) or ``label -> curve`` to overlay several."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = dict(rows) if isinstance(rows, Mapping) else {"": rows}
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), constrained_layout=True)
+    for k, (label, curve) in enumerate(curves.items()):
+        curve = sorted(curve, key=lambda r: r["lambda"])
+        lam = [r["lambda"] for r in curve]
+        color = f"C{k}"
+        axes[0].plot(lam, [r["params_kept"] for r in curve], ".-", color=color, label=label)
+        axes[1].plot(lam, [100 * r["acc"] for r in curve], ".-", color=color,
+                     label=f"{label} accuracy".strip())
+        axes[1].plot(lam, [100 * r["f1_macro"] for r in curve], "--", color=color,
+                     label=f"{label} macro F1".strip())
+        axes[2].plot(lam, [r["log_lik"] for r in curve], ".-", color=color, label=label)
+    axes[0].set(ylabel="parameters kept")
+    axes[1].set(ylabel="test accuracy / macro F1 (%)")
+    axes[2].set(ylabel="test log-likelihood")
+    for ax in axes:
+        ax.set_xscale("symlog", linthresh=0.1)
+        ax.set(xlabel=r"threshold $\lambda$ on $|\mu / \sigma|$")
+        ax.grid(alpha=0.3)
+    if len(curves) > 1:
+        axes[0].legend(fontsize=8)
+    axes[1].legend(fontsize=8)
+    return save_figure(fig, path, title)
+
+
 def save_figure(fig, path: str | os.PathLike, title: str) -> Path:
     """Title, atomic PNG write, close."""
     import matplotlib.pyplot as plt

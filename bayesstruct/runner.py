@@ -5,6 +5,8 @@
     <out>/posterior.nc     the ArviZ posterior (M9)
     <out>/pruning.csv      the pruning curve (M5)
     <out>/pruning.png      its plot
+    <out>/snr_curve.csv    variational runs: the talk's three curves against lambda on |mu/sigma|
+    <out>/snr_curve.png    (parameters kept, test accuracy / macro F1, test log-likelihood)
     <out>/metrics.json     test metrics, pruning at the default threshold, timings
 
 A comparison (``bayesstruct compare``, or an entry with a ``compare`` section) writes instead
@@ -35,7 +37,13 @@ from .files import write_text
 from .inference import mcmc, psgld, sgld, svi
 from .inference.svi import evaluate
 from .models import BayesianNet, likelihoods
-from .report import format_table, plot_comparison, plot_pruning_curve, write_csv
+from .report import (
+    format_table,
+    plot_comparison,
+    plot_pruning_curve,
+    plot_snr_curves,
+    write_csv,
+)
 
 __all__ = ["build_model", "compare", "infer", "load_data", "load_run_config", "resolve_device",
            "run"]
@@ -49,7 +57,11 @@ def build_model(cfg: RunConfig, ds: data_mod.Dataset) -> BayesianNet:
         outputs = likelihood.outputs(ds.n_classes)
     except ValueError as e:
         raise ConfigError(f"likelihood: {e}") from None
-    net = nets.build(cfg.net.kind, ds.input_shape, outputs, cfg.net.hidden, cfg.net.activation)
+    try:
+        net = nets.build(cfg.net.kind, ds.input_shape, outputs, cfg.net.hidden,
+                         cfg.net.activation, pairs=ds.pairs)
+    except ValueError as e:
+        raise ConfigError(f"net: {e}") from None
     prior_kw = cfg.prior.model_dump(exclude={"kind"})
     prior = priors.get(cfg.prior.kind, **prior_kw)
     return BayesianNet(net, prior, likelihood, num_data=len(ds.train))
@@ -62,13 +74,19 @@ def infer(cfg: RunConfig, model: BayesianNet, ds: data_mod.Dataset, *,
     ``InferenceData`` layout (M9)."""
     inf = cfg.inference
     if inf.engine == "svi":
-        guide_kw = {"init_scale": inf.init_scale} if inf.guide == "meanfield" else {}
+        if inf.prior_update == "closed_form":
+            try:
+                model.prior.enable_empirical_bayes()
+            except ValueError as e:
+                raise ConfigError(f"inference.prior_update: {e}") from None
+        guide_kw = ({"init_scale": inf.init_scale, "covariance": inf.covariance,
+                     "reparam": inf.reparam} if inf.guide == "meanfield" else {})
         return svi(model, guides.get(inf.guide, **guide_kw), ds, epochs=inf.epochs,
                    batch_size=inf.batch_size, lr=inf.lr, lr_schedule=inf.lr_schedule,
                    kl_weight=inf.kl_weight, kl_warmup_epochs=inf.kl_warmup_epochs,
                    device=device, seed=cfg.seed, patience=inf.patience,
                    checkpoint_dir=checkpoint_dir, resume=resume, num_draws=inf.num_draws,
-                   eb_every=inf.eb_every, progress=progress)
+                   eb_every=inf.eb_every, prior_update=inf.prior_update, progress=progress)
     if getattr(model.prior, "empirical_bayes", False):
         raise ConfigError(f"engine {inf.engine!r} samples a fixed prior; prior "
                           f"{cfg.prior.kind!r} is set to empirical Bayes (use "
@@ -109,7 +127,8 @@ def load_data(cfg: RunConfig, device: torch.device | None = None) -> data_mod.Da
     return data_mod.load(d.name, seed=cfg.seed, val_fraction=d.val_fraction,
                          test_fraction=d.test_fraction, train_size=d.train_size,
                          data_dir=d.data_dir, standardize=d.standardize, classes=d.classes,
-                         device=device)
+                         pairs_file=d.pairs_file, word_vectors=d.word_vectors,
+                         max_len=d.max_len, device=device)
 
 
 def load_run_config(out: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
@@ -182,6 +201,16 @@ def run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bool
     plot_pruning_curve(rows, out / "pruning.png",
                        title=f"{cfg.name}: pruning by {criterion} ({cfg.data.name} test)")
 
+    snr_metrics = None
+    if "variational_loc" in post.groups():  # the talk's three curves against lambda (seed 001)
+        scores = pruning.snr(post, model)
+        snr_rows = pruning.snr_curve(model, post, ds.test, scores=scores)
+        write_csv(snr_rows, out / "snr_curve.csv")
+        plot_snr_curves(snr_rows, out / "snr_curve.png",
+                        title=f"{cfg.name}: removing weights with |mu/sigma| < lambda "
+                              f"({cfg.data.name} test)")
+        snr_metrics = _snr_metrics(model, post, ds, scores, snr_rows, pc.snr_tolerance)
+
     hist = post.optimization if "optimization" in post.groups() else None
     metrics = {
         "entry": cfg.name,
@@ -192,6 +221,7 @@ def run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bool
         "final_loss_per_example": float(hist["loss"].values[-1]) if hist is not None else None,
         "test_acc": dense["acc"],
         "test_nll": dense["nll"],
+        "test_f1_macro": dense["f1_macro"],
         "test_acc_mc": rows[0]["acc_mc"] if rows and rows[0]["fraction"] == 0 else None,
         "criterion": criterion,
         "threshold": decision.threshold,
@@ -200,6 +230,8 @@ def run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bool
         "fraction_removed": pruning.fraction_removed(masks),
         "test_acc_pruned": after["acc"],
         "test_nll_pruned": after["nll"],
+        "test_f1_macro_pruned": after["f1_macro"],
+        "snr": snr_metrics,
         "weights_total": model.num_weights(),
         "weights_kept": int(sum(int(m.sum()) for m in masks.values())),
         "params_dense": pruning.count_parameters(mean_net),
@@ -227,8 +259,29 @@ def run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bool
          f"{summary['deep_compression_ratio']:.1f}x) and {summary['bit_precision_bytes']} bytes "
          f"(bit precision, {summary['bit_precision_ratio']:.1f}x) against "
          f"{summary['dense_bytes']} bytes dense float32")
+    if snr_metrics is not None:
+        o, v = snr_metrics["test_oracle"], snr_metrics["val_chosen"]
+        echo(f"|mu/sigma| rule: {100 * o['removed']:.1f}% of weights removable within "
+             f"{100 * snr_metrics['tolerance']:.0f} pp of the dense test accuracy (lambda "
+             f"{o['lambda']:.3g}, read off the test curve); lambda {v['lambda']:.3g} chosen on "
+             f"validation removes {100 * v['removed']:.1f}% at test accuracy "
+             f"{100 * v['test_acc']:.2f}% (snr_curve.png)")
     echo(f"\nrun directory: {out}")
     return metrics
+
+
+def _snr_metrics(model: BayesianNet, post: posterior.InferenceData, ds: data_mod.Dataset,
+                 scores: dict[str, np.ndarray], test_rows: list[dict[str, float]],
+                 tolerance: float) -> dict[str, Any]:
+    """How much the lambda rule removes within ``tolerance`` of the dense accuracy: read off
+    the test curve (an oracle), and with lambda chosen on the validation split."""
+    oracle = pruning.removable(test_rows, tolerance)
+    val_rows = pruning.snr_curve(model, post, ds.val, scores=scores)
+    chosen = pruning.removable(val_rows, tolerance)
+    at = pruning.snr_curve(model, post, ds.test, [chosen["lambda"]], scores=scores)[0]
+    return {"tolerance": tolerance, "test_oracle": oracle,
+            "val_chosen": {"lambda": chosen["lambda"], "removed": at["removed"],
+                           "test_acc": at["acc"], "test_f1_macro": at["f1_macro"]}}
 
 
 def compare(cfg: RunConfig, out: str | Path, *, methods: list[str] | None = None,
@@ -270,7 +323,7 @@ def compare(cfg: RunConfig, out: str | Path, *, methods: list[str] | None = None
 
     def make_net() -> torch.nn.Module:
         return nets.build(cfg.net.kind, ds.input_shape, ds.n_classes, cfg.net.hidden,
-                          cfg.net.activation)
+                          cfg.net.activation, pairs=ds.pairs)
 
     try:
         pruning.check_methods(make_net(), cc.methods, settings)

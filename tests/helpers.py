@@ -34,6 +34,8 @@ def small_model(kind: str, kw: dict, net: str = "mlp", num_data: int = 50) -> Ba
         module = nets.mlp([5, 4, 3])
     elif net == "conv":
         module = nets.lenet5_caffe((1, 8, 8), 3)
+    elif net in ("rnn", "gru"):  # reads the mlp's 5 inputs as 5 steps of 1 feature
+        module = nets.SequenceClassifier(net, 5, 1, 4, 3)
     else:
         raise ValueError(net)
     return BayesianNet(module, priors.get(kind, **kw), num_data=num_data)

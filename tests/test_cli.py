@@ -145,3 +145,24 @@ def test_compare_refuses_obs_on_a_large_net_before_training(tmp_path):
     assert res.exit_code == 2, res.output
     assert "obs_max_weights=20000" in res.output and "drop 'obs'" in res.output
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("entry,extra", [
+    ("rnn-digits", ["--set", "inference.covariance=scalar"]),
+    ("rnn-pairs-synthetic", ["--set", "net.kind=gru"]),
+])
+def test_recurrent_entries_draw_the_three_curves(tmp_path, entry, extra):
+    out = tmp_path / entry
+    res = runner.invoke(app, ["run", entry, "--out", str(out), *FAST, *extra])
+    assert res.exit_code == 0, res.output
+    assert "|mu/sigma| rule:" in res.output and (out / "snr_curve.png").is_file()
+    rows = np.genfromtxt(out / "snr_curve.csv", delimiter=",", names=True)
+    assert rows["lambda"][0] == 0 and rows["removed"][0] == 0 and len(rows) > 40
+    assert np.all(np.diff(rows["weights_kept"]) <= 0)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test_acc"] == pytest.approx(rows["acc"][0])
+    snr = metrics["snr"]
+    assert snr["tolerance"] == 0.01 and 0 <= snr["test_oracle"]["removed"] <= 1
+    assert 0 <= snr["val_chosen"]["removed"] <= 1
+    post = posterior.load(out / "posterior.nc")
+    assert post.attrs["prior_update"] == "closed_form"

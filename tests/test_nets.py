@@ -29,3 +29,54 @@ def test_build_and_errors():
         nets.build("resnet", (3,), 2)
     with pytest.raises(ValueError, match="activation"):
         nets.mlp([3, 2], "swish")
+
+
+def test_elman_rnn_equals_torch_rnn():
+    """h_t = tanh(x_t W^T + h_{t-1} U^T + b) is torch.nn.RNN(tanh) with bias_hh = 0."""
+    torch.manual_seed(0)
+    ours = nets.ElmanRNN(5, 7)
+    ref = torch.nn.RNN(5, 7, batch_first=True)
+    with torch.no_grad():
+        ref.weight_ih_l0.copy_(ours.ih.weight)
+        ref.weight_hh_l0.copy_(ours.hh.weight)
+        ref.bias_ih_l0.copy_(ours.ih.bias)
+        ref.bias_hh_l0.zero_()
+    x = torch.randn(4, 9, 5)
+    torch.testing.assert_close(ours(x), ref(x)[1][0])
+
+
+def test_gru_equals_torch_gru():
+    torch.manual_seed(0)
+    ours = nets.GRU(5, 7)
+    ref = torch.nn.GRU(5, 7, batch_first=True)
+    with torch.no_grad():
+        ref.weight_ih_l0.copy_(ours.ih.weight)
+        ref.weight_hh_l0.copy_(ours.hh.weight)
+        ref.bias_ih_l0.copy_(ours.ih.bias)
+        ref.bias_hh_l0.copy_(ours.hh.bias)
+    x = torch.randn(4, 9, 5)
+    torch.testing.assert_close(ours(x), ref(x)[1][0])
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru"])
+def test_masked_steps_carry_the_state(cell):
+    torch.manual_seed(0)
+    layer = nets.GRU(3, 4) if cell == "gru" else nets.ElmanRNN(3, 4)
+    x = torch.randn(2, 6, 3)
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]], dtype=torch.bool)
+    h = layer(x, mask)
+    torch.testing.assert_close(h[1], layer(x[1:, :3])[0])
+    torch.testing.assert_close(h[0], layer(x[:1])[0])
+
+
+def test_sequence_classifier_reads_images_row_by_row():
+    net = nets.build("rnn", (1, 28, 28), 10, [16])
+    assert isinstance(net, nets.SequenceClassifier) and net.steps == 28
+    assert net.rnn.ih.in_features == 28 and net(torch.randn(3, 1, 28, 28)).shape == (3, 10)
+    names = [n for n, _ in net.named_parameters()]
+    assert names == ["rnn.ih.weight", "rnn.ih.bias", "rnn.hh.weight", "fc.weight", "fc.bias"]
+    assert nets.build("gru", (1, 8, 8), 10).rnn.hh.weight.shape == (3 * 64, 64)
+    with pytest.raises(ValueError, match="one recurrent layer"):
+        nets.build("rnn", (1, 8, 8), 10, [8, 8])
+    with pytest.raises(ValueError, match="no time axis"):
+        nets.build("rnn", (13,), 3)

@@ -14,6 +14,16 @@ with independent Gaussian weights, each pre-activation is Gaussian,
 so the fast path samples pre-activations (one noise draw per example and unit) instead of a
 weight matrix per minibatch: lower-variance gradients, and no ``B x out x in`` tensors. The
 same holds for ``Conv2d`` with the convolution in place of the product.
+
+Recurrent nets reuse each weight matrix at every time step, so a pre-activation's noise is not
+independent across steps and the local trick does not apply. For them (``reparam="weights"``,
+chosen automatically) the guide draws one weight tensor per site per minibatch,
+``w = m + s * eps``, shared by every step and example (Fortunato, Blundell & Vinyals 2017), and
+runs the network through :meth:`BayesianNet.predict`.
+
+``covariance="scalar"`` ties the variance within each site, ``q(w_l) = N(m_l, beta_l^2 I)``
+(one sigma per layer: the talk's "I" posterior, seed 001); ``"diagonal"`` (default) has one
+per weight ("D").
 """
 
 from __future__ import annotations
@@ -30,7 +40,7 @@ from torch import Tensor, nn
 from ..models.bayesnet import BayesianNet
 from .base import Guide, site_key
 
-__all__ = ["LRTConv2d", "LRTLinear", "MeanField", "lrt_twin"]
+__all__ = ["LRTConv2d", "LRTLinear", "MeanField", "local_reparam_obstacle", "lrt_twin"]
 
 
 def _inv_softplus(y: float) -> float:
@@ -115,32 +125,68 @@ def lrt_twin(net: nn.Module, state: dict, prefix: str = "") -> nn.Module:
     return twin
 
 
+COVARIANCES = ("diagonal", "scalar")
+REPARAMS = ("auto", "local", "weights")
+
+
+def local_reparam_obstacle(net: nn.Module) -> str | None:
+    """Why the local reparameterisation cannot run ``net`` (``None`` if it can): every
+    parameter must sit in a Linear/Conv2d applied once per example, and recurrent layers reuse
+    theirs at every time step."""
+    from ..nets import ElmanRNN
+
+    for name, m in net.named_modules():
+        if isinstance(m, ElmanRNN):
+            return f"the recurrent layer {name} ({type(m).__name__}) reuses its weights " \
+                   "at every time step"
+    try:
+        lrt_twin(net, {})
+    except NotImplementedError as e:
+        return str(e)
+    return None
+
+
 class MeanField(Guide):
-    """Mean-field Normal on weights (local reparameterisation), LogNormal on positive latents.
+    """Mean-field Normal on weights, LogNormal (or Normal) on hyper-latents.
 
     Args:
         model: the :class:`~bayesstruct.models.BayesianNet` (or ``None``; the engine binds it).
         init_scale: initial posterior standard deviation of every weight.
         init_latent_scale: initial log-space standard deviation of positive latents.
+        covariance: ``"diagonal"`` (one variance per weight) or ``"scalar"`` (one per site).
+        reparam: ``"local"`` (local reparameterisation; Linear/Conv2d nets), ``"weights"``
+            (one weight draw per minibatch; any net, recurrent ones included) or ``"auto"``
+            (local where it applies).
     """
 
     name = "meanfield"
 
     def __init__(self, model: BayesianNet | None = None, init_scale: float = 1e-3,
-                 init_latent_scale: float = 0.1) -> None:
+                 init_latent_scale: float = 0.1, covariance: str = "diagonal",
+                 reparam: str = "auto") -> None:
+        if covariance not in COVARIANCES:
+            raise ValueError(f"covariance={covariance!r}; allowed: {', '.join(COVARIANCES)}")
+        if reparam not in REPARAMS:
+            raise ValueError(f"reparam={reparam!r}; allowed: {', '.join(REPARAMS)}")
         self.init_scale, self.init_latent_scale = float(init_scale), float(init_latent_scale)
+        self.covariance, self.reparam = covariance, reparam
         super().__init__(model)
 
     def _setup(self, model: BayesianNet) -> None:
         params = dict(model.net.named_parameters())
+        obstacle = local_reparam_obstacle(model.net)
+        if self.reparam == "local" and obstacle is not None:
+            raise ValueError(f"reparam='local' is not possible: {obstacle} (use 'weights')")
+        self.local = obstacle is None if self.reparam == "auto" else self.reparam == "local"
         self.loc = nn.ParameterDict()
         self.log_var = nn.ParameterDict()
         for s in model.sites:
             k = site_key(s.name)
             c = model.prior.init_site_scale(s)
             self.loc[k] = nn.Parameter(params[s.name].detach() / c)
-            self.log_var[k] = nn.Parameter(
-                torch.full_like(self.loc[k], 2.0 * math.log(self.init_scale / c)))
+            shape = () if self.covariance == "scalar" else s.shape
+            self.log_var[k] = nn.Parameter(torch.full(
+                shape, 2.0 * math.log(self.init_scale / c), device=self.loc[k].device))
         self.latent_loc = nn.ParameterDict()
         self.latent_raw_scale = nn.ParameterDict()
         for ls in model.prior.latents:
@@ -153,18 +199,19 @@ class MeanField(Guide):
             self.latent_raw_scale[k] = nn.Parameter(
                 torch.full(ls.shape, _inv_softplus(scale), device=device))
         self.__dict__["_state"] = {}
-        self.__dict__["lrt_net"] = lrt_twin(model.net, self._state)
+        self.__dict__["lrt_net"] = lrt_twin(model.net, self._state) if self.local else None
 
     # -- parameters in site naming ------------------------------------------------------------
     def locs(self) -> dict[str, Tensor]:
         return {s.name: self.loc[site_key(s.name)] for s in self.model.sites}
 
     def log_variances(self) -> dict[str, Tensor]:
-        return {s.name: self.log_var[site_key(s.name)] for s in self.model.sites}
+        """``log s^2`` per site, shaped like the site (a scalar covariance is expanded)."""
+        return {s.name: self.log_var[site_key(s.name)].expand(s.shape)
+                for s in self.model.sites}
 
     def scales(self) -> dict[str, Tensor]:
-        return {s.name: torch.exp(0.5 * self.log_var[site_key(s.name)])
-                for s in self.model.sites}
+        return {k: torch.exp(0.5 * v) for k, v in self.log_variances().items()}
 
     def latent_params(self) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         lat = self.model.prior.latents
@@ -194,12 +241,18 @@ class MeanField(Guide):
         loc, log_var = self.locs(), self.log_variances()
         var = {k: torch.exp(v) for k, v in log_var.items()}
         lat_loc, lat_scale = self.latent_params()
-        scales = model.prior.input_scales(lat_loc, lat_scale, x.shape[0])
-        self._state.update(loc=loc, var=var, mean_only=False, input_scale=scales)
-        out = self.lrt_net(x)
+        if self.local:
+            scales = model.prior.input_scales(lat_loc, lat_scale, x.shape[0])
+            self._state.update(loc=loc, var=var, mean_only=False, input_scale=scales)
+            out = self.lrt_net(x)
+            self._state.clear()
+        else:  # one draw of every weight tensor (and latent) for the whole minibatch
+            draw = {k: f.rsample() for k, f in self.latent_factors().items()}
+            draw.update({k: torch.addcmul(m, var[k].sqrt(), torch.randn_like(m))
+                         for k, m in loc.items()})
+            out = model.predict(x, draw)
         nll = model.likelihood.nll(out, y) * self._scale_n(x)
         kl = model.prior.kl(loc, log_var, lat_loc, lat_scale, q_var=var)
-        self._state.clear()
         return nll + model.kl_weight * kl
 
     def kl(self) -> Tensor:

@@ -33,7 +33,8 @@ from ..files import load_checkpoint, save_checkpoint
 from ..guides.base import Guide
 from ..models.bayesnet import BayesianNet
 
-__all__ = ["Minibatches", "NonFiniteLossError", "evaluate", "make_adam", "svi"]
+__all__ = ["Minibatches", "NonFiniteLossError", "confusion_matrix", "evaluate", "macro_f1",
+           "make_adam", "prior_updates", "svi"]
 
 CHECKPOINT = "last.pt"
 LR_SCHEDULES = ("constant", "cosine")
@@ -71,16 +72,38 @@ class Minibatches:
 @torch.no_grad()
 def evaluate(model: BayesianNet, params: dict[str, torch.Tensor], split: Split,
              batch_size: int = 4096) -> dict[str, float]:
-    """NLL per example and accuracy of the network at ``params`` on a split."""
-    nll, correct = 0.0, 0
+    """NLL per example, accuracy and macro F1 of the network at ``params`` on a split."""
+    nll, confusion = 0.0, None
     for i in range(0, len(split), batch_size):
         x, y = split.x[i: i + batch_size], split.y[i: i + batch_size]
         out = model.predict(x, params)
         nll += float(model.likelihood.nll(out, y))
         if model.likelihood.classifier:
-            correct += int((model.likelihood.class_log_probs(out).argmax(1) == y).sum())
+            logp = model.likelihood.class_log_probs(out)
+            cm = confusion_matrix(logp.argmax(1), y, logp.shape[-1])
+            confusion = cm if confusion is None else confusion + cm
     n = max(len(split), 1)
-    return {"nll": nll / n, "acc": correct / n}
+    if confusion is None:
+        return {"nll": nll / n, "acc": 0.0, "f1_macro": 0.0}
+    return {"nll": nll / n, "acc": float(confusion.diagonal().sum()) / n,
+            "f1_macro": macro_f1(confusion)}
+
+
+def confusion_matrix(pred: torch.Tensor, y: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """``C[i, j]`` = number of examples of class ``i`` predicted as ``j``."""
+    return torch.bincount(y * n_classes + pred, minlength=n_classes * n_classes).view(
+        n_classes, n_classes)
+
+
+def macro_f1(confusion: torch.Tensor) -> float:
+    """Unweighted mean over classes of ``F1_c = 2 TP_c / (2 TP_c + FP_c + FN_c)``, over the
+    classes that occur as a label or a prediction (scikit-learn's ``f1_score(average="macro")``,
+    tested against it)."""
+    c = confusion.double()
+    tp = c.diagonal()
+    denom = c.sum(0) + c.sum(1)  # = 2 TP + FP + FN
+    present = denom > 0
+    return float((2 * tp[present] / denom[present]).mean()) if bool(present.any()) else 0.0
 
 
 def make_adam(params, lr: float) -> torch.optim.Adam:
@@ -113,7 +136,8 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
         lr_schedule: str = "constant", kl_weight: float = 1.0,
         kl_warmup_epochs: float = 0.0, device: str | torch.device = "cpu", seed: int = 0,
         patience: int | None = None, checkpoint_dir: str | Path | None = None,
-        resume: bool = False, num_draws: int = 100, eb_every: int = 1, progress: bool = True,
+        resume: bool = False, num_draws: int = 100, eb_every: int = 1,
+        prior_update: str = "auto", progress: bool = True,
         callbacks: Sequence[Callable[[dict], None]] = ()) -> posterior_mod.InferenceData:
     """Fit ``guide`` to ``model`` by SVI and return the posterior as ``InferenceData``.
 
@@ -127,7 +151,10 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
         patience: stop after this many epochs without a better validation NLL (needs ``val``)
             and restore the best state.
         checkpoint_dir: where ``last.pt`` is written after every epoch; ``resume`` continues it.
-        eb_every: steps between empirical-Bayes prior updates (if the prior has them).
+        prior_update: ``"closed_form"`` sets the prior's hyperparameters to their closed-form
+            empirical-Bayes values (M3) every ``eb_every`` gradient steps, ``"none"`` holds them
+            fixed, ``"auto"`` follows the prior's own ``empirical_bayes`` setting.
+        eb_every: steps between empirical-Bayes prior updates.
         callbacks: called after every epoch (and its checkpoint) with the epoch's record.
     """
     device = torch.device(device)
@@ -137,6 +164,7 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
     model.num_data = len(train)
     if lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES} (got {lr_schedule!r})")
+    eb = prior_updates(model.prior, prior_update)
     if patience is not None and val is None:
         raise ValueError("early stopping (patience) needs a validation split")
     if not isinstance(guide, Guide):
@@ -170,7 +198,6 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
 
     bar = tqdm(total=epochs, initial=state["epoch"], desc="svi", unit="epoch",
                disable=not progress, dynamic_ncols=True)
-    eb = getattr(model.prior, "empirical_bayes", False)
     try:
         for epoch in range(state["epoch"], epochs):
             t0 = time.perf_counter()
@@ -233,8 +260,22 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
         model, guide, num_draws, observed=train.y, history=state["history"],
         attrs={"epochs_run": state["epoch"], "best_epoch": state["best_epoch"],
                "stopped_early": stopped_early, "kl_weight": kl_weight, "lr": lr,
-               "lr_schedule": lr_schedule,
+               "lr_schedule": lr_schedule, "prior_update": "closed_form" if eb else "none",
                "batch_size": batch_size, "seed": seed})
+
+
+PRIOR_UPDATES = ("auto", "none", "closed_form")
+
+
+def prior_updates(prior, prior_update: str) -> bool:
+    """Whether SVI updates ``prior`` in closed form (M3); switches the prior's empirical Bayes
+    on for ``"closed_form"`` and refuses priors without a closed form."""
+    if prior_update not in PRIOR_UPDATES:
+        raise ValueError(f"prior_update={prior_update!r}; allowed: {', '.join(PRIOR_UPDATES)}")
+    if prior_update == "closed_form":
+        prior.enable_empirical_bayes()
+        return True
+    return prior_update == "auto" and bool(getattr(prior, "empirical_bayes", False))
 
 
 def _clone(sd: dict) -> dict:

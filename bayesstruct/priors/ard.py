@@ -116,6 +116,11 @@ class ARD(Prior):
         return (e_alpha, expand_group(mu_a, site), None,
                 kl_lognormal_gamma(mu_a, sd_a, self.a, self.b).sum())
 
+    def enable_empirical_bayes(self) -> None:
+        if not self.empirical_bayes:
+            raise ValueError("ARD with hyper='gamma' has latent precisions, not point ones to "
+                             "update in closed form; use hyper=empirical_bayes")
+
     @torch.no_grad()
     def empirical_bayes_(self, q_loc: dict[str, Tensor], q_scale: dict[str, Tensor]) -> None:
         for site, m, s in self._eb_weight_moments(q_loc, q_scale):

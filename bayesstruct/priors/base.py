@@ -103,7 +103,7 @@ def param_sites(net: nn.Module) -> list[ParamSite]:
 def expand_group(values: Tensor, site: ParamSite) -> Tensor:
     """View per-group values ``(in,)`` so they broadcast against the site's full shape."""
     gd = site.group_dim
-    if gd is None or values.shape == torch.Size(site.shape):
+    if gd is None or values.dim() == 0 or values.shape == torch.Size(site.shape):
         return values
     shape = [1] * len(site.shape)
     shape[gd] = site.shape[gd]
@@ -378,8 +378,14 @@ class Prior(nn.Module, ABC):
     def empirical_bayes_(self, q_loc: dict[str, Tensor], q_scale: dict[str, Tensor]) -> None:
         """Closed-form update of the prior's hyperparameters (M3); no-op by default."""
 
-    def mode(self, site: ParamSite) -> float:
-        """The prior's mode for a weight (the numerator point of rho, M5)."""
+    def enable_empirical_bayes(self) -> None:
+        """Switch the closed-form updates (M3) on; priors without one refuse."""
+        raise ValueError(f"prior {self.kind!r} has no closed-form empirical-Bayes update (M3); "
+                         "use gaussian, or ard with hyper=empirical_bayes")
+
+    def mode(self, site: ParamSite) -> float | Tensor:
+        """The prior's mode for a weight (the numerator point of rho, M5): a number, or one
+        per group (``site.group_shape``) for priors with per-group locations."""
         return 0.0
 
     def hyperparameters(self) -> dict[str, Tensor]:

@@ -35,6 +35,7 @@ from .decisions import decide, fraction_removed, magnitude
 from .density import log_relative_density, relative_density
 from .hessian import diag_hessian, flatten_weights, hessian, unflatten_weights
 from .obs import OBSPath, obs_path, obs_remove, obs_saliency
+from .snr import lambda_grid, removable, snr, snr_curve
 from .summary import compression_summary, summary_rows
 from .units import (
     effective_moments,
@@ -51,10 +52,10 @@ __all__ = [
     "bit_precision", "bits_per_weight", "calibrate_unit_thresholds", "check_methods", "compare",
     "compression_summary", "count_parameters", "decide", "diag_hessian", "effective_moments",
     "flatten_weights", "fraction_removed", "hessian", "huffman_bits", "inference_seconds",
-    "kmeans_share", "layer_code_size", "log_alpha", "log_relative_density", "magnitude",
-    "magnitude_scores", "make_decision", "mask_params", "mc_evaluate", "mean_network",
-    "obd_scores", "obs_path", "obs_remove", "obs_saliency", "obs_scores", "prune",
-    "pruning_curve", "random_scores", "relative_density", "resolve_criterion", "summary_rows",
-    "sweep", "table_at", "unflatten_weights", "unit_counts", "unit_keep", "unit_log_alpha",
-    "weight_masks_from_units",
+    "kmeans_share", "lambda_grid", "layer_code_size", "log_alpha", "log_relative_density",
+    "magnitude", "magnitude_scores", "make_decision", "mask_params", "mc_evaluate", "mean_network",
+    "obd_scores", "obs_path", "obs_remove", "obs_saliency", "obs_scores", "prune", "pruning_curve",
+    "random_scores", "relative_density", "removable", "resolve_criterion", "snr", "snr_curve",
+    "summary_rows", "sweep", "table_at", "unflatten_weights", "unit_counts", "unit_keep",
+    "unit_log_alpha", "weight_masks_from_units",
 ]

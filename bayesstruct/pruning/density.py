@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..posterior import InferenceData, weight_sites
+from ..posterior import InferenceData, mode_array, weight_sites
 
 __all__ = ["kde_log_relative_density", "log_relative_density", "normal_weight_factors",
            "relative_density", "silverman_bandwidth"]
@@ -40,7 +40,7 @@ def normal_weight_factors(post: InferenceData):
             continue
         yield (name, loc.values.astype(np.float64),
                post.variational_scale[name].values.astype(np.float64),
-               float(loc.attrs["prior_mode"]))
+               mode_array(loc.attrs["prior_mode"], loc.shape))
 
 
 def log_relative_density(post: InferenceData, level: str = "weight",
@@ -96,8 +96,9 @@ def kde_log_relative_density(post: InferenceData, *, max_draws: int = 2000, grid
     out = {}
     for name in [n for n in weight_sites(post) if n in post.posterior]:
         da = post.posterior[name]
-        mode = float(da.attrs.get("prior_mode", 0.0))
         vals = da.values.reshape(-1, *da.shape[2:]).astype(np.float64)
+        mode = np.broadcast_to(mode_array(da.attrs.get("prior_mode", 0.0), vals.shape[1:]),
+                               vals.shape[1:]).reshape(-1)
         if vals.shape[0] > max_draws:
             vals = vals[np.linspace(0, vals.shape[0] - 1, max_draws).round().astype(int)]
         flat = vals.reshape(vals.shape[0], -1)
@@ -105,12 +106,12 @@ def kde_log_relative_density(post: InferenceData, *, max_draws: int = 2000, grid
         res = np.empty(flat.shape[1])
         chunk = max(1, 2**23 // (grid * flat.shape[0]))
         for i in range(0, flat.shape[1], chunk):
-            d, hh = flat[:, i: i + chunk], h[i: i + chunk]
+            d, hh, md = flat[:, i: i + chunk], h[i: i + chunk], mode[i: i + chunk]
             lo, hi = d.min(0), d.max(0)
             pts = lo + (hi - lo) * np.linspace(0.0, 1.0, grid)[:, None]          # (G, C)
             log_k = -0.5 * ((pts[:, None, :] - d[None]) / hh) ** 2               # (G, S, C)
             log_max = logsumexp(log_k, axis=1).max(0)
-            log_at = logsumexp(-0.5 * ((mode - d) / hh) ** 2, axis=0)
+            log_at = logsumexp(-0.5 * ((md - d) / hh) ** 2, axis=0)
             res[i: i + chunk] = log_at - np.maximum(log_max, log_at)
         out[name] = res.reshape(vals.shape[1:])
     return out

@@ -20,10 +20,10 @@ from tests.helpers import (
 GUIDE_NAMES = ["meanfield", "delta"]
 
 
-def _make(kind, kw, guide_name, net="mlp"):
+def _make(kind, kw, guide_name, net="mlp", **guide_kw):
     model = small_model(kind, kw, net=net)
     try:
-        guide = guides.get(guide_name, model)
+        guide = guides.get(guide_name, model, **guide_kw)
     except ValueError as e:
         assert "collapses" in str(e)
         pytest.skip("delta + empirical-Bayes ARD is refused by design (tested below)")
@@ -51,9 +51,14 @@ def test_sites_match_the_model(kind, kw, guide_name):
         assert gtr.nodes[n]["value"].shape == mtr.nodes[n]["value"].shape
 
 
-@pytest.mark.parametrize("beta", [1.0, 0.3])
+# beta = 1 is checked on one prior; beta = 0.3 on all (a beta left out anywhere shows there)
+BETA_GRID = [(1.0, *PRIOR_GRID[0])] + [(0.3, k, kw) for k, kw in PRIOR_GRID]
+BETA_IDS = [f"beta={b}-{i}" for b, i in zip([1.0] + [0.3] * len(PRIOR_GRID),
+                                             PRIOR_IDS[:1] + PRIOR_IDS, strict=True)]
+
+
 @pytest.mark.parametrize("guide_name", GUIDE_NAMES)
-@pytest.mark.parametrize("kind,kw", PRIOR_GRID, ids=PRIOR_IDS)
+@pytest.mark.parametrize("beta,kind,kw", BETA_GRID, ids=BETA_IDS)
 def test_fast_loss_is_pyros_negative_elbo(kind, kw, guide_name, beta):
     """E[guide.loss] == E[Trace_ELBO loss] (M1: N/B scaling, beta on every KL term)."""
     model, guide = _make(kind, kw, guide_name)
@@ -68,6 +73,61 @@ def test_fast_loss_is_pyros_negative_elbo(kind, kw, guide_name, beta):
             return
     diff, se = loss_difference(model, guide, x, y, 3000, elbo)
     assert abs(diff) < 5 * se, (diff, se)
+
+
+# one prior of each kind on the Elman net (diagonal covariance), the scalar covariance with a
+# hierarchical prior and the GRU with an empirical-Bayes one (~10 s each: Pyro's ELBO side)
+RNN_GRID = ([("rnn", "diagonal", *PRIOR_GRID[i]) for i in (0, 3, 5, 6)]
+            + [("rnn", "scalar", *PRIOR_GRID[5]), ("gru", "scalar", *PRIOR_GRID[1])])
+RNN_IDS = [f"{n}-{c}-{k}-{'-'.join(f'{a}={b}' for a, b in kw.items())}"
+           for n, c, k, kw in RNN_GRID]
+
+
+@pytest.mark.parametrize("net,covariance,kind,kw", RNN_GRID, ids=RNN_IDS)
+def test_recurrent_fast_loss_is_pyros_negative_elbo(kind, kw, net, covariance):
+    """Recurrent nets: one weight draw per minibatch (no local reparameterisation), with a
+    diagonal or a scalar-per-site posterior covariance."""
+    model, guide = _make(kind, kw, "meanfield", net=net, covariance=covariance)
+    assert not guide.local
+    x, y = _data()
+    diff, se = loss_difference(model, guide, x, y, 1000, pyro.infer.Trace_ELBO())
+    assert abs(diff) < 5 * se, (diff, se)
+
+
+@pytest.mark.parametrize("kind,kw", [PRIOR_GRID[0], PRIOR_GRID[3]],
+                         ids=[PRIOR_IDS[0], PRIOR_IDS[3]])
+def test_weight_draws_and_local_reparameterisation_agree(kind, kw):
+    """On an MLP both estimators are unbiased for the same negative ELBO."""
+    x, y = _data()
+    means = []
+    for reparam in ("local", "weights"):
+        model, guide = _make(kind, kw, "meanfield", reparam=reparam)
+        assert guide.local == (reparam == "local")
+        torch.manual_seed(0)
+        with torch.no_grad():
+            vals = torch.stack([guide.loss(x, y) for _ in range(3000)]).double()
+        means.append((vals.mean(), vals.var() / len(vals)))
+    (m1, v1), (m2, v2) = means
+    assert abs(float(m1 - m2)) < 5 * float((v1 + v2).sqrt())
+
+
+def test_scalar_covariance_has_one_variance_per_site():
+    model, guide = _make("gaussian", {}, "meanfield", covariance="scalar")
+    assert all(p.dim() == 0 for p in guide.log_var.values())
+    for s in model.sites:
+        sd = guide.scales()[s.name]
+        assert sd.shape == s.shape and torch.all(sd == sd.reshape(-1)[0])
+    n_diag = sum(p.numel() for p in _make("gaussian", {}, "meanfield")[1].parameters())
+    n_scalar = sum(p.numel() for p in guide.parameters())
+    assert n_diag - n_scalar == sum(s.numel - 1 for s in model.sites)
+
+
+def test_local_reparameterisation_is_refused_for_recurrent_nets():
+    with pytest.raises(ValueError, match="reparam='local' is not possible: the recurrent "
+                                         "layer rnn \\(ElmanRNN\\) reuses its weights"):
+        guides.MeanField(small_model("gaussian", {}, net="rnn"), reparam="local")
+    with pytest.raises(ValueError, match="covariance='full'; allowed: diagonal, scalar"):
+        guides.MeanField(covariance="full")
 
 
 def test_conv_net_fast_loss_is_pyros_negative_elbo():
@@ -99,5 +159,6 @@ def test_unsupported_layer_is_refused():
     from bayesstruct.models import BayesianNet
 
     net = torch.nn.Sequential(nets.mlp([4, 3]), torch.nn.BatchNorm1d(3))
-    with pytest.raises(NotImplementedError, match="BatchNorm1d"):
-        guides.MeanField(BayesianNet(net, priors.Gaussian()))
+    with pytest.raises(ValueError, match="not possible: .*BatchNorm1d at 1. has parameters"):
+        guides.MeanField(BayesianNet(net, priors.Gaussian()), reparam="local")
+    assert not guides.MeanField(BayesianNet(net, priors.Gaussian())).local  # weight draws

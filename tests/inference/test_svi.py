@@ -166,3 +166,80 @@ def test_svi_on_cuda(digits):
     post = svi(model, guides.MeanField(), digits, epochs=2, device="cuda", progress=False,
                num_draws=2)
     assert post.optimization["val_acc"].values[-1] > 0.5
+
+
+def _rnn(ds, **prior_kw):
+    torch.manual_seed(0)
+    net = nets.build("rnn", ds.input_shape, ds.n_classes, [16])
+    return BayesianNet(net, priors.Gaussian(**prior_kw))
+
+
+@pytest.mark.parametrize("covariance", ["diagonal", "scalar"])
+@pytest.mark.parametrize("per", ["layer", "unit"])
+def test_eb_along_svi_keeps_the_kl_below_the_fixed_priors(digits, per, covariance):
+    """prior_update=closed_form on a recurrent net: after every epoch the KL term at the
+    current q is no larger than under the prior held at its initial value, and the prior holds
+    the closed form of the current q (M3)."""
+    model = _rnn(digits, per=per)
+    fixed = priors.Gaussian(per=per)
+    fixed.bind(model.sites)
+    guide = guides.MeanField(covariance=covariance)
+    seen = []
+
+    def check(record):
+        with torch.no_grad():
+            loc, log_var = guide.locs(), guide.log_variances()
+            kl_eb, kl_fixed = float(model.prior.kl(loc, log_var)), float(fixed.kl(loc, log_var))
+            assert kl_eb <= kl_fixed + 1e-3 * abs(kl_fixed)
+            mu, var = model.prior.loc_var(model.site("rnn.hh.weight"))
+            m, s = guide.moments()
+            m, s = m["rnn.hh.weight"], s["rnn.hh.weight"]
+            dims = (0,) if per == "unit" else (0, 1)
+            torch.testing.assert_close(mu, m.mean(dims))
+            torch.testing.assert_close(var, ((m - (mu if per == "layer" else mu[None])) ** 2
+                                             + s * s).mean(dims))
+        seen.append(kl_fixed - kl_eb)
+
+    post = svi(model, guide, digits, epochs=3, lr=0.01, progress=False, num_draws=2,
+               prior_update="closed_form", callbacks=[check])
+    assert len(seen) == 3 and max(seen) > 0
+    assert post.attrs["prior_update"] == "closed_form"
+
+
+def test_prior_update_none_holds_the_prior_and_closed_form_needs_one(digits):
+    model = _rnn(digits, empirical_bayes=True, scale=0.5)
+    svi(model, guides.MeanField(), digits, epochs=1, lr=0.01, progress=False, num_draws=2,
+        prior_update="none")
+    assert all(float(v) == 0.25 for k, v in model.prior.state_dict().items()
+               if k.endswith("__var"))
+    hs = BayesianNet(nets.build("rnn", digits.input_shape, 10, [4]), priors.get("horseshoe"))
+    with pytest.raises(ValueError, match="no closed-form empirical-Bayes update"):
+        svi(hs, guides.MeanField(), digits, epochs=1, progress=False, prior_update="closed_form")
+    with pytest.raises(ValueError, match="prior_update='always'; allowed: auto, none"):
+        svi(model, guides.MeanField(), digits, epochs=1, progress=False, prior_update="always")
+
+
+def test_rnn_learns_sequential_digits(digits):
+    """An Elman RNN reading the 8x8 digits row by row, SVI with empirical Bayes."""
+    model = _rnn(digits)
+    post = svi(model, guides.MeanField(), digits, epochs=12, lr=0.01, batch_size=64,
+               progress=False, num_draws=2, prior_update="closed_form")
+    params = {k: torch.as_tensor(v) for k, v in point_estimate(post).items()}
+    ev = evaluate(model, params, digits.test)
+    assert ev["acc"] > 0.85 and ev["f1_macro"] > 0.85
+
+
+@pytest.mark.parametrize("n_classes", [2, 6])
+def test_macro_f1_matches_scikit_learn(n_classes):
+    from sklearn.metrics import f1_score
+
+    from bayesstruct.inference.svi import confusion_matrix, macro_f1
+
+    g = torch.Generator().manual_seed(n_classes)
+    y = torch.randint(0, n_classes, (300,), generator=g)
+    pred = torch.where(torch.rand(300, generator=g) < 0.6, y,
+                       torch.randint(0, n_classes, (300,), generator=g))
+    pred[pred == n_classes - 1] = 0  # a class never predicted
+    ours = macro_f1(confusion_matrix(pred, y, n_classes))
+    assert ours == pytest.approx(f1_score(y.numpy(), pred.numpy(), average="macro",
+                                          zero_division=0.0), abs=1e-12)

@@ -1,0 +1,76 @@
+"""The |mu/sigma| rule and the talk's three curves (seed 001, M5)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from bayesstruct import guides, nets, posterior, priors, pruning
+from bayesstruct.inference import evaluate
+from bayesstruct.models import BayesianNet
+from tests.helpers import randomize_guide
+
+
+def _post(ds, net="rnn", **prior_kw):
+    torch.manual_seed(0)
+    model = BayesianNet(nets.build(net, ds.input_shape, ds.n_classes, [8]),
+                        priors.Gaussian(**prior_kw), num_data=len(ds.train))
+    guide = guides.MeanField(model)
+    randomize_guide(guide)
+    return model, guide, posterior.from_guide(model, guide, 2)
+
+
+def test_snr_is_mu_over_sigma_and_rho_its_gaussian(digits):
+    model, guide, post = _post(digits)
+    lam = pruning.snr(post, model)
+    loc, scale = guide.moments()
+    log_rho = pruning.log_relative_density(post)
+    for s in model.weight_sites:
+        expected = (loc[s.name].abs() / scale[s.name]).double().numpy()
+        np.testing.assert_allclose(lam[s.name], expected, rtol=1e-5)
+        np.testing.assert_allclose(log_rho[s.name], -lam[s.name] ** 2 / 2, rtol=1e-4)
+
+
+def test_per_unit_prior_modes_enter_rho(digits):
+    model, guide, post = _post(digits, per="unit", empirical_bayes=True)
+    model.prior.empirical_bayes_(*guide.moments())
+    post = posterior.from_guide(model, guide, 2)
+    site = model.site("rnn.hh.weight")
+    mu = model.prior.loc_var(site)[0]
+    assert mu.shape == (8,) and post.variational_loc[site.name].attrs["prior_mode"].shape == (8,)
+    m, s = (t[site.name].double() for t in guide.moments())
+    expected = (-(m - mu.double()[None]) ** 2 / (2 * s * s)).numpy()
+    np.testing.assert_allclose(pruning.log_relative_density(post)[site.name], expected,
+                               rtol=1e-5)
+
+
+def test_snr_curve_starts_dense_and_removes_by_threshold(digits):
+    model, guide, post = _post(digits)
+    scores = pruning.snr(post, model)
+    lambdas = pruning.lambda_grid(scores)
+    assert lambdas[0] == 0 and np.all(np.diff(lambdas) > 0)
+    rows = pruning.snr_curve(model, post, digits.test, lambdas, scores=scores)
+    params = {k: torch.as_tensor(v) for k, v in posterior.point_estimate(post).items()}
+    dense = evaluate(model, params, digits.test)
+    assert rows[0]["acc"] == dense["acc"] and rows[0]["removed"] == 0
+    assert rows[0]["log_lik"] == pytest.approx(-dense["nll"] * len(digits.test))
+    n_bias = sum(s.numel for s in model.sites if s.role == "bias")
+    for r in rows:
+        kept = sum(int((v >= r["lambda"]).sum()) for v in scores.values())
+        assert r["weights_kept"] == kept and r["params_kept"] == kept + n_bias
+    kept = [r["weights_kept"] for r in rows]
+    assert all(a >= b for a, b in zip(kept[:-1], kept[1:], strict=True))
+    last = pruning.snr_curve(model, post, digits.test, [np.inf], scores=scores)[0]
+    assert last["weights_kept"] == 0 and last["removed"] == 1.0
+
+
+def test_removable_reads_the_largest_fraction_within_tolerance():
+    rows = [{"lambda": 0.0, "removed": 0.0, "acc": 0.90},
+            {"lambda": 0.5, "removed": 0.5, "acc": 0.895},
+            {"lambda": 1.0, "removed": 0.7, "acc": 0.891},
+            {"lambda": 2.0, "removed": 0.9, "acc": 0.85},
+            {"lambda": 3.0, "removed": 0.95, "acc": 0.89}]  # noisy tail beyond a drop
+    r = pruning.removable(rows, 0.01)
+    assert r["removed"] == 0.95 and r["lambda"] == 3.0 and r["dense"] == 0.90
+    assert pruning.removable(rows, 0.0)["removed"] == 0.0
