@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.bayesstruct-installed
 FMNIST := /usr/share/datasets/fashion-mnist
 PYTEST_ARGS ?=
 
-.PHONY: setup data demo test test-slow lint bench bench-compression bench-pruning bench-mcmc clean
+.PHONY: setup data demo test test-slow lint bench bench-compression bench-pruning bench-mcmc bench-rnn clean
 
 setup: $(STAMP)
 
@@ -53,6 +53,9 @@ bench-pruning: setup data
 
 bench-mcmc: setup
 	$(PY) benchmarks/mcmc.py
+
+bench-rnn: setup data
+	$(PY) benchmarks/rnn_eb.py --epochs 20
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -157,9 +157,16 @@ def prune(net: nn.Module, masks: Mapping[str, np.ndarray | torch.Tensor]) -> nn.
 
     ``masks`` maps parameter names to boolean keep-masks of the parameters' shapes. The result
     is a new module (``net`` is untouched) that computes what ``apply_masks(net, masks)``
-    computes in eval mode. Only an ``nn.Sequential`` is shrunk; other modules come back masked.
+    computes in eval mode. ``nn.Sequential`` nets and the zoo's recurrent classifiers
+    (:func:`~bayesstruct.pruning.recurrent.shrink_recurrent`) are shrunk; other modules come back
+    masked.
     """
+    from ..nets import PairClassifier, SequenceClassifier
+    from .recurrent import shrink_recurrent
+
     net = apply_masks(net, masks)
+    if isinstance(net, SequenceClassifier | PairClassifier):
+        return shrink_recurrent(net)
     if not isinstance(net, nn.Sequential):
         return net
     changed = True

@@ -226,3 +226,28 @@ def test_prune_random_unit_masks_computes_the_masked_function(kind, seed):
     counts, dense = unit_counts(small), unit_counts(net)
     assert all(counts[k][0] <= dense[k][0] and counts[k][1] <= dense[k][1] for k in dense)
     assert unit_counts(pruning.prune(small, {})) == counts
+
+
+@pytest.mark.parametrize("cell,pairs", [("rnn", False), ("gru", False), ("rnn", True)])
+def test_recurrent_nets_lose_their_unread_hidden_units(cell, pairs):
+    """Hidden units whose outgoing weights (U's column, fc's column(s)) are all masked go, and
+    the smaller net computes what the masked one computes."""
+    torch.manual_seed(0)
+    shape = (2, 5, 4) if pairs else (1, 6, 3)
+    net = nets.build(cell, shape, 4, [6], pairs=pairs)
+    masks = {k: np.ones(tuple(p.shape), bool) for k, p in net.named_parameters()
+             if k.endswith("weight")}
+    masks["rnn.hh.weight"][:, [1, 4]] = False
+    masks["fc.weight"][:, [1, 4]] = False
+    if pairs:
+        masks["fc.weight"][:, [7, 10]] = False
+    masks["fc.weight"][:, 2] = False  # read by U only: stays
+    x = torch.randn(5, *shape)
+    if pairs:
+        x[..., -1] = (torch.rand(5, 2, 5) < 0.7).float()
+    small = pruning.prune(net, masks)
+    assert small.rnn.hidden_size == 4 and small.fc.in_features == (8 if pairs else 4)
+    gates = 3 if cell == "gru" else 1
+    assert small.rnn.hh.weight.shape == (gates * 4, 4)
+    torch.testing.assert_close(small(x), pruning.apply_masks(net, masks)(x))
+    assert pruning.count_parameters(small) < pruning.count_parameters(net)
