@@ -31,31 +31,20 @@ def test_build_and_errors():
         nets.mlp([3, 2], "swish")
 
 
-def test_elman_rnn_equals_torch_rnn():
-    """h_t = tanh(x_t W^T + h_{t-1} U^T + b) is torch.nn.RNN(tanh) with bias_hh = 0."""
+@pytest.mark.parametrize("ours,ref", [
+    (nets.ElmanRNN, torch.nn.RNN),  # tanh(x W^T + h U^T + b): bias_hh = 0
+    (nets.GRU, torch.nn.GRU),
+])
+def test_recurrent_layers_equal_torch(ours, ref):
     torch.manual_seed(0)
-    ours = nets.ElmanRNN(5, 7)
-    ref = torch.nn.RNN(5, 7, batch_first=True)
+    layer, reference = ours(5, 7), ref(5, 7, batch_first=True)
     with torch.no_grad():
-        ref.weight_ih_l0.copy_(ours.ih.weight)
-        ref.weight_hh_l0.copy_(ours.hh.weight)
-        ref.bias_ih_l0.copy_(ours.ih.bias)
-        ref.bias_hh_l0.zero_()
+        reference.weight_ih_l0.copy_(layer.ih.weight)
+        reference.weight_hh_l0.copy_(layer.hh.weight)
+        reference.bias_ih_l0.copy_(layer.ih.bias)
+        reference.bias_hh_l0.copy_(layer.hh.bias if layer.hh.bias is not None else 0.0)
     x = torch.randn(4, 9, 5)
-    torch.testing.assert_close(ours(x), ref(x)[1][0])
-
-
-def test_gru_equals_torch_gru():
-    torch.manual_seed(0)
-    ours = nets.GRU(5, 7)
-    ref = torch.nn.GRU(5, 7, batch_first=True)
-    with torch.no_grad():
-        ref.weight_ih_l0.copy_(ours.ih.weight)
-        ref.weight_hh_l0.copy_(ours.hh.weight)
-        ref.bias_ih_l0.copy_(ours.ih.bias)
-        ref.bias_hh_l0.copy_(ours.hh.bias)
-    x = torch.randn(4, 9, 5)
-    torch.testing.assert_close(ours(x), ref(x)[1][0])
+    torch.testing.assert_close(layer(x), reference(x)[1][0])
 
 
 @pytest.mark.parametrize("cell", ["rnn", "gru"])
