@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.bayesstruct-installed
 FMNIST := /usr/share/datasets/fashion-mnist
 PYTEST_ARGS ?=
 
-.PHONY: setup data demo test test-slow lint bench bench-compression bench-pruning bench-mcmc bench-rnn clean
+.PHONY: setup data demo test test-slow lint bench bench-compression bench-pruning bench-mcmc bench-rnn bench-ibp clean
 
 setup: $(STAMP)
 
@@ -56,6 +56,10 @@ bench-mcmc: setup
 
 bench-rnn: setup data
 	$(PY) benchmarks/rnn_eb.py --epochs 20
+
+bench-ibp: setup data
+	$(PY) benchmarks/ibp_prior.py
+	$(PY) benchmarks/ibp_mlp.py --epochs 20
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

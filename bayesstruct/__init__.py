@@ -11,11 +11,23 @@ from __future__ import annotations
 
 import warnings as _warnings
 
-from . import config, data, guides, inference, nets, posterior, priors, pruning, report
+from . import (
+    config,
+    data,
+    distributions,
+    guides,
+    inference,
+    nets,
+    posterior,
+    priors,
+    pruning,
+    report,
+)
+from .distributions import IndianBuffetProcess
 from .guides import Delta, MeanField
 from .inference import svi
 from .models import BayesianNet
-from .priors import ARD, Gaussian
+from .priors import ARD, IBP, Gaussian
 
 with _warnings.catch_warnings():
     _warnings.simplefilter("ignore")
@@ -31,9 +43,12 @@ __all__ = [
     "BayesianNet",
     "Delta",
     "Gaussian",
+    "IBP",
+    "IndianBuffetProcess",
     "MeanField",
     "config",
     "data",
+    "distributions",
     "guides",
     "inference",
     "nets",

@@ -106,8 +106,19 @@ class HorseshoePriorConfig(_Strict):
     bias_scale: float = Field(1.0, gt=0)
 
 
+class IBPPriorConfig(_Strict):
+    """M2.5: cascading IBP unit masks on an MLP's hidden layers (their widths are the
+    truncations ``K``); ``temperature`` is the masks' Concrete relaxation in SVI."""
+
+    kind: Literal["ibp"]
+    alpha: float = Field(5.0, gt=0)
+    temperature: float = Field(0.5, gt=0)
+    init_inclusion: Annotated[float, Field(gt=0, lt=1)] | Literal["prior"] = "prior"
+    bias_scale: float = Field(1.0, gt=0)
+
+
 PriorConfig = Annotated[Union[GaussianPriorConfig, ARDPriorConfig,  # noqa: UP007
-                              LogUniformPriorConfig, HorseshoePriorConfig],
+                              LogUniformPriorConfig, HorseshoePriorConfig, IBPPriorConfig],
                         Field(discriminator="kind")]
 
 
@@ -137,6 +148,8 @@ class InferenceConfig(_Strict):
     init_scale: float = Field(1e-3, gt=0)
     covariance: Literal["diagonal", "scalar"] = "diagonal"
     reparam: Literal["auto", "local", "weights"] = "auto"
+    temperature: float | None = Field(None, gt=0)
+    temperature_final: float | None = Field(None, gt=0)
     # -- nuts / hmc / sgld / psgld
     num_samples: int = Field(500, ge=1)
     num_chains: int = Field(4, ge=1)

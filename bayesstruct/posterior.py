@@ -123,7 +123,8 @@ def weight_sites(idata: InferenceData) -> list[str]:
 def point_estimate(idata: InferenceData) -> dict[str, np.ndarray]:
     """Posterior mean of each site: the variational mean when there is one, else the draws' mean.
 
-    (For a ``LogNormal`` factor the mean is ``exp(loc + scale^2 / 2)``.)
+    (For a ``LogNormal`` factor the mean is ``exp(loc + scale^2 / 2)``; ``Bernoulli`` factors
+    store their logits in ``loc``, ``Kumaraswamy`` ones ``(log a, b)``.)
     """
     out = {k: v.values for k, v in idata.posterior.mean(("chain", "draw")).data_vars.items()}
     if "variational_loc" in idata.groups():
@@ -133,7 +134,18 @@ def point_estimate(idata: InferenceData) -> dict[str, np.ndarray]:
             elif loc.attrs.get("family") == "LogNormal":
                 scale = idata.variational_scale[name].values
                 out[name] = np.exp(loc.values + 0.5 * scale**2)
+            elif loc.attrs.get("family") == "Bernoulli":  # loc holds the logits
+                out[name] = 1.0 / (1.0 + np.exp(-loc.values))
+            elif loc.attrs.get("family") == "Kumaraswamy":  # E v = b B(1 + 1/a, b)
+                a, b = np.exp(loc.values), idata.variational_scale[name].values
+                out[name] = np.exp(np.log(b) + _lbeta(1.0 + 1.0 / a, b))
     return out
+
+
+def _lbeta(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    from scipy.special import betaln
+
+    return betaln(a, b)
 
 
 def save(idata: InferenceData, path: str | os.PathLike) -> Path:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from .files import atomic_path, write_text
 
-__all__ = ["format_table", "plot_comparison", "plot_pruning_curve", "save_figure", "write_csv"]
+__all__ = ["format_table", "plot_comparison", "plot_inclusion", "plot_pruning_curve",
+           "save_figure", "write_csv"]
 
 
 def format_table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
@@ -137,4 +138,30 @@ def plot_comparison(rows: Sequence[Mapping[str, object]], path: str | os.PathLik
     for ax in axes:
         ax.grid(alpha=0.3)
     axes[0].legend(loc="lower left", fontsize=9)
+    return save_figure(fig, path, title)
+
+
+def plot_inclusion(probs: Mapping[str, Sequence[float]], path: str | os.PathLike,
+                   prior: Mapping[str, Sequence[float]] | None = None, title: str = "") -> Path:
+    """IBP widths (M2.5): each layer's posterior inclusion probabilities ``P(z_k = 1)``
+    against the unit index ``k`` (units with ``P > 1/2`` are kept), with the prior's
+    inclusion probabilities for comparison when given."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(probs), figsize=(5 * len(probs), 3.6), squeeze=False,
+                             constrained_layout=True)
+    for ax, (layer, p) in zip(axes[0], probs.items(), strict=True):
+        k = range(1, len(p) + 1)
+        kept = sum(1 for v in p if v > 0.5)
+        ax.plot(k, p, ".", ms=3, label="posterior")
+        if prior is not None and layer in prior:
+            ax.plot(k, prior[layer], "-", lw=1, color="gray", label="prior")
+        ax.axhline(0.5, ls="--", lw=0.8, color="k")
+        ax.set(xlabel="unit k", ylabel="P(z_k = 1)", ylim=(-0.03, 1.03),
+               title=f"{layer}: {kept} of {len(p)} units kept")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper right")
     return save_figure(fig, path, title)

@@ -7,7 +7,9 @@
     <out>/pruning.png      its plot
     <out>/snr_curve.csv    variational runs: the talk's three curves against lambda on |mu/sigma|
     <out>/snr_curve.png    (parameters kept, test accuracy / macro F1, test log-likelihood)
+    <out>/widths.png       IBP runs: each layer's unit inclusion probabilities (M2.5)
     <out>/metrics.json     test metrics, pruning at the default threshold, timings
+                           (``inferred_widths`` for IBP runs)
 
 A comparison (``bayesstruct compare``, or an entry with a ``compare`` section) writes instead
 
@@ -40,6 +42,7 @@ from .models import BayesianNet, likelihoods
 from .report import (
     format_table,
     plot_comparison,
+    plot_inclusion,
     plot_pruning_curve,
     plot_snr_curves,
     write_csv,
@@ -64,7 +67,10 @@ def build_model(cfg: RunConfig, ds: data_mod.Dataset) -> BayesianNet:
         raise ConfigError(f"net: {e}") from None
     prior_kw = cfg.prior.model_dump(exclude={"kind"})
     prior = priors.get(cfg.prior.kind, **prior_kw)
-    return BayesianNet(net, prior, likelihood, num_data=len(ds.train))
+    try:
+        return BayesianNet(net, prior, likelihood, num_data=len(ds.train))
+    except NotImplementedError as e:  # a prior that needs another architecture
+        raise ConfigError(f"prior: {e} (net.kind={cfg.net.kind!r})") from None
 
 
 def infer(cfg: RunConfig, model: BayesianNet, ds: data_mod.Dataset, *,
@@ -79,6 +85,13 @@ def infer(cfg: RunConfig, model: BayesianNet, ds: data_mod.Dataset, *,
                 model.prior.enable_empirical_bayes()
             except ValueError as e:
                 raise ConfigError(f"inference.prior_update: {e}") from None
+        if (inf.temperature is not None or inf.temperature_final is not None) and not \
+                hasattr(model.prior, "temperature"):
+            raise ConfigError(f"inference.temperature: prior {cfg.prior.kind!r} has no relaxed "
+                              "structure to anneal (the temperature applies to prior.kind=ibp)")
+        if inf.guide == "delta" and model.prior.discrete:
+            raise ConfigError(f"inference.guide: 'delta' cannot hold the {cfg.prior.kind} "
+                              "prior's discrete masks; allowed with it: meanfield")
         guide_kw = ({"init_scale": inf.init_scale, "covariance": inf.covariance,
                      "reparam": inf.reparam} if inf.guide == "meanfield" else {})
         return svi(model, guides.get(inf.guide, **guide_kw), ds, epochs=inf.epochs,
@@ -86,7 +99,9 @@ def infer(cfg: RunConfig, model: BayesianNet, ds: data_mod.Dataset, *,
                    kl_weight=inf.kl_weight, kl_warmup_epochs=inf.kl_warmup_epochs,
                    device=device, seed=cfg.seed, patience=inf.patience,
                    checkpoint_dir=checkpoint_dir, resume=resume, num_draws=inf.num_draws,
-                   eb_every=inf.eb_every, prior_update=inf.prior_update, progress=progress)
+                   eb_every=inf.eb_every, prior_update=inf.prior_update,
+                   temperature=inf.temperature, temperature_final=inf.temperature_final,
+                   progress=progress)
     if getattr(model.prior, "empirical_bayes", False):
         raise ConfigError(f"engine {inf.engine!r} samples a fixed prior; prior "
                           f"{cfg.prior.kind!r} is set to empirical Bayes (use "
@@ -211,6 +226,16 @@ def run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bool
                               f"({cfg.data.name} test)")
         snr_metrics = _snr_metrics(model, post, ds, scores, snr_rows, pc.snr_tolerance)
 
+    widths = None
+    if model.prior.discrete:  # IBP: the widths read from the posterior's masks (M2.5)
+        widths = pruning.inferred_widths(post, model)
+        prior_incl, n = {}, float(model.prior.num_inputs)
+        for layer, w in widths.items():
+            prior_incl[layer] = model.prior.prior_inclusion(w["truncation"], n).numpy()
+            n = float(prior_incl[layer].sum())
+        plot_inclusion(pruning.inclusion_probabilities(post, model), out / "widths.png",
+                       prior=prior_incl, title=f"{cfg.name}: unit inclusion probabilities")
+
     hist = post.optimization if "optimization" in post.groups() else None
     metrics = {
         "entry": cfg.name,
@@ -232,6 +257,7 @@ def run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bool
         "test_nll_pruned": after["nll"],
         "test_f1_macro_pruned": after["f1_macro"],
         "snr": snr_metrics,
+        "inferred_widths": widths,
         "weights_total": model.num_weights(),
         "weights_kept": int(sum(int(m.sum()) for m in masks.values())),
         "params_dense": pruning.count_parameters(mean_net),
@@ -259,6 +285,10 @@ def run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bool
          f"{summary['deep_compression_ratio']:.1f}x) and {summary['bit_precision_bytes']} bytes "
          f"(bit precision, {summary['bit_precision_ratio']:.1f}x) against "
          f"{summary['dense_bytes']} bytes dense float32")
+    if widths is not None:
+        echo("inferred widths (units with P(z = 1) > 1/2, of the truncation; expected width): "
+             + ", ".join(f"{k} {w['active']}/{w['truncation']} ({w['expected']:.1f})"
+                         for k, w in widths.items()) + " (widths.png)")
     if snr_metrics is not None:
         o, v = snr_metrics["test_oracle"], snr_metrics["val_chosen"]
         echo(f"|mu/sigma| rule: {100 * o['removed']:.1f}% of weights removable within "

@@ -166,3 +166,36 @@ def test_recurrent_entries_draw_the_three_curves(tmp_path, entry, extra):
     assert 0 <= snr["val_chosen"]["removed"] <= 1
     post = posterior.load(out / "posterior.nc")
     assert post.attrs["prior_update"] == "closed_form"
+
+
+def test_ibp_entry_infers_widths_and_prunes_to_them(tmp_path):
+    out = tmp_path / "ibp"
+    res = runner.invoke(app, ["run", "ibp-mlp", "--out", str(out), *FAST, "--set",
+                              "data.name=digits", "--set", "net.hidden=[40,30]", "--set",
+                              "inference.temperature_final=0.3", "--set", "prior.alpha=2"])
+    assert res.exit_code == 0, res.output
+    assert "inferred widths" in res.output and (out / "widths.png").is_file()
+    metrics = json.loads((out / "metrics.json").read_text())
+    widths = metrics["inferred_widths"]
+    assert widths["fc1"]["truncation"] == 40 and widths["fc2"]["truncation"] == 30
+    # the pruned net has exactly the units whose inclusion probability exceeds 1/2
+    assert metrics["units_after"]["fc1"][1] == widths["fc1"]["active"]
+    assert metrics["units_after"]["fc2"][1] == widths["fc2"]["active"]
+    assert 0 < widths["fc2"]["active"] < 30  # the prior's start: alpha H_n units, not all
+    post = posterior.load(out / "posterior.nc")
+    temps = post.optimization["temperature"].values
+    assert np.all(np.diff(temps) < 0) and temps[-1] == pytest.approx(0.3, rel=0.05)
+    assert post.variational_loc["fc1.z"].attrs["family"] == "Bernoulli"
+
+
+@pytest.mark.parametrize("entry,args,text", [
+    ("ibp-mlp", ["--set", "net.kind=lenet5", "--set", "data.name=digits"],
+     "chain of Linear layers"),
+    ("ard-logreg-digits", ["--set", "inference.temperature=0.5"], "inference.temperature"),
+    ("ibp-mlp", ["-i", "sgld", "--set", "data.name=digits"], "discrete"),
+    ("ibp-mlp", ["-i", "svi-map", "--set", "data.name=digits"], "inference.guide"),
+    ("ibp-mlp", ["--set", "prior.init_inclusion=2"], "prior.ibp.init_inclusion"),
+])
+def test_ibp_misuse_exits_2_with_a_named_error(tmp_path, entry, args, text):
+    res = runner.invoke(app, ["run", entry, *args, "--out", str(tmp_path / "x"), "--quiet"])
+    assert res.exit_code == 2 and text in res.output, res.output

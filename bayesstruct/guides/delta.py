@@ -28,6 +28,7 @@ class Delta(Guide):
 
     def _setup(self, model: BayesianNet) -> None:
         prior = model.prior
+        prior.require_continuous("guide 'delta' (a point mass)")
         if not prior.proper:
             raise ValueError(
                 f"guide 'delta' with the improper prior {prior.kind} has no MAP (the density "

@@ -47,8 +47,23 @@ def _inv_softplus(y: float) -> float:
     return y + math.log(-math.expm1(-y))
 
 
-_LATENT_FAMILIES = {"lognormal": dist.LogNormal, "normal": dist.Normal}
-_FAMILY_NAMES = {"lognormal": "LogNormal", "normal": "Normal"}
+def _kumaraswamy(loc: Tensor, scale: Tensor) -> dist.Distribution:
+    """``Kumaraswamy(a, b)`` with ``a = exp(loc)``, ``b = scale`` (IBP sticks, M2.5)."""
+    return dist.Kumaraswamy(torch.exp(loc), scale)
+
+
+def _bernoulli(loc: Tensor, scale: Tensor | None) -> dist.Distribution:
+    """``Bernoulli(sigmoid(loc))`` (IBP unit masks, M2.5); it has no scale parameter."""
+    return dist.Bernoulli(logits=loc)
+
+
+#: family -> q's distribution from (loc, scale): log-normal / normal scales, the IBP's
+#: Kumaraswamy sticks (loc = log a, scale = b) and Bernoulli masks (loc = logit)
+_LATENT_FAMILIES = {"lognormal": dist.LogNormal, "normal": dist.Normal,
+                    "kumaraswamy": _kumaraswamy, "bernoulli": _bernoulli}
+_FAMILY_NAMES = {"lognormal": "LogNormal", "normal": "Normal", "kumaraswamy": "Kumaraswamy",
+                 "bernoulli": "Bernoulli"}
+_NO_SCALE = ("bernoulli",)
 
 
 class _LRTLayer(nn.Module):
@@ -195,9 +210,11 @@ class MeanField(Guide):
             k = site_key(ls.name)
             device = params[ls.target].device
             scale = ls.init_scale if ls.init_scale is not None else self.init_latent_scale
-            self.latent_loc[k] = nn.Parameter(torch.full(ls.shape, ls.init_loc, device=device))
-            self.latent_raw_scale[k] = nn.Parameter(
-                torch.full(ls.shape, _inv_softplus(scale), device=device))
+            self.latent_loc[k] = nn.Parameter(torch.as_tensor(
+                ls.init_loc, dtype=torch.get_default_dtype()).to(device).expand(ls.shape).clone())
+            if ls.family not in _NO_SCALE:
+                self.latent_raw_scale[k] = nn.Parameter(
+                    torch.full(ls.shape, _inv_softplus(scale), device=device))
         self.__dict__["_state"] = {}
         self.__dict__["lrt_net"] = lrt_twin(model.net, self._state) if self.local else None
 
@@ -216,12 +233,13 @@ class MeanField(Guide):
     def latent_params(self) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         lat = self.model.prior.latents
         return ({ls.name: self.latent_loc[site_key(ls.name)] for ls in lat},
-                {ls.name: F.softplus(self.latent_raw_scale[site_key(ls.name)]) for ls in lat})
+                {ls.name: F.softplus(self.latent_raw_scale[site_key(ls.name)]) for ls in lat
+                 if ls.family not in _NO_SCALE})
 
     def latent_factors(self) -> dict[str, dist.Distribution]:
         """``q`` of every hyper-latent (batch-shaped like the latent)."""
         loc, scale = self.latent_params()
-        return {ls.name: _LATENT_FAMILIES[ls.family](loc[ls.name], scale[ls.name])
+        return {ls.name: _LATENT_FAMILIES[ls.family](loc[ls.name], scale.get(ls.name))
                 for ls in self.model.prior.latents}
 
     # -- Pyro guide -----------------------------------------------------------------------------
@@ -247,7 +265,8 @@ class MeanField(Guide):
             out = self.lrt_net(x)
             self._state.clear()
         else:  # one draw of every weight tensor (and latent) for the whole minibatch
-            draw = {k: f.rsample() for k, f in self.latent_factors().items()}
+            draw = {k: f.rsample() if f.has_rsample else  # discrete: Concrete relaxation
+                    model.prior.relaxed_sample(f.logits) for k, f in self.latent_factors().items()}
             draw.update({k: torch.addcmul(m, var[k].sqrt(), torch.randn_like(m))
                          for k, m in loc.items()})
             out = model.predict(x, draw)
@@ -286,8 +305,10 @@ class MeanField(Guide):
         out: dict[str, tuple[str, Tensor, Tensor]] = {}
         lat_loc, lat_scale = self.latent_params()
         for ls in self.model.prior.latents:
-            out[ls.name] = (_FAMILY_NAMES[ls.family], lat_loc[ls.name].detach(),
-                            lat_scale[ls.name].detach())
+            loc_ = lat_loc[ls.name].detach()
+            scale_ = lat_scale[ls.name].detach() if ls.name in lat_scale else torch.zeros_like(
+                loc_)  # a Bernoulli has only its logits
+            out[ls.name] = (_FAMILY_NAMES[ls.family], loc_, scale_)
         loc, scale = self.locs(), self.scales()
         for name in loc:
             out[name] = ("Normal", loc[name].detach(), scale[name].detach())

@@ -22,12 +22,20 @@ with a Gamma hyperprior, ``w ~ N(0, 1/alpha)``) are sampled as ``w_std ~ N(0, 1)
 them as written). Tested: on a prior-dominated ARD model the draws follow the Student-t
 marginal of ``w`` and the Gamma law of ``alpha``, with no divergences.
 
+Discrete structure (the IBP's unit masks, M2.5) is summed out exactly: the chain runs with
+the prior in its enumerated form (:meth:`~bayesstruct.priors.IBP.enumerated`: one categorical
+site per layer over the ``2^K`` mask configurations, which Pyro's NUTS marginalises by
+parallel enumeration), and each draw's masks are then drawn from their exact conditional
+``p(z | v, w, D)`` by Pyro's ``infer_discrete``; the draws hold ``<layer>.z`` like an SVI
+posterior's.
+
 A chain that finishes is saved to ``checkpoint_dir/chain-<k>.pt`` (tensors only,
 ``weights_only`` loadable); with ``resume=True`` finished chains are read back, not re-run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import time
@@ -39,7 +47,7 @@ import numpy as np
 import pyro
 import torch
 from pyro import poutine
-from pyro.infer import HMC, MCMC, NUTS
+from pyro.infer import HMC, MCMC, NUTS, infer_discrete
 from pyro.infer.reparam import LocScaleReparam
 from tqdm.auto import tqdm
 
@@ -92,7 +100,11 @@ def mcmc(model: BayesianNet, data: Dataset | Split, *, kernel: str = "nuts",
     settings = dict(kernel=kernel, num_warmup=num_warmup, num_samples=num_samples,
                     jit_compile=jit_compile, target_accept=target_accept,
                     max_tree_depth=max_tree_depth, step_size=step_size, num_steps=num_steps,
-                    decentre=model.prior.centred_sites() if noncentred else [])
+                    decentre=model.prior.centred_sites() if noncentred else [],
+                    enumerate=bool(model.prior.discrete))
+    if settings["enumerate"]:
+        with model.prior.enumerated():  # refuses layers too wide to enumerate, before any work
+            pass
     seeds = [seed * 1009 + c for c in range(num_chains)]
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
     results: dict[int, dict[str, Any]] = {}
@@ -147,23 +159,48 @@ def _chain(model: BayesianNet, x: torch.Tensor, y: torch.Tensor, seed: int,
     target = model
     if s["decentre"]:
         target = poutine.reparam(model, {n: LocScaleReparam(centered=0.0) for n in s["decentre"]})
-    if s["kernel"] == "nuts":
-        k = NUTS(target, target_accept_prob=s["target_accept"],
-                 max_tree_depth=s["max_tree_depth"], jit_compile=s["jit_compile"],
-                 ignore_jit_warnings=True, step_size=s["step_size"])
-    else:
-        k = HMC(target, step_size=s["step_size"], num_steps=s["num_steps"],
-                target_accept_prob=s["target_accept"], jit_compile=s["jit_compile"],
-                ignore_jit_warnings=True)
-    run = MCMC(k, num_samples=s["num_samples"], warmup_steps=s["num_warmup"], num_chains=1,
-               disable_progbar=not progress)
-    run.run(x, y)
+    enum = bool(s.get("enumerate"))
+    plates = {"max_plate_nesting": 1} if enum else {}
+    with model.prior.enumerated() if enum else contextlib.nullcontext():
+        if s["kernel"] == "nuts":
+            k = NUTS(target, target_accept_prob=s["target_accept"],
+                     max_tree_depth=s["max_tree_depth"], jit_compile=s["jit_compile"],
+                     ignore_jit_warnings=True, step_size=s["step_size"], **plates)
+        else:
+            k = HMC(target, step_size=s["step_size"], num_steps=s["num_steps"],
+                    target_accept_prob=s["target_accept"], jit_compile=s["jit_compile"],
+                    ignore_jit_warnings=True, **plates)
+        run = MCMC(k, num_samples=s["num_samples"], warmup_steps=s["num_warmup"],
+                   num_chains=1, disable_progbar=not progress)
+        run.run(x, y)
+        draws = {n: v.detach() for n, v in run.get_samples().items()}
+        if enum:
+            draws.update(discrete_draws(model, x, y, draws))
     diverging = np.zeros(s["num_samples"], dtype=bool)
     idx = run.diagnostics().get("divergences", {}).get("chain 0", [])
     diverging[np.asarray(idx, dtype=int)] = True
-    return {"draws": {n: v.detach().cpu() for n, v in run.get_samples().items()},
+    return {"draws": {n: v.cpu() for n, v in draws.items()},
             "diverging": torch.from_numpy(diverging),
             "step_size": torch.full((s["num_samples"],), float(k.step_size))}
+
+
+@torch.no_grad()
+def discrete_draws(model: BayesianNet, x: torch.Tensor, y: torch.Tensor,
+                   draws: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Per draw of the continuous sites, one draw of the enumerated discrete structure from
+    its exact conditional (Pyro's ``infer_discrete`` at temperature 1): ``<layer>.z`` of
+    shape ``(draws, K)``. The prior must be in its enumerated form."""
+    prior = model.prior
+    n = next(iter(draws.values())).shape[0]
+    out: dict[str, list[torch.Tensor]] = {f"{p.layer}.z": [] for p, _ in prior.layers}
+    for i in range(n):
+        cond = poutine.condition(model, data={k: v[i] for k, v in draws.items()})
+        tr = poutine.trace(infer_discrete(cond, first_available_dim=-2, temperature=1)
+                           ).get_trace(x, y)
+        for p, _ in prior.layers:
+            config = tr.nodes[f"{p.layer}.z_config"]["value"].reshape(())
+            out[f"{p.layer}.z"].append(prior.configuration(p.shape[0], config))
+    return {k: torch.stack(v) for k, v in out.items()}
 
 
 @torch.no_grad()

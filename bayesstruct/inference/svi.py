@@ -137,7 +137,8 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
         kl_warmup_epochs: float = 0.0, device: str | torch.device = "cpu", seed: int = 0,
         patience: int | None = None, checkpoint_dir: str | Path | None = None,
         resume: bool = False, num_draws: int = 100, eb_every: int = 1,
-        prior_update: str = "auto", progress: bool = True,
+        prior_update: str = "auto", temperature: float | None = None,
+        temperature_final: float | None = None, progress: bool = True,
         callbacks: Sequence[Callable[[dict], None]] = ()) -> posterior_mod.InferenceData:
     """Fit ``guide`` to ``model`` by SVI and return the posterior as ``InferenceData``.
 
@@ -155,6 +156,9 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
             empirical-Bayes values (M3) every ``eb_every`` gradient steps, ``"none"`` holds them
             fixed, ``"auto"`` follows the prior's own ``empirical_bayes`` setting.
         eb_every: steps between empirical-Bayes prior updates.
+        temperature: the Concrete temperature of a prior's relaxed structure (IBP masks,
+            M1's metaparameter; ``None`` keeps the prior's own); ``temperature_final`` anneals
+            it geometrically per step, ``t_s = t_0 (t_1 / t_0)^(s / S)`` over the ``S`` steps.
         callbacks: called after every epoch (and its checkpoint) with the epoch's record.
     """
     device = torch.device(device)
@@ -173,6 +177,7 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
                              f"(meanfield, delta), not {type(guide).__name__}")
         return _svi_pyro(model, guide, train, val, epochs=epochs, batch_size=batch_size, lr=lr,
                          kl_weight=kl_weight, seed=seed, num_draws=num_draws, progress=progress)
+    anneal = _temperature_schedule(model.prior, temperature, temperature_final)
     torch.manual_seed(seed)
     guide.setup(model)
     guide.to(device)
@@ -181,6 +186,7 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
     sched = (torch.optim.lr_scheduler.LambdaLR(optim, _cosine(epochs * len(batches)))
              if lr_schedule == "cosine" else None)
     warmup_steps = kl_warmup_epochs * len(batches)
+    total_steps = epochs * len(batches)
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
 
     state = {"epoch": 0, "step": 0, "history": [], "best_nll": math.inf, "best_epoch": -1}
@@ -206,6 +212,8 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
                 step = state["step"]
                 model.kl_weight = kl_weight * (min(1.0, (step + 1) / warmup_steps)
                                                if warmup_steps > 0 else 1.0)
+                if anneal is not None:
+                    model.prior.temperature = anneal(step / total_steps)
                 loss = guide.loss(x, y)
                 optim.zero_grad(set_to_none=True)
                 loss.backward()
@@ -227,6 +235,8 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
             record = {"epoch": epoch + 1, "loss": epoch_loss, "kl_weight": model.kl_weight,
                       "lr": optim.param_groups[0]["lr"],
                       "seconds": time.perf_counter() - t0}
+            if hasattr(model.prior, "temperature"):
+                record["temperature"] = float(model.prior.temperature)
             if val is not None:
                 ev = evaluate(model, guide.point(), val)
                 record.update(val_nll=ev["nll"], val_acc=ev["acc"])
@@ -262,6 +272,26 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
                "stopped_early": stopped_early, "kl_weight": kl_weight, "lr": lr,
                "lr_schedule": lr_schedule, "prior_update": "closed_form" if eb else "none",
                "batch_size": batch_size, "seed": seed})
+
+
+def _temperature_schedule(prior, start: float | None, final: float | None
+                          ) -> Callable[[float], float] | None:
+    """Set the prior's relaxation temperature; the geometric annealing ``u -> t(u)`` over the
+    run's progress ``u in [0, 1]`` when ``final`` is given (closed form: resumes continue it)."""
+    if start is None and final is None:
+        return None
+    if not hasattr(prior, "temperature"):
+        raise ValueError(f"temperature applies to priors with relaxed structure (ibp); prior "
+                         f"{prior.kind!r} has none")
+    for name, t in (("temperature", start), ("temperature_final", final)):
+        if t is not None and not t > 0:
+            raise ValueError(f"{name} must be > 0 (got {t})")
+    t0 = float(start) if start is not None else float(prior.temperature)
+    prior.temperature = t0
+    if final is None:
+        return None
+    t1 = float(final)
+    return lambda u: t0 * (t1 / t0) ** min(max(u, 0.0), 1.0)
 
 
 PRIOR_UPDATES = ("auto", "none", "closed_form")

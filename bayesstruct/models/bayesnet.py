@@ -94,10 +94,19 @@ def is_functional(net: nn.Module) -> bool:
 
 def sequential_forward(net: nn.Sequential, weights: dict[str, Tensor], x: Tensor) -> Tensor:
     """``net(x)`` with its parameters taken from ``weights`` (``"fc1.weight"`` ...), by plain
-    functional calls; equal to ``functional_call(net, weights, (x,))`` (tested)."""
+    functional calls; equal to ``functional_call(net, weights, (x,))`` (tested).
+
+    A Linear weight may carry batch dimensions, ``(..., out, in)``: they broadcast against
+    the input's batch dimensions (``x[..., in]``), which is how Pyro's enumerated IBP masks
+    (M2.5) reach the network."""
     for name, m in net.named_children():
         if isinstance(m, nn.Linear):
-            x = F.linear(x, weights[f"{name}.weight"], weights.get(f"{name}.bias"))
+            w, b = weights[f"{name}.weight"], weights.get(f"{name}.bias")
+            if w.dim() == 2:
+                x = F.linear(x, w, b)
+            else:
+                x = torch.einsum("...oi,...i->...o", w, x)
+                x = x if b is None else x + b
         elif isinstance(m, nn.Conv2d):
             x = F.conv2d(x, weights[f"{name}.weight"], weights.get(f"{name}.bias"), m.stride,
                          m.padding, m.dilation, m.groups)

@@ -10,17 +10,18 @@ from .ard import ARD
 from .base import LatentSite, ParamSite, Prior, param_sites
 from .gaussian import Gaussian
 from .horseshoe import Horseshoe
+from .ibp import IBP
 from .loguniform import LogUniform
 
-__all__ = ["ARD", "PRIORS", "Gaussian", "Horseshoe", "LatentSite", "LogUniform", "ParamSite",
+__all__ = ["ARD", "IBP", "PRIORS", "Gaussian", "Horseshoe", "LatentSite", "LogUniform", "ParamSite",
            "Prior", "get", "param_sites"]
 
 PRIORS: dict[str, type[Prior]] = {"gaussian": Gaussian, "ard": ARD, "log_uniform": LogUniform,
-                                  "horseshoe": Horseshoe}
+                                  "horseshoe": Horseshoe, "ibp": IBP}
 
 
 def get(kind: str, **kwargs) -> Prior:
-    """A prior by registry name: ``gaussian``, ``ard``, ``log_uniform``, ``horseshoe``."""
+    """A prior by registry name: ``gaussian``, ``ard``, ``log_uniform``, ``horseshoe``, ``ibp``."""
     try:
         cls = PRIORS[kind]
     except KeyError:

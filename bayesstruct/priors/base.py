@@ -76,7 +76,7 @@ class LatentSite:
     dims: tuple[str, ...]
     target: str  # the ParamSite it governs
     family: str = "lognormal"
-    init_loc: float = 0.0
+    init_loc: float | Tensor = 0.0  # a number, or one per element
     init_scale: float | None = None
 
 
@@ -218,6 +218,9 @@ class Prior(nn.Module, ABC):
     #: the pruning criterion ``criterion: auto`` resolves to (M5): ``rho`` per weight,
     #: ``log_alpha`` per weight (sparse VD), ``unit`` per group (group-scale priors)
     criterion: str = "rho"
+    #: whether the prior has discrete structure latents (IBP masks): guides relax them
+    #: (:meth:`relaxed_sample`), MCMC enumerates them, point-mass guides and Langevin refuse
+    discrete: bool = False
 
     def __init__(self, bias_scale: float = 1.0) -> None:
         super().__init__()
@@ -242,6 +245,17 @@ class Prior(nn.Module, ABC):
         if not self.proper:
             raise ValueError(f"{type(self).__name__} is an improper prior: its posterior is not "
                              "a distribution to sample (use SVI)")
+
+    def require_continuous(self, what: str) -> None:
+        """Raise if this prior has discrete latents, which ``what`` cannot handle."""
+        if self.discrete:
+            raise ValueError(f"{what} needs continuous latents; the {self.kind} prior has "
+                             "discrete structure (use SVI with the meanfield guide, or NUTS, "
+                             "which sums the masks out exactly)")
+
+    def relaxed_sample(self, logits: Tensor, sample_shape: torch.Size = torch.Size()) -> Tensor:
+        """A reparameterisable (relaxed) draw of a discrete latent with these logits."""
+        raise NotImplementedError(f"{type(self).__name__} has no discrete latents")
 
     def centred_sites(self) -> list[str]:
         """Weight sites whose Normal prior scale is itself a latent (a centred hierarchy,

@@ -39,6 +39,8 @@ from .snr import lambda_grid, removable, snr, snr_curve
 from .summary import compression_summary, summary_rows
 from .units import (
     effective_moments,
+    inclusion_probabilities,
+    inferred_widths,
     log_alpha,
     mean_network,
     unit_keep,
@@ -51,7 +53,8 @@ __all__ = [
     "Decision", "METHODS", "OBSPath", "SelectInputs", "TABLE_FRACTIONS", "apply_masks",
     "bit_precision", "bits_per_weight", "calibrate_unit_thresholds", "check_methods", "compare",
     "compression_summary", "count_parameters", "decide", "diag_hessian", "effective_moments",
-    "flatten_weights", "fraction_removed", "hessian", "huffman_bits", "inference_seconds",
+    "flatten_weights", "fraction_removed", "hessian", "huffman_bits", "inclusion_probabilities",
+    "inference_seconds", "inferred_widths",
     "kmeans_share", "lambda_grid", "layer_code_size", "log_alpha", "log_relative_density",
     "magnitude", "magnitude_scores", "make_decision", "mask_params", "mc_evaluate", "mean_network",
     "obd_scores", "obs_path", "obs_remove", "obs_saliency", "obs_scores", "prune", "pruning_curve",

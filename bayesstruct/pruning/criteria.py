@@ -68,6 +68,8 @@ def resolve_criterion(criterion: str, post: InferenceData, model: BayesianNet) -
     if criterion != "auto":
         return criterion
     if "variational_loc" not in post.groups():
+        if model.prior.discrete:  # sampled masks: their inclusion frequencies decide
+            return "unit"
         return "rho" if _sampled(post) and model.prior.criterion == "rho" else "magnitude"
     return model.prior.criterion
 

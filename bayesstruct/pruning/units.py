@@ -28,8 +28,9 @@ from ..models.bayesnet import BayesianNet
 from ..posterior import InferenceData, point_estimate
 from .density import normal_weight_factors
 
-__all__ = ["effective_moments", "log_alpha", "mean_network", "unit_keep", "unit_log_alpha",
-           "weight_masks_from_units", "variational_tensors"]
+__all__ = ["effective_moments", "inclusion_probabilities", "inferred_widths", "log_alpha",
+           "mean_network", "unit_keep", "unit_log_alpha", "variational_tensors",
+           "weight_masks_from_units"]
 
 
 def variational_tensors(post: InferenceData) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
@@ -59,7 +60,13 @@ def unit_log_alpha(post: InferenceData, model: BayesianNet) -> dict[str, np.ndar
     prior = model.prior
     if prior.criterion != "unit":
         raise ValueError(f"prior {prior.kind!r} has no unit scales; unit decisions need "
-                         "log_uniform (level: unit) or horseshoe")
+                         "log_uniform (level: unit), horseshoe or ibp")
+    if prior.discrete and "variational_loc" not in post.groups():  # sampled masks (MCMC)
+        inclusion = {ls.name: torch.as_tensor(post.posterior[ls.name].mean(("chain", "draw"))
+                                              .values) for ls in prior.latents
+                     if ls.family == "bernoulli"}
+        return {s.name: prior.unit_scores_from_inclusion(s, inclusion).numpy()
+                for s in model.weight_sites if s.group_dim is not None}
     loc, scale = variational_tensors(post)
     out = {}
     with torch.no_grad():
@@ -139,3 +146,26 @@ def weight_masks_from_units(model: BayesianNet, keep_in: Mapping[str, np.ndarray
         masks[s.name] = np.broadcast_to(
             (k_out[:, None] & k_in[None, :]).reshape(n_out, n_in, *extra), s.shape).copy()
     return masks
+
+
+def inclusion_probabilities(post: InferenceData, model: BayesianNet) -> dict[str, np.ndarray]:
+    """``layer -> P(z_k = 1 | D)`` of a prior's discrete unit masks (IBP, M2.5): ``q``'s
+    Bernoulli probabilities for SVI, the draws' frequencies for a sampler."""
+    out = {}
+    for ls in model.prior.latents:
+        if ls.family != "bernoulli":
+            continue
+        layer = ls.name.rsplit(".", 1)[0]
+        if "variational_loc" in post.groups():
+            out[layer] = 1.0 / (1.0 + np.exp(-post.variational_loc[ls.name].values))
+        else:
+            out[layer] = post.posterior[ls.name].mean(("chain", "draw")).values
+    return out
+
+
+def inferred_widths(post: InferenceData, model: BayesianNet) -> dict[str, dict[str, float]]:
+    """Per IBP layer: the truncation ``K``, the units kept (``P(z_k = 1) > 1/2``) and the
+    posterior expected width ``sum_k P(z_k = 1)``."""
+    return {layer: {"truncation": int(p.size), "active": int((p > 0.5).sum()),
+                    "expected": float(p.sum())}
+            for layer, p in inclusion_probabilities(post, model).items()}

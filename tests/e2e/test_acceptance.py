@@ -25,3 +25,20 @@ def test_ard_logreg_fashion_mnist(fashion_mnist, tmp_path):
     assert m["test_acc"] >= 0.83
     assert m["fraction_removed"] >= 0.50
     assert m["test_acc"] - m["test_acc_pruned"] <= 0.005
+
+
+def test_ibp_mlp_fashion_mnist(fashion_mnist, tmp_path):
+    """Issue 7: ``bayesstruct run ibp-mlp`` infers widths far below K_max = 400, 400 and the
+    net pruned to them keeps the posterior-mean accuracy (within 0.5 pp, >= 84 %)."""
+    out = tmp_path / "ibp"
+    res = CliRunner().invoke(app, ["run", "ibp-mlp", "--out", str(out), "--quiet",
+                                   "--set", "pruning.mc_samples=0"])
+    assert res.exit_code == 0, res.output
+    m = json.loads((out / "metrics.json").read_text())
+    widths = {k: w["active"] for k, w in m["inferred_widths"].items()}
+    print(f"\nibp-mlp: widths {widths}, test acc {100 * m['test_acc']:.2f} %, pruned "
+          f"{100 * m['test_acc_pruned']:.2f} %")
+    assert all(0 < w < 200 for w in widths.values())
+    assert [m["units_after"]["fc1"][1], m["units_after"]["fc2"][1]] == list(widths.values())
+    assert m["test_acc_pruned"] >= 0.84
+    assert abs(m["test_acc"] - m["test_acc_pruned"]) <= 0.005
