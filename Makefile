@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.bayesstruct-installed
 FMNIST := /usr/share/datasets/fashion-mnist
 PYTEST_ARGS ?=
 
-.PHONY: setup data demo test test-slow lint bench bench-compression bench-pruning bench-mcmc bench-rnn bench-ibp clean
+.PHONY: setup data demo test test-slow lint bench bench-compression bench-pruning bench-mcmc bench-rnn bench-ibp bench-hypergrad clean
 
 setup: $(STAMP)
 
@@ -60,6 +60,10 @@ bench-rnn: setup data
 bench-ibp: setup data
 	$(PY) benchmarks/ibp_prior.py
 	$(PY) benchmarks/ibp_mlp.py --epochs 20
+
+bench-hypergrad: setup data
+	$(PY) benchmarks/hypergrad.py
+	$(PY) benchmarks/hypergrad_seed.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

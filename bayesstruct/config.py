@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .data import DATASETS
 
@@ -224,16 +231,55 @@ class CompareConfig(_Strict):
         0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99]
 
 
+class HypergradConfig(_Strict):
+    """A hypergradient experiment of seed 002 (M6; :mod:`bayesstruct.inference.hypergrad.
+    experiments`). ``l2``: no / one shared / one-per-parameter L2 coefficient on the entry's
+    net, ``epochs_weights`` epochs with the coefficients fixed, then ``epochs_hyper`` epochs
+    of the greedy loop (a ``k``-step unrolled hypergradient every ``k`` steps).
+    ``kernel_width``: kernel logistic regression with the RBF width learned by the honest loop
+    (Newton inner solves, implicit hypergradient by CG)."""
+
+    experiment: Literal["l2", "kernel_width"]
+    # -- l2
+    modes: list[Literal["none", "shared", "individual"]] = ["none", "shared", "individual"]
+    epochs_weights: int = Field(20, ge=0)
+    epochs_hyper: int = Field(20, ge=1)
+    k: int = Field(10, ge=1)
+    hyper_lr: float = Field(0.05, gt=0)
+    init_decay: float = Field(1e-4, gt=0)
+    optimizer: Literal["sgd", "momentum", "adam"] = "adam"
+    lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(128, ge=1)
+    # -- kernel_width
+    width0: float = Field(50.0, gt=0)
+    c: float = Field(1e-2, gt=0)
+    jitter: float = Field(1e-2, gt=0)
+    outer_steps: int = Field(60, ge=1)
+    inner_tol: float = Field(1e-9, gt=0)
+
+
 class _EntryBase(_Strict):
     name: str = ""
     description: str = ""
     data: DataConfig
-    net: NetConfig
-    prior: PriorConfig
+    net: NetConfig | None = None
+    prior: PriorConfig | None = None
     likelihood: Literal["categorical", "bernoulli"] = "categorical"
     pruning: PruningConfig = PruningConfig()
     compare: CompareConfig | None = None
+    hypergrad: HypergradConfig | None = None
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _needs_net_and_prior(self):
+        """``net`` and ``prior`` are required except by experiments that use neither (the
+        kernel machine of ``hypergrad.experiment: kernel_width``); ``l2`` needs a net."""
+        kernel = self.hypergrad is not None and self.hypergrad.experiment == "kernel_width"
+        if self.net is None and not kernel:
+            raise ValueError("net: field required")
+        if self.prior is None and self.hypergrad is None:
+            raise ValueError("prior: field required")
+        return self
 
 
 class EntryConfig(_EntryBase):
@@ -413,6 +459,8 @@ def _unwrap(node: Any, tag: Any) -> Any:
         node = get_args(node)[0]
     if get_origin(node) in (Union, getattr(__import__("types"), "UnionType", Union)):
         members = [a for a in get_args(node) if a is not type(None)]
+        if len(members) == 1:  # Optional[X]: look into X with the same tag
+            return _unwrap(members[0], tag)
         for m in members:
             m = _unwrap(m, None)
             kind = getattr(m, "model_fields", {}).get("kind")

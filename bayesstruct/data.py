@@ -43,7 +43,10 @@ __all__ = [
     "Dataset", "load", "read_idx", "find_idx_dir", "download", "cache_dir",
 ]
 
-SKLEARN_SETS = ("digits", "wine", "breast_cancer", "iris")
+SKLEARN_SETS = ("digits", "wine", "breast_cancer", "iris", "circles")
+#: ``circles``: scikit-learn's ``make_circles`` (two noisy concentric rings in 2-D, seeded),
+#: the synthetic set of seed 002's kernel-width experiment: no linear boundary exists
+CIRCLES = {"n_samples": 600, "noise": 0.2, "factor": 0.5, "random_state": 0}
 IDX_SETS = ("mnist", "fashion-mnist")
 PAIR_SETS = ("sts", "pairs-synthetic")
 DATASETS: tuple[str, ...] = SKLEARN_SETS + IDX_SETS + PAIR_SETS
@@ -283,6 +286,9 @@ def _stratified_split(y: np.ndarray, fraction: float, rng: np.random.Generator
 def _load_sklearn(name: str) -> tuple[np.ndarray, np.ndarray, tuple[int, ...], tuple[str, ...]]:
     from sklearn import datasets as skd
 
+    if name == "circles":
+        x, y = skd.make_circles(**CIRCLES)
+        return x.astype(np.float32), y.astype(np.int64), (2,), ("outer", "inner")
     bunch = getattr(skd, f"load_{name}")()
     x = np.asarray(bunch.data, dtype=np.float32)
     y = np.asarray(bunch.target, dtype=np.int64)

@@ -11,6 +11,10 @@
     <out>/metrics.json     test metrics, pruning at the default threshold, timings
                            (``inferred_widths`` for IBP runs)
 
+A hypergradient experiment (an entry with a ``hypergrad`` section, seed 002) writes
+``hypergrad.csv`` (its table), ``hypergrad.png`` (the validation loss / kernel width over the
+outer loop) and ``metrics.json`` (with the seed's figures beside ours).
+
 A comparison (``bayesstruct compare``, or an entry with a ``compare`` section) writes instead
 
     <out>/comparison.csv   method, fraction, removed, acc, nll, seconds (the figure's data)
@@ -163,6 +167,11 @@ def run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bool
     An entry with a ``compare`` section runs the pruning comparison (:func:`compare`)."""
     if cfg.compare is not None:
         return compare(cfg, out, resume=resume, progress=progress, echo=echo)
+    if cfg.hypergrad is not None:
+        if resume:
+            raise ConfigError("hypergradient experiments have no checkpoints to resume; run "
+                              "again with a new --out")
+        return hypergrad(cfg, out, progress=progress, echo=echo)
     out = Path(out)
     if (out / "config.yaml").exists() and not resume:
         raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose "
@@ -390,3 +399,103 @@ def compare(cfg: RunConfig, out: str | Path, *, methods: list[str] | None = None
     write_text(out / "metrics.json", json.dumps(metrics, indent=2))
     echo(f"\nrun directory: {out} (comparison.csv, comparison.png, metrics.json)")
     return metrics
+
+
+#: the seed's tables (seed 002), quoted beside our figures
+SEED_L2 = {"none": {"test_ce": 1.4723, "one_minus_auc": 0.0102},
+           "shared": {"test_ce": 1.4769, "one_minus_auc": 0.0135},
+           "individual": {"test_ce": 1.4651, "one_minus_auc": 0.0017}}
+SEED_KERNEL = {"ce_before": 0.63, "ce_after": 0.44, "auc_before": 0.53, "auc_after": 0.84}
+
+
+def hypergrad(cfg: RunConfig, out: str | Path, *, progress: bool = True,
+              echo: Callable[[str], Any] = print) -> dict[str, Any]:
+    """Run an entry's ``hypergrad`` experiment (seed 002, M6) into ``out``."""
+    from .inference.hypergrad import experiments as ex
+
+    out = Path(out)
+    if (out / "config.yaml").exists():
+        raise ConfigError(f"{out} already holds a run; choose another --out")
+    hc = cfg.hypergrad
+    device = resolve_device(cfg)
+    ds = load_data(cfg, device)
+    if hc.experiment == "kernel_width" and ds.n_classes != 2:
+        raise ConfigError(f"hypergrad.experiment: kernel_width is two-class kernel logistic "
+                          f"regression; data {cfg.data.name!r} has {ds.n_classes} classes")
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "config.yaml", to_yaml(cfg))
+    echo(f"{cfg.name}: hypergradient experiment {hc.experiment!r} on {cfg.data.name} "
+         f"({len(ds.train)} train / {len(ds.val)} val / {len(ds.test)} test)")
+    if hc.experiment == "kernel_width":
+        r = ex.klr_experiment(ds.train, ds.val, ds.test, width0=hc.width0, c=hc.c,
+                              jitter=hc.jitter, outer_steps=hc.outer_steps,
+                              hyper_lr=hc.hyper_lr, inner_tol=hc.inner_tol, progress=progress)
+        rows = [{"metric": "cross-entropy", "before": r.ce_before, "after": r.ce_after,
+                 "seed_before": SEED_KERNEL["ce_before"], "seed_after": SEED_KERNEL["ce_after"]},
+                {"metric": "AUC", "before": r.auc_before, "after": r.auc_after,
+                 "seed_before": SEED_KERNEL["auc_before"], "seed_after": SEED_KERNEL["auc_after"]}]
+        metrics = {"entry": cfg.name, "experiment": hc.experiment, "width_before": r.width_before,
+                   "width_after": r.width_after, "test": rows, "history": r.history}
+        _plot_history(r.history, "lam_mean", "log kernel width", out / "hypergrad.png",
+                      f"{cfg.name}: the RBF width learned by the honest loop")
+        echo(format_table([[x["metric"], x["before"], x["after"], x["seed_before"],
+                            x["seed_after"]] for x in rows],
+                          ["test", f"width {r.width_before:g}", f"learned {r.width_after:.3g}",
+                           "seed before", "seed after"]))
+    else:
+        if cfg.net is None:
+            raise ConfigError("hypergrad.experiment l2 needs a net section")
+
+        def make_net():
+            return nets.build(cfg.net.kind, ds.input_shape, ds.n_classes, cfg.net.hidden,
+                              cfg.net.activation)
+
+        rows, histories = [], {}
+        for mode in hc.modes:
+            r = ex.l2_experiment(make_net, ds.train, ds.val, ds.test, mode,
+                                 epochs_weights=hc.epochs_weights, epochs_hyper=hc.epochs_hyper,
+                                 batch_size=hc.batch_size, lr=hc.lr, k=hc.k,
+                                 hyper_lr=hc.hyper_lr, init_decay=hc.init_decay,
+                                 optimizer=hc.optimizer, seed=cfg.seed, device=device,
+                                 progress=progress)
+            rows.append({"mode": mode, "test_ce": r.test_ce, "one_minus_auc": r.one_minus_auc,
+                         "test_acc": r.test_acc, "lam_mean": r.lam_mean, "lam_std": r.lam_std,
+                         "seconds": r.seconds, "seed_test_ce": SEED_L2[mode]["test_ce"],
+                         "seed_one_minus_auc": SEED_L2[mode]["one_minus_auc"]})
+            histories[mode] = r.history
+        metrics = {"entry": cfg.name, "experiment": hc.experiment, "test": rows,
+                   "history": histories}
+        if any(histories.values()):
+            _plot_history(histories, "val_loss", "validation cross-entropy",
+                          out / "hypergrad.png", f"{cfg.name}: the greedy loop")
+        echo(format_table([[x["mode"], x["test_ce"], x["one_minus_auc"], x["test_acc"],
+                            x["seed_test_ce"], x["seed_one_minus_auc"]] for x in rows],
+                          ["regularisation", "test CE", "1 - AUC", "test acc", "seed CE",
+                           "seed 1 - AUC"]))
+    write_csv(rows, out / "hypergrad.csv")
+    write_text(out / "metrics.json", json.dumps(metrics, indent=2))
+    echo(f"\nrun directory: {out}")
+    return metrics
+
+
+def _plot_history(history, key: str, label: str, path: Path, title: str) -> None:
+    """One line per series of outer-loop rows (a list, or a dict of named lists)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .report import save_figure
+
+    series = history if isinstance(history, dict) else {"": history}
+    fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
+    for name, rows in series.items():
+        if rows:
+            x = [r.get("step", r.get("outer")) for r in rows]
+            ax.plot(x, [r[key] for r in rows], label=name or None)
+    ax.set(xlabel="inner step" if "step" in next(r for r in series.values() if r)[0]
+           else "outer step", ylabel=label)
+    ax.grid(alpha=0.3)
+    if len(series) > 1:
+        ax.legend()
+    save_figure(fig, path, title)

@@ -199,3 +199,38 @@ def test_ibp_entry_infers_widths_and_prunes_to_them(tmp_path):
 def test_ibp_misuse_exits_2_with_a_named_error(tmp_path, entry, args, text):
     res = runner.invoke(app, ["run", entry, *args, "--out", str(tmp_path / "x"), "--quiet"])
     assert res.exit_code == 2 and text in res.output, res.output
+
+
+def test_hypergrad_l2_entry_writes_the_seed_table(tmp_path):
+    out = tmp_path / "l2"
+    res = runner.invoke(app, ["run", "hypergrad-l2-lenet", "--out", str(out), "--quiet",
+                              "--set", "data.name=digits", "--set", "net.kind=mlp",
+                              "--set", "net.hidden=[16]", "--set", "hypergrad.epochs_weights=1",
+                              "--set", "hypergrad.epochs_hyper=1", "--set", "hypergrad.k=5"])
+    assert res.exit_code == 0, res.output
+    m = json.loads((out / "metrics.json").read_text())
+    assert [r["mode"] for r in m["test"]] == ["none", "shared", "individual"]
+    for r in m["test"]:
+        assert 0 <= r["one_minus_auc"] <= 1 and r["test_ce"] > 0
+    assert m["history"]["none"] == [] and len(m["history"]["individual"]) > 0
+    assert (out / "hypergrad.png").is_file() and (out / "hypergrad.csv").is_file()
+    assert "seed CE" in res.output
+
+
+def test_hypergrad_kernel_width_entry_learns_a_narrower_kernel(tmp_path):
+    out = tmp_path / "klr"
+    res = runner.invoke(app, ["run", "hypergrad-kernel-width", "--out", str(out), "--quiet",
+                              "--set", "hypergrad.outer_steps=15"])
+    assert res.exit_code == 0, res.output
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["width_after"] < m["width_before"] == 50.0
+    ce, auc = m["test"]
+    assert ce["after"] < ce["before"] and auc["after"] > auc["before"]
+    assert all(h["cg_converged"] for h in m["history"])
+
+
+def test_hypergrad_kernel_width_needs_two_classes(tmp_path):
+    res = runner.invoke(app, ["run", "hypergrad-kernel-width", "--out", str(tmp_path / "x"),
+                              "--quiet", "--set", "data.name=iris"])
+    assert res.exit_code == 2 and "two-class" in res.output
+    assert not (tmp_path / "x").exists()  # nothing half-written

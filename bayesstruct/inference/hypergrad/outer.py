@@ -1,0 +1,175 @@
+"""The outer loops of METHODS.md M6.6 (seed 002's two algorithms).
+
+* :func:`greedy`: train with the inner optimiser; every ``k`` inner steps the hypergradient of
+  the validation loss through those ``k`` steps (unrolled from the running state: the seed's
+  ``diff-argmin``) updates ``lambda``. Cheap and stochastic-friendly, but short-horizon biased.
+* :func:`honest`: per outer step, optimise the inner problem (warm-started) until
+  ``||grad_w L_train|| <= inner_tol``, then take the implicit hypergradient (CG on
+  Hessian-vector products: the seed's ``diff-CG``) and update ``lambda``.
+
+Both update ``lambda`` by Adam (``hyper_lr``) and return an :class:`OuterResult` with the
+history of ``lambda`` and the validation loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .implicit import SolveInfo, implicit
+from .problem import HyperProblem, init_state, opt_step
+from .reverse import unrolled
+
+__all__ = ["OuterResult", "greedy", "honest", "minimise_inner", "newton"]
+
+
+@dataclass
+class OuterResult:
+    """The final ``lambda`` and inner state, and one history row per outer update."""
+
+    lam: Tensor
+    state: dict[str, Tensor]
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def _adam(lam: Tensor, lr: float) -> tuple[Tensor, torch.optim.Adam]:
+    lam = lam.detach().clone().requires_grad_(True)
+    return lam, torch.optim.Adam([lam], lr=lr)
+
+
+def greedy(problem: HyperProblem, lam0: Tensor, *, total_steps: int, k: int = 10,
+           hyper_lr: float = 0.01, progress: bool = False,
+           callback: Callable[[dict], None] | None = None) -> OuterResult:
+    """Greedy hyperparameter optimisation (module docstring): ``total_steps`` inner steps,
+    a ``k``-step unrolled hypergradient and one Adam step on ``lambda`` after every window."""
+    if k < 1 or total_steps < 1:
+        raise ValueError(f"greedy needs k >= 1 and total_steps >= 1 (got {k}, {total_steps})")
+    lam, opt = _adam(lam0, hyper_lr)
+    state = init_state(problem.optimizer, problem.w0.detach())
+    history = []
+    bar = tqdm(range(0, total_steps, k), desc="greedy", disable=not progress)
+    for start in bar:
+        n = min(k, total_steps - start)
+        grad, state = unrolled(problem, lam, n, state=state, start=start, return_state=True)
+        opt.zero_grad()
+        lam.grad = grad
+        opt.step()
+        with torch.no_grad():
+            val = float(problem.val_loss(state["w"], lam))
+        row = {"step": start + n, "val_loss": val, "grad_norm": float(grad.norm()),
+               "lam_mean": float(lam.detach().mean())}
+        history.append(row)
+        bar.set_postfix(val=f"{val:.4g}")
+        if callback is not None:
+            callback(row)
+    return OuterResult(lam.detach(), state, history)
+
+
+def minimise_inner(problem: HyperProblem, lam: Tensor, state: dict[str, Tensor], *,
+                   tol: float, max_steps: int, check_every: int = 10
+                   ) -> tuple[dict[str, Tensor], int, float]:
+    """Inner steps on the full-batch ``L_train`` until ``||grad_w|| <= tol`` (checked every
+    ``check_every`` steps) or ``max_steps``: ``(state, steps, final gradient norm)``."""
+    opt = problem.optimizer
+    lam = lam.detach()
+    norm = float("inf")
+    for t in range(max_steps):
+        g = problem.grad(state["w"], lam, t)
+        if t % check_every == 0:
+            norm = float(g.norm())
+            if norm <= tol:
+                return state, t, norm
+        with torch.no_grad():
+            state = opt_step(opt, state, g, t)
+    norm = float(problem.grad(state["w"], lam, max_steps).norm())
+    return state, max_steps, norm
+
+
+def newton(problem: HyperProblem, lam: Tensor, state: dict[str, Tensor], *, tol: float,
+           max_steps: int = 100) -> tuple[dict[str, Tensor], int, float]:
+    """Damped Newton on the full-batch ``L_train`` (exact Hessian, backtracking on the loss)
+    until ``||grad_w|| <= tol``: for small convex inner problems, where it reaches the
+    tolerance the implicit hypergradient needs in a few steps."""
+    lam = lam.detach()
+    w = state["w"].detach()
+
+    def loss(v: Tensor) -> Tensor:
+        return problem.train_loss(v, lam)
+
+    norm = float("inf")
+    for i in range(max_steps):
+        g = problem.grad(w, lam, 0)
+        norm = float(g.norm())
+        if norm <= tol:
+            return {"w": w}, i, norm
+        h = torch.autograd.functional.hessian(loss, w)
+        if not bool(torch.isfinite(h).all()):
+            raise FloatingPointError("newton: the Hessian of L_train is not finite")
+        step = _damped_solve(h, g)
+        f0, t = float(loss(w)), 1.0
+        while t > 1e-8 and float(loss(w - t * step)) > f0 - 1e-4 * t * float(g @ step):
+            t *= 0.5
+        w = (w - t * step).detach()
+    return {"w": w}, max_steps, float(problem.grad(w, lam, 0).norm())
+
+
+def _damped_solve(h: Tensor, g: Tensor) -> Tensor:
+    """``(H + mu I)^{-1} g`` with the smallest ``mu`` in ``0, 1e-12 tr(H)/n, x100 ...`` for
+    which the Cholesky factorisation succeeds (a Levenberg safeguard for nearly singular H)."""
+    eye = torch.eye(h.shape[0], dtype=h.dtype, device=h.device)
+    scale = float(h.diagonal().abs().mean()) or 1.0
+    mu = 0.0
+    for _ in range(12):
+        chol, bad = torch.linalg.cholesky_ex(h + mu * eye)
+        if int(bad) == 0:
+            return torch.cholesky_solve(g.unsqueeze(-1), chol).squeeze(-1)
+        mu = scale * 1e-12 if mu == 0.0 else mu * 100.0
+    raise FloatingPointError("newton: the Hessian is not positive definite even with damping")
+
+
+def honest(problem: HyperProblem, lam0: Tensor, *, outer_steps: int, hyper_lr: float = 0.05,
+           inner_tol: float = 1e-6, max_inner_steps: int = 10_000, solver: str = "cg",
+           cg_tol: float = 1e-8, cg_max_iter: int = 500, neumann_lr: float | None = None,
+           warm_start: bool = True, inner: str = "optimizer", progress: bool = False,
+           callback: Callable[[dict], None] | None = None) -> OuterResult:
+    """Honest hyperparameter optimisation (module docstring): converge, implicit
+    hypergradient, Adam step on ``lambda``; ``outer_steps`` times.
+
+    ``inner="optimizer"`` converges with the problem's inner optimiser; ``"newton"`` with
+    :func:`newton` (small convex inner problems, ``max_inner_steps`` Newton steps)."""
+    if inner not in ("optimizer", "newton"):
+        raise ValueError(f"inner {inner!r}; allowed: optimizer, newton")
+    lam, opt = _adam(lam0, hyper_lr)
+    state = init_state(problem.optimizer, problem.w0.detach())
+    history = []
+    for i in tqdm(range(outer_steps), desc="honest", disable=not progress):
+        if not warm_start:
+            state = init_state(problem.optimizer, problem.w0.detach())
+            state = state if inner == "optimizer" else {"w": state["w"]}
+        elif inner == "optimizer":  # keep the weights, restart the moments
+            state = init_state(problem.optimizer, state["w"])
+        if inner == "newton":
+            state, steps, norm = newton(problem, lam, state, tol=inner_tol,
+                                        max_steps=max_inner_steps)
+        else:
+            state, steps, norm = minimise_inner(problem, lam, state, tol=inner_tol,
+                                                max_steps=max_inner_steps)
+        info = SolveInfo()
+        grad = implicit(problem, lam, state["w"], solver=solver, tol=cg_tol,
+                        max_iter=cg_max_iter, neumann_lr=neumann_lr, info=info)
+        opt.zero_grad()
+        lam.grad = grad
+        opt.step()
+        with torch.no_grad():
+            val = float(problem.val_loss(state["w"], lam))
+        row = {"outer": i + 1, "inner_steps": steps, "inner_grad_norm": norm, "val_loss": val,
+               "cg_iterations": info.iterations, "cg_converged": info.converged,
+               "grad_norm": float(grad.norm()), "lam_mean": float(lam.detach().mean())}
+        history.append(row)
+        if callback is not None:
+            callback(row)
+    return OuterResult(lam.detach(), state, history)
