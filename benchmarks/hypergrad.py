@@ -88,7 +88,6 @@ def build_problem(seed: int = SEED) -> tuple[hg.HyperProblem, torch.Tensor]:
     yv = ds.val.y
     net = mlp(WIDTHS).double()
     n = xt.shape[0]
-    per_epoch = n // BATCH
     # which lambda each weight's penalty uses (0 for biases, masked out)
     layer, mask, k = [], [], 0
     for name, p in net.named_parameters():
@@ -97,16 +96,7 @@ def build_problem(seed: int = SEED) -> tuple[hg.HyperProblem, torch.Tensor]:
         mask.append(torch.full((p.numel(),), float(is_weight), dtype=torch.float64))
         k += is_weight
     layer, mask = torch.cat(layer), torch.cat(mask)
-    perms: dict[int, torch.Tensor] = {}
-
-    def batch(t: int) -> torch.Tensor:
-        epoch, i = divmod(t, per_epoch)
-        if epoch not in perms:
-            if len(perms) >= 2:  # a bounded cache: memory must not grow with T
-                perms.pop(next(iter(perms)))
-            g = torch.Generator().manual_seed(1_000_003 * seed + epoch)
-            perms[epoch] = torch.randperm(n, generator=g)
-        return perms[epoch][i * BATCH: (i + 1) * BATCH]
+    batch = hg.epoch_batches(n, BATCH, seed, drop_last=True)
 
     def logits(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return functional_call(net, hg.unflatten(net, w), (x,))

@@ -36,6 +36,7 @@ from .problem import (
     OPTIMIZERS,
     HyperProblem,
     InnerOptimizer,
+    epoch_batches,
     flat_params,
     init_state,
     opt_step,
@@ -53,9 +54,9 @@ from .reverse import (
 
 __all__ = ["METHODS", "OPTIMIZERS", "SOLVERS", "HyperProblem", "InnerOptimizer", "OuterResult",
            "ReverseStats", "ReversibleTrajectory", "SolveInfo", "checkpoint_bound",
-           "checkpointed", "experiments", "finite_diff", "flat_params", "greedy", "honest",
-           "hypergradient", "implicit", "init_state", "opt_step", "reversible", "run_inner",
-           "step_vjp", "unflatten", "unrolled"]
+           "checkpointed", "epoch_batches", "experiments", "finite_diff", "flat_params",
+           "greedy", "honest", "hypergradient", "implicit", "init_state", "opt_step",
+           "reversible", "run_inner", "step_vjp", "unflatten", "unrolled"]
 
 METHODS = ("finite_diff", "unrolled", "reversible", "checkpointed", "implicit")
 

@@ -37,7 +37,15 @@ from torch.func import functional_call
 from tqdm.auto import tqdm
 
 from .outer import greedy, honest, newton
-from .problem import HyperProblem, InnerOptimizer, flat_params, init_state, run_inner, unflatten
+from .problem import (
+    HyperProblem,
+    InnerOptimizer,
+    epoch_batches,
+    flat_params,
+    init_state,
+    run_inner,
+    unflatten,
+)
 
 __all__ = ["L2_MODES", "KLRResult", "L2Result", "auc", "klr_experiment", "l2_experiment",
            "rbf"]
@@ -90,18 +98,7 @@ def l2_experiment(make_net: Callable[[], nn.Module], train, val, test, mode: str
     xv, yv = val.x.to(device), val.y.to(device)
     n = xt.shape[0]
     batches_per_epoch = math.ceil(n / batch_size)
-    perms: dict[int, Tensor] = {}
-
-    def batch(t: int) -> Tensor:
-        """The minibatch of step ``t``: a permutation seeded by the epoch, so a step's batch
-        does not depend on the order steps are visited in (checkpointing revisits them)."""
-        epoch, i = divmod(t, batches_per_epoch)
-        if epoch not in perms:
-            if len(perms) > 1:
-                perms.pop(min(perms))
-            g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-            perms[epoch] = torch.randperm(n, generator=g).to(device)
-        return perms[epoch][i * batch_size: (i + 1) * batch_size]
+    batch = epoch_batches(n, batch_size, seed, device)
 
     def logits(w: Tensor, x: Tensor) -> Tensor:
         return functional_call(net, unflatten(net, w), (x,))

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-__all__ = ["OPTIMIZERS", "HyperProblem", "InnerOptimizer", "flat_params", "init_state",
-           "opt_step", "run_inner", "unflatten"]
+__all__ = ["OPTIMIZERS", "HyperProblem", "InnerOptimizer", "epoch_batches", "flat_params",
+           "init_state", "opt_step", "run_inner", "unflatten"]
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
 
@@ -151,3 +151,25 @@ def unflatten(module: nn.Module, w: Tensor) -> dict[str, Tensor]:
     if i != w.numel():
         raise ValueError(f"w has {w.numel()} entries; the module has {i} parameters")
     return out
+
+
+def epoch_batches(n: int, batch_size: int, seed: int = 0, device: torch.device | str | None =
+                  None, drop_last: bool = False) -> Callable[[int], Tensor]:
+    """``t -> indices of step t's minibatch``: epoch ``e`` is a permutation seeded by ``(seed,
+    e)``, so a step's batch does not depend on the order steps are visited in (checkpointing
+    and reversal revisit them); two epochs are cached, so memory does not grow with T."""
+    per_epoch = n // batch_size if drop_last else -(-n // batch_size)
+    if per_epoch < 1:
+        raise ValueError(f"{n} examples make no batch of {batch_size}")
+    perms: dict[int, Tensor] = {}
+
+    def batch(t: int) -> Tensor:
+        epoch, i = divmod(t, per_epoch)
+        if epoch not in perms:
+            if len(perms) >= 2:
+                perms.pop(min(perms))
+            g = torch.Generator().manual_seed(1_000_003 * seed + epoch)
+            perms[epoch] = torch.randperm(n, generator=g).to(device)
+        return perms[epoch][i * batch_size: (i + 1) * batch_size]
+
+    return batch
