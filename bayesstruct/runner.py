@@ -238,10 +238,7 @@ def run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bool
     widths = None
     if model.prior.discrete:  # IBP: the widths read from the posterior's masks (M2.5)
         widths = pruning.inferred_widths(post, model)
-        prior_incl, n = {}, float(model.prior.num_inputs)
-        for layer, w in widths.items():
-            prior_incl[layer] = model.prior.prior_inclusion(w["truncation"], n).numpy()
-            n = float(prior_incl[layer].sum())
+        prior_incl = {k: v.numpy() for k, v in model.prior.prior_inclusions().items()}
         plot_inclusion(pruning.inclusion_probabilities(post, model), out / "widths.png",
                        prior=prior_incl, title=f"{cfg.name}: unit inclusion probabilities")
 

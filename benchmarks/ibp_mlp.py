@@ -134,10 +134,7 @@ def main() -> None:
     if args.no_write:
         return
     best_model, best_post = ibp[best]["model"], ibp[best]["post"]
-    prior_incl, n = {}, 784.0
-    for layer, w in pruning.inferred_widths(best_post, best_model).items():
-        prior_incl[layer] = best_model.prior.prior_inclusion(w["truncation"], n).numpy()
-        n = float(prior_incl[layer].sum())
+    prior_incl = {k: v.numpy() for k, v in best_model.prior.prior_inclusions().items()}
     FIGURES.mkdir(exist_ok=True)
     plot_inclusion(pruning.inclusion_probabilities(best_post, best_model),
                    FIGURES / "ibp-mlp-widths.png", prior=prior_incl,

@@ -201,6 +201,15 @@ class IBP(GroupScalePrior):
         log_p1, _ = cascade_log_probs(log_pi, torch.tensor(n, dtype=torch.float64))
         return log_p1.exp().mean(0).float()
 
+    def prior_inclusions(self) -> dict[str, Tensor]:
+        """``layer -> P(z_k = 1)`` under the prior for every IBP layer, cascading with the
+        expected number of active customers of the layer before (the D inputs first)."""
+        out, n = {}, float(self.num_inputs)
+        for prev, _ in self.layers:
+            out[prev.layer] = self.prior_inclusion(prev.shape[0], n)
+            n = float(out[prev.layer].sum())
+        return out
+
     def widths(self) -> dict[str, int]:
         """``layer -> K`` (the truncation of every IBP layer)."""
         return {prev.layer: prev.shape[0] for prev, _ in self.layers}
