@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.bayesstruct-installed
 FMNIST := /usr/share/datasets/fashion-mnist
 PYTEST_ARGS ?=
 
-.PHONY: setup data demo test test-slow lint bench bench-compression bench-pruning bench-mcmc bench-rnn bench-ibp bench-hypergrad clean
+.PHONY: setup data demo test test-slow lint bench bench-compression bench-pruning bench-mcmc bench-rnn bench-ibp bench-hypergrad bench-nas clean
 
 setup: $(STAMP)
 
@@ -64,6 +64,9 @@ bench-ibp: setup data
 bench-hypergrad: setup data
 	$(PY) benchmarks/hypergrad.py
 	$(PY) benchmarks/hypergrad_seed.py
+
+bench-nas: setup data
+	$(PY) benchmarks/nas.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

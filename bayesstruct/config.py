@@ -258,6 +258,43 @@ class HypergradConfig(_Strict):
     inner_tol: float = Field(1e-9, gt=0)
 
 
+_NAS_OPS = Literal["conv_3x3", "sep_conv_3x3", "conv_5x5", "dil_conv_3x3", "max_pool_3x3",
+                  "avg_pool_3x3", "skip_connect", "none"]
+
+
+class NasConfig(_Strict):
+    """An architecture-search experiment (seed 003, M7; :mod:`bayesstruct.nas`): each of
+    ``searchers`` searches the cell space on the training split (weights) and the validation
+    split (structure / selection) for each seed; the derived cell is retrained from scratch
+    with ``retrain_channels`` channels and scored on the test split."""
+
+    searchers: list[Literal["darts", "darts2", "vardarts", "random", "spos"]] = [
+        "darts", "vardarts", "random", "spos"]
+    seeds: list[int] = [0, 1, 2]
+    # -- the space
+    ops: list[_NAS_OPS] = ["conv_3x3", "conv_5x5", "dil_conv_3x3", "max_pool_3x3",
+                           "avg_pool_3x3", "skip_connect", "none"]
+    n_nodes: int = Field(4, ge=1)
+    n_cells: int = Field(1, ge=1, le=4)
+    channels: int = Field(8, ge=1)
+    stem_stride: int = Field(2, ge=1, le=4)
+    # -- search
+    epochs: int = Field(8, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(3e-3, gt=0)
+    arch_lr: float = Field(1e-2, gt=0)
+    prior: Literal["uniform", "dirichlet"] = "uniform"
+    concentration: float = Field(1.0, gt=0)
+    temperature: float = Field(1.0, gt=0)
+    temperature_final: float = Field(0.2, gt=0)
+    random_samples: int = Field(10, ge=1)
+    random_epochs: int = Field(2, ge=1)
+    spos_candidates: int = Field(50, ge=1)
+    # -- retraining
+    retrain_channels: int = Field(16, ge=1)
+    retrain_epochs: int = Field(8, ge=1)
+
+
 class _EntryBase(_Strict):
     name: str = ""
     description: str = ""
@@ -268,16 +305,18 @@ class _EntryBase(_Strict):
     pruning: PruningConfig = PruningConfig()
     compare: CompareConfig | None = None
     hypergrad: HypergradConfig | None = None
+    nas: NasConfig | None = None
     seed: int = 0
 
     @model_validator(mode="after")
     def _needs_net_and_prior(self):
         """``net`` and ``prior`` are required except by experiments that use neither (the
-        kernel machine of ``hypergrad.experiment: kernel_width``); ``l2`` needs a net."""
+        kernel machine of ``hypergrad.experiment: kernel_width``, architecture search, whose
+        space is its ``nas`` section); ``l2`` needs a net."""
         kernel = self.hypergrad is not None and self.hypergrad.experiment == "kernel_width"
-        if self.net is None and not kernel:
+        if self.net is None and not kernel and self.nas is None:
             raise ValueError("net: field required")
-        if self.prior is None and self.hypergrad is None:
+        if self.prior is None and self.hypergrad is None and self.nas is None:
             raise ValueError("prior: field required")
         return self
 

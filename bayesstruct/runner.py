@@ -172,6 +172,11 @@ def run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bool
             raise ConfigError("hypergradient experiments have no checkpoints to resume; run "
                               "again with a new --out")
         return hypergrad(cfg, out, progress=progress, echo=echo)
+    if cfg.nas is not None:
+        if resume:
+            raise ConfigError("architecture-search runs have no checkpoints to resume; run "
+                              "again with a new --out")
+        return nas(cfg, out, progress=progress, echo=echo)
     out = Path(out)
     if (out / "config.yaml").exists() and not resume:
         raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose "
@@ -471,6 +476,83 @@ def hypergrad(cfg: RunConfig, out: str | Path, *, progress: bool = True,
                            "seed 1 - AUC"]))
     write_csv(rows, out / "hypergrad.csv")
     write_text(out / "metrics.json", json.dumps(metrics, indent=2))
+    echo(f"\nrun directory: {out}")
+    return metrics
+
+
+#: the seed's table (seed 003: Fashion-MNIST, top-1 % / search hours on a GPU)
+SEED_NAS = {"darts": (91.22, 2.0), "random": (90.79, 1.5), "spos": (89.54, 0.5),
+            "vardarts": (91.36, 5.0)}
+
+
+def nas(cfg: RunConfig, out: str | Path, *, progress: bool = True,
+        echo: Callable[[str], Any] = print) -> dict[str, Any]:
+    """Run an entry's ``nas`` experiment (seed 003, M7) into ``out``: ``nas.csv`` (one row per
+    searcher and seed, written as each finishes), ``nas.png`` (spread over seeds, stability
+    under logit noise), ``metrics.json`` (the per-searcher summary beside the seed's table)."""
+    from dataclasses import replace
+
+    from . import nas as nas_mod
+
+    out = Path(out)
+    if (out / "config.yaml").exists():
+        raise ConfigError(f"{out} already holds a run; choose another --out")
+    nc = cfg.nas
+    device = resolve_device(cfg)
+    ds = load_data(cfg, device)
+    if len(ds.input_shape) != 3:
+        raise ConfigError(f"nas searches convolutional cells and needs image data (C, H, W); "
+                          f"data {cfg.data.name!r} has input shape {ds.input_shape}")
+    space = nas_mod.SearchSpace(ops=tuple(nc.ops), n_nodes=nc.n_nodes, n_cells=nc.n_cells,
+                                channels=nc.channels, stem_stride=nc.stem_stride)
+    wide = replace(space, channels=nc.retrain_channels)
+    settings = nc.model_dump(include={"epochs", "batch_size", "lr", "arch_lr", "prior",
+                                      "concentration", "temperature", "temperature_final",
+                                      "random_samples", "random_epochs", "spos_candidates"})
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "config.yaml", to_yaml(cfg))
+    echo(f"{cfg.name}: architecture search ({', '.join(nc.searchers)}; seeds {nc.seeds}) on "
+         f"{cfg.data.name} ({len(ds.train)} train / {len(ds.val)} val / {len(ds.test)} test), "
+         f"{space.n_architectures:.3g} cells in the space")
+    rows, runs = [], {}
+    for seed in nc.seeds:
+        for name in nc.searchers:
+            found = nas_mod.build_searcher(name, **settings).search(ds, space, seed=seed,
+                                                                    device=device,
+                                                                    progress=progress)
+            score = nas_mod.retrain(found.genotype, wide, ds, epochs=nc.retrain_epochs,
+                                    lr=nc.lr, seed=seed, device=device, progress=progress)
+            rows.append({"searcher": name, "seed": seed, "test_acc": score.test_acc,
+                         "val_acc": score.val_acc, "params": score.n_params,
+                         "search_s": found.seconds, "retrain_s": score.seconds,
+                         "genotype": str(found.genotype)})
+            runs.setdefault(name, []).append(
+                {"seed": seed, "test_acc": score.test_acc, "genotype": found.genotype,
+                 "logits": None if found.logits is None else found.logits.tolist()})
+            write_csv(rows, out / "nas.csv")
+            echo(f"  {name} seed {seed}: test {100 * score.test_acc:.2f}%, search "
+                 f"{found.seconds:.1f} s, {score.n_params} parameters, cell {found.genotype}")
+    summary = []
+    for name, rs in runs.items():
+        acc = np.array([100 * r["test_acc"] for r in rs])
+        mine = [r for r in rows if r["searcher"] == name]
+        summary.append({
+            "searcher": name, "test_acc_mean": float(acc.mean()),
+            "test_acc_sd": float(acc.std(ddof=1)) if len(acc) > 1 else float("nan"),
+            "search_s_mean": float(np.mean([r["search_s"] for r in mine])),
+            "params_mean": float(np.mean([r["params"] for r in mine])),
+            "cross_seed_change": nas_mod.cross_seed_change([r["genotype"] for r in rs]),
+            "seed_top1": SEED_NAS.get(name, (None, None))[0],
+            "seed_hours": SEED_NAS.get(name, (None, None))[1]})
+    nas_mod.plot_stability(runs, space, [0.1, 0.3, 1.0], out / "nas.png")
+    metrics = {"entry": cfg.name, "experiment": "nas", "summary": summary, "runs": rows}
+    write_text(out / "metrics.json", json.dumps(metrics, indent=2))
+    echo(format_table([[s["searcher"], s["test_acc_mean"], s["test_acc_sd"],
+                        s["search_s_mean"], s["params_mean"], s["cross_seed_change"],
+                        s["seed_top1"] if s["seed_top1"] is not None else "-"]
+                       for s in summary],
+                      ["searcher", "test top-1 %", "sd over seeds", "search s", "params",
+                       "cell change across seeds", "seed 003 top-1"]))
     echo(f"\nrun directory: {out}")
     return metrics
 

@@ -234,3 +234,31 @@ def test_hypergrad_kernel_width_needs_two_classes(tmp_path):
                               "--quiet", "--set", "data.name=iris"])
     assert res.exit_code == 2 and "two-class" in res.output
     assert not (tmp_path / "x").exists()  # nothing half-written
+
+
+def test_nas_digits_entry_runs_every_searcher(tmp_path):
+    out = tmp_path / "nas"
+    res = runner.invoke(app, ["run", "nas-digits", "--out", str(out), "--quiet",
+                              "--set", "nas.epochs=1", "--set", "nas.retrain_epochs=1"])
+    assert res.exit_code == 0, res.output
+    m = json.loads((out / "metrics.json").read_text())
+    assert [s["searcher"] for s in m["summary"]] == ["darts", "vardarts", "random", "spos"]
+    assert {s["searcher"]: s["seed_top1"] for s in m["summary"]}["vardarts"] == 91.36
+    for r in m["runs"]:
+        assert 0.0 <= r["test_acc"] <= 1.0 and r["params"] > 0 and r["search_s"] > 0
+    assert (out / "nas.png").is_file() and (out / "nas.csv").is_file()
+    assert "seed 003 top-1" in res.output
+
+
+@pytest.mark.parametrize(("args", "text"), [
+    (["--set", "nas.searchers=[enas]"], "nas.searchers"),
+    (["--set", "nas.ops=[conv_9x9]"], "nas.ops"),
+    (["--set", "nas.prior=beta"], "nas.prior"),
+    (["--set", "data.name=iris"], "image data"),
+    (["--resume"], "nothing to resume"),
+])
+def test_nas_misuse_exits_2_with_a_named_error(tmp_path, args, text):
+    res = runner.invoke(app, ["run", "nas-digits", *args, "--out", str(tmp_path / "x"),
+                              "--quiet"])
+    assert res.exit_code == 2 and text in res.output, res.output
+    assert not (tmp_path / "x" / "metrics.json").exists()

@@ -255,10 +255,26 @@ class MeanField(Guide):
 
     # -- fast path ------------------------------------------------------------------------------
     def loss(self, x: Tensor, y: Tensor) -> Tensor:
+        """``-ELBO`` of a minibatch, scaled to the data set: ``(N/B) sum_b nll_b + beta KL``."""
         model = self.model
         loc, log_var = self.locs(), self.log_variances()
         var = {k: torch.exp(v) for k, v in log_var.items()}
         lat_loc, lat_scale = self.latent_params()
+        out = self.output(x, loc, var, lat_loc, lat_scale)
+        nll = model.likelihood.nll(out, y) * self._scale_n(x)
+        kl = model.prior.kl(loc, log_var, lat_loc, lat_scale, q_var=var)
+        return nll + model.kl_weight * kl
+
+    def output(self, x: Tensor, loc: dict[str, Tensor] | None = None,
+               var: dict[str, Tensor] | None = None, lat_loc: dict[str, Tensor] | None = None,
+               lat_scale: dict[str, Tensor] | None = None) -> Tensor:
+        """The network's output under one draw from q: pre-activations by the local
+        reparameterisation, or one weight tensor per site for the minibatch."""
+        model = self.model
+        if loc is None:
+            loc = self.locs()
+            var = {k: torch.exp(v) for k, v in self.log_variances().items()}
+            lat_loc, lat_scale = self.latent_params()
         if self.local:
             scales = model.prior.input_scales(lat_loc, lat_scale, x.shape[0])
             self._state.update(loc=loc, var=var, mean_only=False, input_scale=scales)
@@ -270,9 +286,7 @@ class MeanField(Guide):
             draw.update({k: torch.addcmul(m, var[k].sqrt(), torch.randn_like(m))
                          for k, m in loc.items()})
             out = model.predict(x, draw)
-        nll = model.likelihood.nll(out, y) * self._scale_n(x)
-        kl = model.prior.kl(loc, log_var, lat_loc, lat_scale, q_var=var)
-        return nll + model.kl_weight * kl
+        return out
 
     def kl(self) -> Tensor:
         """``E_q KL(q || p)`` in closed form (the prior's :meth:`~Prior.kl`)."""
