@@ -410,17 +410,23 @@ SEED_L2 = {"none": {"test_ce": 1.4723, "one_minus_auc": 0.0102},
 SEED_KERNEL = {"ce_before": 0.63, "ce_after": 0.44, "auc_before": 0.53, "auc_after": 0.84}
 
 
+def _new_experiment(cfg: RunConfig, out: str | Path
+                    ) -> tuple[Path, torch.device, data_mod.Dataset]:
+    """An experiment without checkpoints: refuse a used ``out``, then the device and data."""
+    out = Path(out)
+    if (out / "config.yaml").exists():
+        raise ConfigError(f"{out} already holds a run; choose another --out")
+    device = resolve_device(cfg)
+    return out, device, load_data(cfg, device)
+
+
 def hypergrad(cfg: RunConfig, out: str | Path, *, progress: bool = True,
               echo: Callable[[str], Any] = print) -> dict[str, Any]:
     """Run an entry's ``hypergrad`` experiment (seed 002, M6) into ``out``."""
     from .inference.hypergrad import experiments as ex
 
-    out = Path(out)
-    if (out / "config.yaml").exists():
-        raise ConfigError(f"{out} already holds a run; choose another --out")
+    out, device, ds = _new_experiment(cfg, out)
     hc = cfg.hypergrad
-    device = resolve_device(cfg)
-    ds = load_data(cfg, device)
     if hc.experiment == "kernel_width" and ds.n_classes != 2:
         raise ConfigError(f"hypergrad.experiment: kernel_width is two-class kernel logistic "
                           f"regression; data {cfg.data.name!r} has {ds.n_classes} classes")
@@ -494,12 +500,8 @@ def nas(cfg: RunConfig, out: str | Path, *, progress: bool = True,
 
     from . import nas as nas_mod
 
-    out = Path(out)
-    if (out / "config.yaml").exists():
-        raise ConfigError(f"{out} already holds a run; choose another --out")
+    out, device, ds = _new_experiment(cfg, out)
     nc = cfg.nas
-    device = resolve_device(cfg)
-    ds = load_data(cfg, device)
     if len(ds.input_shape) != 3:
         raise ConfigError(f"nas searches convolutional cells and needs image data (C, H, W); "
                           f"data {cfg.data.name!r} has input shape {ds.input_shape}")
