@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.bayesstruct-installed
 FMNIST := /usr/share/datasets/fashion-mnist
 PYTEST_ARGS ?=
 
-.PHONY: setup data demo test test-slow lint bench bench-compression bench-pruning bench-mcmc bench-rnn bench-ibp bench-hypergrad bench-nas clean
+.PHONY: setup data demo test test-slow lint bench bench-compression bench-pruning bench-mcmc bench-rnn bench-ibp bench-hypergrad bench-nas bench-freeze clean
 
 setup: $(STAMP)
 
@@ -67,6 +67,9 @@ bench-hypergrad: setup data
 
 bench-nas: setup data
 	$(PY) benchmarks/nas.py
+
+bench-freeze: setup data
+	$(PY) benchmarks/freeze.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

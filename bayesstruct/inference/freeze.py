@@ -1,0 +1,283 @@
+"""Which parameters to keep training: freezing by gradient statistics, then keep-l-largest
+(METHODS.md M8; seed 004, Muravyev, Bakhteev & Strijov).
+
+The seed's problem: with ``T(w) = w - lr grad L(w; D')`` one SGD step on a minibatch and
+``T|_alpha(w) = w - lr (alpha * grad L(w; D'))`` the step restricted to a 0/1 mask ``alpha``,
+
+    min_{||alpha||_1 = k}  min_{||beta||_1 = l}  L(beta * (T|_alpha)^{eta_1}(T^{eta_0}(w_0)))
+
+i.e. train everything for ``eta_0`` steps, keep training only ``k`` parameters for ``eta_1``
+steps (the rest frozen), then keep the ``l`` largest-magnitude parameters non-zero.
+:func:`train_selective` runs the three stages; the sweep of ``benchmarks/freeze.py`` shares
+the stages between settings. Frozen whole tensors get ``requires_grad = False`` (autograd then
+computes no gradient for them); partly frozen tensors get their gradient masked, so a frozen
+entry is bit-for-bit unchanged.
+
+Selection rules for ``alpha`` (each keeps the ``k`` highest-scoring parameters training), from
+:class:`GradientStatistics` over the last ``t`` steps of the first stage, ``g_s`` the
+minibatch gradients:
+
+* ``random``:   a uniformly random ``k``-subset (the seed's baseline);
+* ``gradient``: score ``sum_s |g_s|`` (the seed's "largest values" method);
+* ``psgld``:    score ``|mean_s g_s| / sd_s(g_s)``, the drift of a parameter against its noise.
+  A parameter whose score is below a threshold (1: the mean gradient is within one noise sd
+  of 0) is taken as converged and frozen (:func:`converged`); with ``k`` given, the ``k``
+  least converged are kept.
+
+Why pSGLD: preconditioned SGLD (Li et al. 2016) moves each coordinate by
+``(lr/2) G g + N(0, lr G)`` with ``G = 1 / (lambda + sqrt(V))`` and ``V`` the running mean of
+``g^2``, i.e. ``V = (E g)^2 + Var g``. The preconditioned drift per step is ``(lr/2) G E g``,
+the preconditioned minibatch noise ``(lr/2) G sd(g)``; their ratio ``|E g| / sd(g)`` is the
+score above (``G`` cancels), read from the same two moments the preconditioner is built from
+(Mandt, Hoffman & Blei 2017: SGD near a minimum is a stationary process whose mean gradient
+vanishes while its noise does not). :class:`GradientStatistics` also keeps pSGLD's ``V``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..data import Dataset, Split
+from .plain import evaluate_net
+from .svi import Minibatches
+
+__all__ = ["RULES", "FreezeResult", "GradientStatistics", "converged", "keep_largest",
+           "prune_in_place", "select", "stage_masked", "stage_warm", "train_selective",
+           "work_saved"]
+
+RULES = ("random", "gradient", "psgld")
+
+
+class GradientStatistics:
+    """Running per-parameter moments of the stochastic gradient (Welford's algorithm):
+    ``count``, ``mean = (1/n) sum g``, ``var`` (unbiased, ``1/(n-1)``), ``abs_sum = sum |g|``,
+    and pSGLD's preconditioner ``V <- beta V + (1 - beta) g^2``."""
+
+    def __init__(self, params: Mapping[str, Tensor], beta: float = 0.99) -> None:
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"beta must lie in [0, 1) (got {beta})")
+        self.beta = float(beta)
+        self.count = 0
+        z = {k: torch.zeros_like(p, dtype=torch.float64) for k, p in params.items()}
+        self.mean = dict(z)
+        self._m2 = {k: v.clone() for k, v in z.items()}
+        self.abs_sum = {k: v.clone() for k, v in z.items()}
+        self.V = {k: v.clone() for k, v in z.items()}
+
+    @torch.no_grad()
+    def update(self, grads: Mapping[str, Tensor]) -> None:
+        self.count += 1
+        n = self.count
+        for k, g in grads.items():
+            g = g.detach().double()
+            delta = g - self.mean[k]
+            self.mean[k] = self.mean[k] + delta / n
+            self._m2[k] = self._m2[k] + delta * (g - self.mean[k])
+            self.abs_sum[k] = self.abs_sum[k] + g.abs()
+            self.V[k] = self.beta * self.V[k] + (1.0 - self.beta) * g * g
+
+    @property
+    def var(self) -> dict[str, Tensor]:
+        if self.count < 2:
+            raise ValueError("the variance needs at least two gradients")
+        return {k: m2 / (self.count - 1) for k, m2 in self._m2.items()}
+
+    def snr(self) -> dict[str, Tensor]:
+        """``|mean g| / sd(g)`` per parameter (``inf`` where the gradient never varied but is
+        non-zero, 0 where it is identically zero)."""
+        out = {}
+        for k, v in self.var.items():
+            m = self.mean[k].abs()
+            sd = v.clamp_min(0.0).sqrt()
+            out[k] = torch.where(sd > 0, m / sd.clamp_min(1e-300),
+                                 torch.where(m > 0, torch.full_like(m, math.inf),
+                                             torch.zeros_like(m)))
+        return out
+
+    def scores(self, rule: str) -> dict[str, Tensor]:
+        if rule == "gradient":
+            return self.abs_sum
+        if rule == "psgld":
+            return self.snr()
+        raise ValueError(f"rule {rule!r} has no score; allowed: gradient, psgld")
+
+
+def _top_k(scores: Mapping[str, Tensor], k: int) -> dict[str, Tensor]:
+    """Masks of the ``k`` largest scores over all tensors (ties broken by position)."""
+    flat = torch.cat([s.reshape(-1).double().cpu() for s in scores.values()])
+    if not 0 <= k <= flat.numel():
+        raise ValueError(f"k must lie in 0..{flat.numel()} (got {k})")
+    keep = torch.zeros(flat.numel(), dtype=torch.bool)
+    keep[torch.topk(flat, k, sorted=False).indices] = True
+    out, i = {}, 0
+    for name, s in scores.items():
+        out[name] = keep[i: i + s.numel()].view(s.shape).to(s.device)
+        i += s.numel()
+    return out
+
+
+def select(stats: GradientStatistics, rule: str, k: int,
+           generator: torch.Generator | None = None) -> dict[str, Tensor]:
+    """``alpha``: masks (``True`` = keeps training) of ``k`` parameters by ``rule``."""
+    if rule not in RULES:
+        raise ValueError(f"rule {rule!r}; allowed: {', '.join(RULES)}")
+    if rule == "random":
+        g = generator if generator is not None else torch.Generator().manual_seed(0)
+        return _top_k({n: torch.rand(m.shape, generator=g, dtype=torch.float64).to(m.device)
+                       for n, m in stats.mean.items()}, k)
+    return _top_k(stats.scores(rule), k)
+
+
+def converged(stats: GradientStatistics, threshold: float = 1.0) -> dict[str, Tensor]:
+    """The pSGLD rule with a threshold: ``True`` where ``|mean g| / sd(g) < threshold``."""
+    return {k: s < threshold for k, s in stats.snr().items()}
+
+
+def keep_largest(params: Mapping[str, Tensor], l: int) -> dict[str, Tensor]:  # noqa: E741
+    """``beta``: masks of the ``l`` largest-magnitude parameters over all tensors."""
+    return _top_k({k: p.detach().abs() for k, p in params.items()}, l)
+
+
+def _loss(net: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+    return F.cross_entropy(net(x), y)
+
+
+def stage_warm(net: nn.Module, train: Split, *, steps: int, window: int, lr: float,
+               batch_size: int = 128, seed: int = 0, beta: float = 0.99) -> GradientStatistics:
+    """Stage 1: ``steps`` plain SGD steps ``T`` on every parameter (in place), recording
+    :class:`GradientStatistics` over the last ``window`` of them."""
+    if not 2 <= window <= steps:
+        raise ValueError(f"window must lie in 2..steps={steps} (got {window})")
+    params = dict(net.named_parameters())
+    stats = GradientStatistics(params, beta)
+    batches = Minibatches(train.x, train.y, batch_size, seed)
+    net.train()
+    for t, (x, y) in enumerate(_steps(batches, steps)):
+        grads = torch.autograd.grad(_loss(net, x, y), list(params.values()))
+        if t >= steps - window:
+            stats.update(dict(zip(params, grads, strict=True)))
+        with torch.no_grad():
+            for p, g in zip(params.values(), grads, strict=True):
+                p.sub_(lr * g)
+    return stats
+
+
+def stage_masked(net: nn.Module, train: Split, alpha: Mapping[str, Tensor], *, steps: int,
+                 lr: float, batch_size: int = 128, seed: int = 0, start: int = 0) -> float:
+    """Stage 2: ``steps`` masked SGD steps ``T|_alpha`` (in place); returns the seconds.
+    Whole frozen tensors compute no gradient; partly frozen ones have it masked."""
+    params = dict(net.named_parameters())
+    live = {k: p for k, p in params.items() if bool(alpha[k].any())}
+    partial = {k: alpha[k].to(p.dtype) for k, p in live.items() if not bool(alpha[k].all())}
+    flags = {k: p.requires_grad for k, p in params.items()}
+    batches = Minibatches(train.x, train.y, batch_size, seed)
+    net.train()
+    try:
+        for k, p in params.items():
+            p.requires_grad_(k in live)
+        t0 = time.perf_counter()
+        for x, y in _steps(batches, steps, start):
+            if not live:
+                break
+            grads = torch.autograd.grad(_loss(net, x, y), list(live.values()))
+            with torch.no_grad():
+                for (k, p), g in zip(live.items(), grads, strict=True):
+                    if k in partial:  # one fused op: p -= lr * g * alpha
+                        p.addcmul_(g, partial[k], value=-lr)
+                    else:
+                        p.add_(g, alpha=-lr)
+        if train.x.is_cuda:
+            torch.cuda.synchronize(train.x.device)
+        return time.perf_counter() - t0
+    finally:
+        for k, p in params.items():
+            p.requires_grad_(flags[k])
+
+
+def _steps(batches: Minibatches, steps: int, start: int = 0):
+    """``steps`` minibatches from step index ``start`` of the seeded epoch sequence."""
+    per = len(batches)
+    epoch, skip = divmod(start, per)
+    done = 0
+    while done < steps:
+        for i, batch in enumerate(batches.epoch(epoch)):
+            if i < skip:
+                continue
+            yield batch
+            done += 1
+            if done == steps:
+                return
+        epoch, skip = epoch + 1, 0
+
+
+@dataclass
+class FreezeResult:
+    """One (rule, k, l) setting: test metrics before and after ``beta``, the stage-2
+    wall clock, and the work saved (``update_saved = 1 - k / N``; ``grad_saved`` the fraction
+    of parameter-gradient entries never computed, i.e. in whole frozen tensors)."""
+
+    rule: str
+    k: int
+    l: int  # noqa: E741
+    n_params: int
+    test_acc: float
+    test_nll: float
+    test_acc_before_prune: float
+    stage2_seconds: float
+    update_saved: float
+    grad_saved: float
+
+
+def work_saved(alpha: Mapping[str, Tensor]) -> tuple[float, float]:
+    """``(1 - k/N, fraction of entries in wholly frozen tensors)``."""
+    n = sum(m.numel() for m in alpha.values())
+    k = sum(int(m.sum()) for m in alpha.values())
+    whole = sum(m.numel() for m in alpha.values() if not bool(m.any()))
+    return 1.0 - k / n, whole / n
+
+
+def train_selective(net: nn.Module, data: Dataset, *, eta0: int, eta1: int, k: float,
+                    l: float,  # noqa: E741
+                    rule: str = "psgld", window: int = 100, lr: float = 0.05,
+                    batch_size: int = 128, seed: int = 0,
+                    device: str | torch.device | None = None) -> FreezeResult:
+    """The three stages of M8 for one setting; ``k`` and ``l`` are fractions of the
+    parameters (``0 < k, l <= 1``). ``net`` is trained and pruned in place."""
+    for name, v in (("k", k), ("l", l)):
+        if not 0.0 < v <= 1.0:
+            raise ValueError(f"{name} is a fraction of the parameters in (0, 1] (got {v})")
+    device = torch.device(device) if device is not None else data.train.x.device
+    net.to(device)
+    train = data.train.to(device)
+    torch.manual_seed(seed)
+    stats = stage_warm(net, train, steps=eta0, window=window, lr=lr, batch_size=batch_size,
+                       seed=seed)
+    n = sum(p.numel() for p in net.parameters())
+    alpha = select(stats, rule, round(k * n), torch.Generator().manual_seed(seed))
+    seconds = stage_masked(net, train, alpha, steps=eta1, lr=lr, batch_size=batch_size,
+                           seed=seed, start=eta0)
+    test = data.test.to(device)
+    before = evaluate_net(net, test, 1000)["acc"]
+    prune_in_place(net, round(l * n))
+    after = evaluate_net(net, test, 1000)
+    update_saved, grad_saved = work_saved(alpha)
+    return FreezeResult(rule, round(k * n), round(l * n), n, after["acc"], after["nll"], before,
+                        seconds, update_saved, grad_saved)
+
+
+@torch.no_grad()
+def prune_in_place(net: nn.Module, l: int) -> dict[str, Tensor]:  # noqa: E741
+    """Zero all but the ``l`` largest-magnitude parameters; returns ``beta``."""
+    params = dict(net.named_parameters())
+    beta = keep_largest(params, l)
+    for k, p in params.items():
+        p.mul_(beta[k].to(p.dtype))
+    return beta
+

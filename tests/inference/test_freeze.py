@@ -1,0 +1,177 @@
+"""Freezing and keep-l-largest (M8, seed 004): frozen parameters are bit-for-bit unchanged,
+the gradient statistics equal a direct computation over stored gradients, and the pSGLD rule
+finds planted converged coordinates of a quadratic with known curvature."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from bayesstruct import nets
+from bayesstruct.inference import freeze
+from bayesstruct.inference.svi import Minibatches
+
+
+def _mlp():
+    torch.manual_seed(0)
+    return nets.build("mlp", (1, 8, 8), 10, [32])
+
+
+def _cnn():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Flatten(), nn.Linear(64, 10))
+
+
+NETS = {"mlp": _mlp, "cnn": _cnn}
+
+
+@pytest.mark.parametrize("rule", freeze.RULES)
+@pytest.mark.parametrize("net_name", list(NETS))
+def test_frozen_parameters_do_not_change_bit_for_bit(net_name, rule, digits):
+    net = NETS[net_name]()
+    stats = freeze.stage_warm(net, digits.train, steps=30, window=10, lr=0.05)
+    n = sum(p.numel() for p in net.parameters())
+    alpha = freeze.select(stats, rule, round(0.3 * n), torch.Generator().manual_seed(1))
+    names = list(alpha)
+    alpha[names[0]] = torch.zeros_like(alpha[names[0]])  # a wholly frozen tensor
+    alpha[names[-1]] = torch.ones_like(alpha[names[-1]])  # a wholly live one
+    before = {k: p.detach().clone() for k, p in net.named_parameters()}
+    freeze.stage_masked(net, digits.train, alpha, steps=20, lr=0.05, start=30)
+    moved = 0
+    for k, p in net.named_parameters():
+        frozen = ~alpha[k]
+        assert torch.equal(p.detach()[frozen], before[k][frozen]), k
+        moved += int((p.detach()[alpha[k]] != before[k][alpha[k]]).sum())
+        assert p.requires_grad  # restored after the stage
+    assert moved > 0.9 * sum(int(m.sum()) for m in alpha.values())
+
+
+def test_gradient_statistics_match_stored_gradients():
+    torch.manual_seed(0)
+    shapes = {"a": (3, 4), "b": (5,)}
+    grads = [{k: torch.randn(s) * (1 + i % 3) + 0.5 for k, s in shapes.items()}
+             for i in range(17)]
+    stats = freeze.GradientStatistics({k: torch.zeros(s) for k, s in shapes.items()}, beta=0.9)
+    for g in grads:
+        stats.update(g)
+    for k in shapes:
+        stack = torch.stack([g[k] for g in grads]).double()
+        torch.testing.assert_close(stats.mean[k], stack.mean(0))
+        torch.testing.assert_close(stats.var[k], stack.var(0, unbiased=True))
+        torch.testing.assert_close(stats.abs_sum[k], stack.abs().sum(0))
+        n = len(grads)
+        V = sum(0.1 * 0.9 ** (n - 1 - s) * stack[s] ** 2 for s in range(n))
+        torch.testing.assert_close(stats.V[k], V)
+        torch.testing.assert_close(stats.snr()[k], stack.mean(0).abs() / stack.std(0))
+
+
+def test_warm_stage_records_the_last_window_of_its_own_gradients(digits):
+    """Replay the same SGD trajectory by hand, store the gradients, compare."""
+    net, twin = _mlp(), _mlp()
+    stats = freeze.stage_warm(net, digits.train, steps=25, window=8, lr=0.05, batch_size=64,
+                              seed=3)
+    params = dict(twin.named_parameters())
+    stored = []
+    batches = Minibatches(digits.train.x, digits.train.y, 64, 3)
+    for t, (x, y) in enumerate(freeze._steps(batches, 25)):
+        g = torch.autograd.grad(nn.functional.cross_entropy(twin(x), y), list(params.values()))
+        if t >= 17:
+            stored.append(g)
+        with torch.no_grad():
+            for p, gi in zip(params.values(), g, strict=True):
+                p.sub_(0.05 * gi)
+    for i, k in enumerate(params):
+        stack = torch.stack([g[i] for g in stored]).double()
+        torch.testing.assert_close(stats.mean[k], stack.mean(0))
+        torch.testing.assert_close(stats.var[k], stack.var(0), rtol=1e-6, atol=1e-12)
+        torch.testing.assert_close(stats.abs_sum[k], stack.abs().sum(0))
+    for (k, p), q in zip(net.named_parameters(), twin.parameters(), strict=True):
+        assert torch.equal(p, q), k
+
+
+def _planted_quadratic(seed: int, window: int = 50):
+    """L(w) = 1/2 sum_i h_i (w_i - w*_i)^2 with noisy gradients h (w - w*) + sigma_i eps.
+    Planted (converged): h = 1, noisy (sigma = 2): after 300 steps at lr 0.1 they sit at w*.
+    The rest: h = 0.01 from 100 away, quiet (sigma = 0.1): still drifting towards w*."""
+    g = torch.Generator().manual_seed(seed)
+    n = 200
+    planted = torch.zeros(n, dtype=torch.bool)
+    planted[torch.randperm(n, generator=g)[:60]] = True
+    h = torch.where(planted, 1.0, 0.01).double()
+    sigma = torch.where(planted, 2.0, 0.1).double()
+    w_star = torch.randn(n, generator=g, dtype=torch.float64)
+    w = w_star + 100.0
+    stats = freeze.GradientStatistics({"w": w})
+    steps = 300
+    for t in range(steps):
+        grad = h * (w - w_star) + sigma * torch.randn(n, generator=g, dtype=torch.float64)
+        if t >= steps - window:
+            stats.update({"w": grad})
+        w = w - 0.1 * grad
+    return stats, planted
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_psgld_rule_picks_the_planted_converged_parameters(seed):
+    stats, planted = _planted_quadratic(seed)
+    keep = freeze.select(stats, "psgld", int((~planted).sum()))["w"]
+    assert torch.equal(keep, ~planted)  # exactly the planted ones are frozen
+    assert torch.equal(freeze.converged(stats, threshold=1.0)["w"], planted)
+    # the |grad|-sum rule is fooled by the noise of the converged coordinates
+    by_grad = freeze.select(stats, "gradient", int((~planted).sum()))["w"]
+    assert (by_grad & planted).sum() > 0.5 * planted.sum()
+
+
+def test_keep_largest_is_the_global_top_l():
+    torch.manual_seed(0)
+    params = {"a": torch.randn(4, 5), "b": torch.randn(7)}
+    beta = freeze.keep_largest(params, 9)
+    flat = torch.cat([p.abs().reshape(-1) for p in params.values()])
+    threshold = flat.sort(descending=True).values[8]
+    for k, p in params.items():
+        assert torch.equal(beta[k], p.abs() >= threshold)
+    assert sum(int(m.sum()) for m in beta.values()) == 9
+
+
+@pytest.mark.parametrize("rule", freeze.RULES)
+def test_train_selective_end_to_end(rule, digits):
+    net = _mlp()
+    r = freeze.train_selective(net, digits, eta0=40, eta1=40, k=0.3, l=0.5, rule=rule,
+                               window=20, lr=0.05)
+    n = sum(p.numel() for p in net.parameters())
+    assert r.n_params == n and r.k == round(0.3 * n) and r.l == round(0.5 * n)
+    assert sum(int((p != 0).sum()) for p in net.parameters()) <= r.l
+    assert r.update_saved == pytest.approx(1 - r.k / n)
+    assert 0.0 <= r.grad_saved <= r.update_saved
+    assert 0.5 < r.test_acc_before_prune <= 1.0 and math.isfinite(r.test_nll)
+
+
+def test_wholly_frozen_tensors_compute_no_gradient(digits):
+    net = _mlp()
+    alpha = {k: torch.zeros_like(p, dtype=torch.bool) for k, p in net.named_parameters()}
+    last = list(alpha)[-1]
+    alpha[last][:] = True
+    seen = []
+    for k, p in net.named_parameters():
+        p.register_hook(lambda g, k=k: seen.append(k))
+    freeze.stage_masked(net, digits.train, alpha, steps=3, lr=0.05)
+    assert set(seen) == {last}
+    assert freeze.work_saved(alpha)[1] == pytest.approx(
+        1 - alpha[last].numel() / sum(m.numel() for m in alpha.values()))
+
+
+@pytest.mark.parametrize(("call", "match"), [
+    (lambda s: freeze.select(s, "largest", 3), "allowed: random, gradient, psgld"),
+    (lambda s: freeze.select(s, "gradient", 10**6), "k must lie in"),
+    (lambda s: freeze.GradientStatistics({}, beta=1.0), "beta must lie"),
+])
+def test_bad_settings_name_the_field(call, match):
+    stats = freeze.GradientStatistics({"w": torch.zeros(3)})
+    stats.update({"w": torch.ones(3)})
+    stats.update({"w": torch.zeros(3)})
+    with pytest.raises(ValueError, match=match):
+        call(stats)
