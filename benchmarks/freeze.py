@@ -5,10 +5,13 @@ Stage 1 trains every parameter for ``--eta0`` plain SGD steps and records the gr
 statistics of the last ``--window`` steps; for each rule (random, largest sum |grad|, the
 pSGLD statistic |E g| / sd(g)) and each k, stage 2 keeps training only k of the parameters
 for ``--eta1`` steps (the rest frozen); then only the l largest-magnitude parameters are
-kept. All settings branch from the same stage-1 network, and the stage-2 wall clock is
-measured side by side with stage 2 on every parameter (k = 100 %, the same code path).
+kept. Each rule selects entry by entry (``element``: frozen entries still cost their
+gradient) and tensor by tensor (``tensor``: wholly frozen tensors cost no gradient). All
+settings branch from the same stage-1 network, and the stage-2 wall clock is measured side by
+side with stage 2 on every parameter (k = 100 %, the same code path).
 
     python benchmarks/freeze.py [--eta0 1000] [--eta1 1000] [--nets mlp cnn]
+        [--granularity element tensor]
 
 Writes ``figures/freeze-sweep.csv``, ``figures/freeze-sweep.png`` and the "freeze" section of
 ``RESULTS.md``.
@@ -45,13 +48,16 @@ def sweep(name: str, ds, args) -> list[dict]:
                               batch_size=args.batch_size, seed=args.seed)
     stage1 = evaluate_net(net, ds.test, 1000)
     print(f"{name}: {n} parameters; after stage 1 test acc {100 * stage1['acc']:.2f}%")
-    settings = [("all", 1.0)] + [(r, k) for r in freeze.RULES for k in args.k]
+    settings = [("all", 1.0, "element")] + [(r, k, g) for g in args.granularity
+                                            for r in freeze.RULES for k in args.k]
     rows = []
-    for rule, k in settings:
+    for rule, k, gran in settings:
         alpha = ({key: torch.ones_like(p, dtype=torch.bool) for key, p in
                   net.named_parameters()} if rule == "all" else
                  freeze.select(stats, rule, round(k * n),
-                               torch.Generator().manual_seed(args.seed)))
+                               torch.Generator().manual_seed(args.seed), gran))
+        live = " ".join(f"{key}{'' if m.all() else '(part)'}" for key, m in alpha.items()
+                        if m.any())
         trained = copy.deepcopy(net)
         seconds = freeze.stage_masked(trained, ds.train, alpha, steps=args.eta1, lr=args.lr,
                                       batch_size=args.batch_size, seed=args.seed,
@@ -62,14 +68,15 @@ def sweep(name: str, ds, args) -> list[dict]:
             pruned = copy.deepcopy(trained)
             freeze.prune_in_place(pruned, round(l * n))
             after = evaluate_net(pruned, ds.test, 1000)
-            rows.append({"net": name, "rule": rule, "k": k, "l": l, "n_params": n,
+            rows.append({"net": name, "rule": rule, "granularity": gran, "k": k, "l": l,
+                         "n_params": n, "live_tensors": live,
                          "test_acc": after["acc"], "test_nll": after["nll"],
                          "test_acc_unpruned": before["acc"], "test_nll_unpruned": before["nll"],
                          "stage1_test_acc": stage1["acc"], "stage2_s": seconds,
                          "update_saved": update_saved, "grad_saved": grad_saved})
-        print(f"  {rule:8s} k={k:.0%}: unpruned {100 * before['acc']:.2f}%, "
+        print(f"  {rule:8s} {gran:7s} k={k:.0%}: unpruned {100 * before['acc']:.2f}%, "
               + ", ".join(f"l={r['l']:.0%} {100 * r['test_acc']:.2f}%" for r in rows[-len(args.l):])
-              + f"  stage 2 {seconds:.1f}s", flush=True)
+              + f"  stage 2 {seconds:.1f}s; live: {live}", flush=True)
     base = next(r["stage2_s"] for r in rows if r["rule"] == "all")
     for r in rows:
         r["stage2_ratio"] = r["stage2_s"] / base
@@ -93,13 +100,16 @@ def figure(rows: list[dict], args, path: Path) -> None:
                 ax = axes[i, 2 * j + m]
                 scale = 100 if metric == "test_acc" else 1
                 for c, rule in enumerate(freeze.RULES):
-                    pts = sorted((r["k"], r[metric]) for r in rows if r["net"] == name
-                                 and r["rule"] == rule and r["l"] == l)
-                    ax.plot([100 * k for k, _ in pts], [scale * v for _, v in pts],
-                            marker="o", color=f"C{c}", label=LABEL[rule])
+                    for gran, ls in zip(args.granularity, ("-", "--"), strict=False):
+                        pts = sorted((r["k"], r[metric]) for r in rows if r["net"] == name
+                                     and r["rule"] == rule and r["l"] == l
+                                     and r["granularity"] == gran)
+                        ax.plot([100 * k for k, _ in pts], [scale * v for _, v in pts],
+                                marker="o" if ls == "-" else "s", ls=ls, color=f"C{c}",
+                                label=f"{LABEL[rule]}, by {gran}")
                 full = next(r[metric] for r in rows if r["net"] == name and r["rule"] == "all"
                             and r["l"] == l)
-                ax.axhline(scale * full, color="k", ls="--", lw=1, label=LABEL["all"])
+                ax.axhline(scale * full, color="k", ls=":", lw=1, label=LABEL["all"])
                 ax.set_xlabel("k: parameters still trained (%)")
                 ax.set_ylabel(ylabel)
                 ax.set_title(f"{name}, l = {l:.0%} kept")
@@ -119,6 +129,8 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=100)
     ap.add_argument("--k", nargs="+", type=float, default=[0.1, 0.3, 0.5])
     ap.add_argument("--l", nargs="+", type=float, default=[0.1, 0.5])
+    ap.add_argument("--granularity", nargs="+", default=list(freeze.GRANULARITIES),
+                    choices=freeze.GRANULARITIES)
     ap.add_argument("--lr", type=float, default=0.05)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
@@ -133,19 +145,24 @@ def main() -> None:
     table_rows = []
     for name in args.nets:
         mine = [r for r in rows if r["net"] == name]
-        for rule in ["all", *freeze.RULES]:
-            for k in sorted({r["k"] for r in mine if r["rule"] == rule}):
-                rs = {r["l"]: r for r in mine if r["rule"] == rule and r["k"] == k}
+        for gran, rule in [("element", "all")] + [(g, r) for g in args.granularity
+                                                  for r in freeze.RULES]:
+            for k in sorted({r["k"] for r in mine if r["rule"] == rule
+                             and r["granularity"] == gran}):
+                rs = {r["l"]: r for r in mine if r["rule"] == rule and r["k"] == k
+                      and r["granularity"] == gran}
                 r0 = next(iter(rs.values()))
-                table_rows.append([name, LABEL[rule], f"{k:.0%}",
+                table_rows.append([name, LABEL[rule], "-" if rule == "all" else gran,
+                                   f"{k:.0%}",
                                    f"{100 * r0['test_acc_unpruned']:.2f}",
                                    *[f"{100 * rs[x]['test_acc']:.2f}" for x in args.l],
                                    f"{r0['stage2_s']:.1f} ({r0['stage2_ratio']:.2f}x)",
                                    f"{100 * r0['update_saved']:.0f} %",
-                                   f"{100 * r0['grad_saved']:.1f} %"])
-    header = ["net", "rule", "k trained", "test acc, all kept (%)",
+                                   f"{100 * r0['grad_saved']:.1f} %",
+                                   "all" if rule == "all" else r0["live_tensors"]])
+    header = ["net", "rule", "by", "k trained", "test acc, all kept (%)",
               *[f"test acc, l = {x:.0%} (%)" for x in args.l], "stage 2 s (x all)",
-              "update work saved", "gradient entries never computed"]
+              "update work saved", "gradient entries never computed", "live tensors"]
     table = markdown_table(table_rows, header)
     print(table)
     if args.no_write:
@@ -161,10 +178,14 @@ def main() -> None:
         f"{args.eta1} steps on the k selected parameters (the rest frozen); then the l "
         "largest-magnitude parameters are kept. Every setting branches from the same stage-1 "
         "network; \"all parameters\" is stage 2 without freezing, timed in the same run. "
-        "\"Update work saved\" is 1 - k/N (the masked SGD updates); \"gradient entries never "
-        "computed\" counts the parameters in wholly frozen tensors, the only ones whose "
-        "gradient autograd skips (element-wise masks inside a tensor still compute its full "
-        "gradient), which is what the stage-2 wall clock reflects.",
+        "Each rule selects entry by entry (\"by element\") or tensor by tensor (\"by tensor\": "
+        "tensors ranked by a tensor-level score are kept whole while they fit in k, the "
+        "first that does not fit keeps its best entries up to k, the rest are wholly frozen; "
+        "\"(part)\" marks that tensor). \"Update work saved\" is 1 - k/N (the masked SGD "
+        "updates); \"gradient entries never computed\" counts the parameters in wholly frozen "
+        "tensors, the only ones whose gradient autograd skips (element-wise masks inside a "
+        "tensor still compute its full gradient), which is what the stage-2 wall clock "
+        "reflects.",
         "",
         table,
         "",

@@ -24,6 +24,16 @@ minibatch gradients:
   of 0) is taken as converged and frozen (:func:`converged`); with ``k`` given, the ``k``
   least converged are kept.
 
+Granularity. Element-wise masks (``granularity="element"``) free the update of a frozen entry
+but not its gradient: autograd computes a tensor's whole gradient as soon as one entry of it
+is live. ``granularity="tensor"`` selects whole tensors instead, so the frozen ones cost no
+gradient at all: tensors are ranked by a tensor-level score (``random``: a random order;
+``gradient``: the mean over entries of ``sum_s |g_s|``; ``psgld``: the same drift-to-noise
+ratio for the tensor's gradient as a vector, ``||E g||_2 / sqrt(sum Var g)``) and kept whole,
+best first, while they fit in ``k``; the first tensor that does not fit keeps its best
+entries up to ``k`` exactly (by the element-wise score), and every tensor after it is wholly
+frozen.
+
 Why pSGLD: preconditioned SGLD (Li et al. 2016) moves each coordinate by
 ``(lr/2) G g + N(0, lr G)`` with ``G = 1 / (lambda + sqrt(V))`` and ``V`` the running mean of
 ``g^2``, i.e. ``V = (E g)^2 + Var g``. The preconditioned drift per step is ``(lr/2) G E g``,
@@ -48,11 +58,12 @@ from ..data import Dataset, Split
 from .plain import evaluate_net
 from .svi import Minibatches
 
-__all__ = ["RULES", "FreezeResult", "GradientStatistics", "converged", "keep_largest",
-           "prune_in_place", "select", "stage_masked", "stage_warm", "train_selective",
-           "work_saved"]
+__all__ = ["GRANULARITIES", "RULES", "FreezeResult", "GradientStatistics", "converged",
+           "keep_largest", "prune_in_place", "select", "stage_masked", "stage_warm",
+           "train_selective", "work_saved"]
 
 RULES = ("random", "gradient", "psgld")
+GRANULARITIES = ("element", "tensor")
 
 
 class GradientStatistics:
@@ -108,6 +119,20 @@ class GradientStatistics:
             return self.snr()
         raise ValueError(f"rule {rule!r} has no score; allowed: gradient, psgld")
 
+    def tensor_scores(self, rule: str) -> dict[str, float]:
+        """One score per tensor: ``gradient``: the mean of ``sum_s |g_s|`` over its entries;
+        ``psgld``: ``||E g||_2 / sqrt(sum Var g)``, the drift-to-noise ratio of the tensor's
+        gradient as a vector (``inf`` if it never varied but is non-zero, 0 if it is zero)."""
+        if rule == "gradient":
+            return {k: float(a.mean()) for k, a in self.abs_sum.items()}
+        if rule == "psgld":
+            out = {}
+            for k, v in self.var.items():
+                drift, noise = float(self.mean[k].norm()), math.sqrt(float(v.clamp_min(0).sum()))
+                out[k] = drift / noise if noise > 0 else (math.inf if drift > 0 else 0.0)
+            return out
+        raise ValueError(f"rule {rule!r} has no score; allowed: gradient, psgld")
+
 
 def _top_k(scores: Mapping[str, Tensor], k: int) -> dict[str, Tensor]:
     """Masks of the ``k`` largest scores over all tensors (ties broken by position)."""
@@ -123,16 +148,51 @@ def _top_k(scores: Mapping[str, Tensor], k: int) -> dict[str, Tensor]:
     return out
 
 
+def _fill_tensors(ranked: list[str], scores: Mapping[str, Tensor], k: int
+                  ) -> dict[str, Tensor]:
+    """Whole tensors in the order ``ranked`` while they fit in ``k``; the first that does
+    not fit keeps its ``k - used`` best entries by ``scores``; the rest are frozen."""
+    n = sum(s.numel() for s in scores.values())
+    if not 0 <= k <= n:
+        raise ValueError(f"k must lie in 0..{n} (got {k})")
+    out = {name: torch.zeros(s.shape, dtype=torch.bool, device=s.device)
+           for name, s in scores.items()}
+    used = 0
+    for name in ranked:
+        size = scores[name].numel()
+        if used + size <= k:
+            out[name][...] = True
+            used += size
+            continue
+        if k > used:
+            out[name] = _top_k({name: scores[name]}, k - used)[name]
+        break
+    return out
+
+
 def select(stats: GradientStatistics, rule: str, k: int,
-           generator: torch.Generator | None = None) -> dict[str, Tensor]:
-    """``alpha``: masks (``True`` = keeps training) of ``k`` parameters by ``rule``."""
+           generator: torch.Generator | None = None,
+           granularity: str = "element") -> dict[str, Tensor]:
+    """``alpha``: masks (``True`` = keeps training) of ``k`` parameters by ``rule``, chosen
+    entry by entry (``granularity="element"``) or tensor by tensor (``"tensor"``, see the
+    module docstring)."""
     if rule not in RULES:
         raise ValueError(f"rule {rule!r}; allowed: {', '.join(RULES)}")
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"granularity {granularity!r}; allowed: {', '.join(GRANULARITIES)}")
     if rule == "random":
         g = generator if generator is not None else torch.Generator().manual_seed(0)
-        return _top_k({n: torch.rand(m.shape, generator=g, dtype=torch.float64).to(m.device)
-                       for n, m in stats.mean.items()}, k)
-    return _top_k(stats.scores(rule), k)
+        scores = {n: torch.rand(m.shape, generator=g, dtype=torch.float64).to(m.device)
+                  for n, m in stats.mean.items()}
+        order = torch.randperm(len(scores), generator=g).tolist()
+        ranked = [list(scores)[i] for i in order]
+    else:
+        scores = stats.scores(rule)
+        per_tensor = stats.tensor_scores(rule)
+        ranked = sorted(per_tensor, key=lambda name: -per_tensor[name])  # stable: ties by position
+    if granularity == "element":
+        return _top_k(scores, k)
+    return _fill_tensors(ranked, scores, k)
 
 
 def converged(stats: GradientStatistics, threshold: float = 1.0) -> dict[str, Tensor]:
@@ -233,6 +293,7 @@ class FreezeResult:
     stage2_seconds: float
     update_saved: float
     grad_saved: float
+    granularity: str = "element"
 
 
 def work_saved(alpha: Mapping[str, Tensor]) -> tuple[float, float]:
@@ -245,8 +306,8 @@ def work_saved(alpha: Mapping[str, Tensor]) -> tuple[float, float]:
 
 def train_selective(net: nn.Module, data: Dataset, *, eta0: int, eta1: int, k: float,
                     l: float,  # noqa: E741
-                    rule: str = "psgld", window: int = 100, lr: float = 0.05,
-                    batch_size: int = 128, seed: int = 0,
+                    rule: str = "psgld", granularity: str = "element", window: int = 100,
+                    lr: float = 0.05, batch_size: int = 128, seed: int = 0,
                     device: str | torch.device | None = None) -> FreezeResult:
     """The three stages of M8 for one setting; ``k`` and ``l`` are fractions of the
     parameters (``0 < k, l <= 1``). ``net`` is trained and pruned in place."""
@@ -260,7 +321,7 @@ def train_selective(net: nn.Module, data: Dataset, *, eta0: int, eta1: int, k: f
     stats = stage_warm(net, train, steps=eta0, window=window, lr=lr, batch_size=batch_size,
                        seed=seed)
     n = sum(p.numel() for p in net.parameters())
-    alpha = select(stats, rule, round(k * n), torch.Generator().manual_seed(seed))
+    alpha = select(stats, rule, round(k * n), torch.Generator().manual_seed(seed), granularity)
     seconds = stage_masked(net, train, alpha, steps=eta1, lr=lr, batch_size=batch_size,
                            seed=seed, start=eta0)
     test = data.test.to(device)
@@ -269,7 +330,7 @@ def train_selective(net: nn.Module, data: Dataset, *, eta0: int, eta1: int, k: f
     after = evaluate_net(net, test, 1000)
     update_saved, grad_saved = work_saved(alpha)
     return FreezeResult(rule, round(k * n), round(l * n), n, after["acc"], after["nll"], before,
-                        seconds, update_saved, grad_saved)
+                        seconds, update_saved, grad_saved, granularity)
 
 
 @torch.no_grad()

@@ -29,13 +29,15 @@ def _cnn():
 NETS = {"mlp": _mlp, "cnn": _cnn}
 
 
+@pytest.mark.parametrize("granularity", freeze.GRANULARITIES)
 @pytest.mark.parametrize("rule", freeze.RULES)
 @pytest.mark.parametrize("net_name", list(NETS))
-def test_frozen_parameters_do_not_change_bit_for_bit(net_name, rule, digits):
+def test_frozen_parameters_do_not_change_bit_for_bit(net_name, rule, granularity, digits):
     net = NETS[net_name]()
     stats = freeze.stage_warm(net, digits.train, steps=30, window=10, lr=0.05)
     n = sum(p.numel() for p in net.parameters())
-    alpha = freeze.select(stats, rule, round(0.3 * n), torch.Generator().manual_seed(1))
+    alpha = freeze.select(stats, rule, round(0.3 * n), torch.Generator().manual_seed(1),
+                          granularity)
     names = list(alpha)
     alpha[names[0]] = torch.zeros_like(alpha[names[0]])  # a wholly frozen tensor
     alpha[names[-1]] = torch.ones_like(alpha[names[-1]])  # a wholly live one
@@ -126,6 +128,86 @@ def test_psgld_rule_picks_the_planted_converged_parameters(seed):
     assert (by_grad & planted).sum() > 0.5 * planted.sum()
 
 
+def _stats_from(grads: list[dict[str, torch.Tensor]]) -> freeze.GradientStatistics:
+    stats = freeze.GradientStatistics({k: torch.zeros_like(v) for k, v in grads[0].items()})
+    for g in grads:
+        stats.update(g)
+    return stats
+
+
+@pytest.mark.parametrize("rule", ["gradient", "psgld"])
+@pytest.mark.parametrize("k", [0, 5, 10, 12, 14, 17, 20])
+def test_tensor_granularity_fills_whole_tensors_in_rank_order(rule, k):
+    """Against a direct computation over stored gradients: tensor scores from torch.stack,
+    the ranked tensors kept whole while they fit, the boundary tensor's best entries."""
+    torch.manual_seed(0)
+    shapes = {"a": (4,), "b": (2, 3), "c": (10,)}
+    drift = {"a": 1.0, "b": 0.1, "c": 3.0}
+    grads = [{n: drift[n] * (1 + torch.rand(s)) + torch.randn(s) for n, s in shapes.items()}
+             for _ in range(12)]
+    stacks = {n: torch.stack([g[n] for g in grads]).double() for n in shapes}
+    if rule == "psgld":
+        tensor = {n: float(s.mean(0).norm() / s.var(0).sum().sqrt()) for n, s in stacks.items()}
+        elem = {n: s.mean(0).abs() / s.std(0) for n, s in stacks.items()}
+    else:
+        tensor = {n: float(s.abs().sum(0).mean()) for n, s in stacks.items()}
+        elem = {n: s.abs().sum(0) for n, s in stacks.items()}
+    assert sorted(tensor, key=tensor.get, reverse=True) == ["c", "a", "b"]  # by construction
+    alpha = freeze.select(_stats_from(grads), rule, k, granularity="tensor")
+    expected, used = {}, 0
+    for n in ["c", "a", "b"]:
+        size = elem[n].numel()
+        if used + size <= k:
+            expected[n] = torch.ones(shapes[n], dtype=torch.bool)
+        else:  # the boundary tensor: its k - used best entries, then nothing more
+            top = elem[n].reshape(-1).argsort(descending=True)[: max(k - used, 0)]
+            m = torch.zeros(size, dtype=torch.bool)
+            m[top] = True
+            expected[n] = m.view(shapes[n])
+            used = k
+            continue
+        used += size
+    for n in shapes:
+        assert torch.equal(alpha[n], expected[n]), n
+    assert sum(int(m.sum()) for m in alpha.values()) == k
+
+
+@pytest.mark.parametrize("rule", freeze.RULES)
+def test_tensor_granularity_saves_the_gradients_of_frozen_tensors(rule, digits):
+    """k = 10 % of the MLP's parameters (241 of 2410) tensor by tensor: exactly k kept, at most
+    one tensor partly live, and autograd computes gradients for the live tensors only. Both
+    weight matrices (2048 and 320 entries) exceed k, so whichever ranks first is the boundary
+    and the other is wholly frozen, whatever the rule."""
+    net = _mlp()
+    stats = freeze.stage_warm(net, digits.train, steps=30, window=10, lr=0.05)
+    n = sum(p.numel() for p in net.parameters())
+    k = round(0.1 * n)
+    alpha = freeze.select(stats, rule, k, torch.Generator().manual_seed(2), "tensor")
+    assert sum(int(m.sum()) for m in alpha.values()) == k
+    assert sum(1 for m in alpha.values() if m.any() and not m.all()) <= 1
+    live = {name for name, m in alpha.items() if m.any()}
+    seen = set()
+    for name, p in net.named_parameters():
+        p.register_hook(lambda g, name=name: seen.add(name))
+    freeze.stage_masked(net, digits.train, alpha, steps=3, lr=0.05, start=30)
+    assert seen == live
+    frozen_whole = sum(m.numel() for m in alpha.values() if not m.any())
+    assert freeze.work_saved(alpha) == pytest.approx((1 - k / n, frozen_whole / n))
+    assert frozen_whole > 0
+
+
+def test_tensor_psgld_rule_freezes_the_planted_converged_tensor():
+    """Two tensors of the planted quadratic: one all converged, one all drifting."""
+    stats, planted = _planted_quadratic(0)
+    two = freeze.GradientStatistics({"conv": torch.zeros(60), "drift": torch.zeros(140)})
+    two.count, two.mean, two._m2, two.abs_sum, two.V = stats.count, *[
+        {"conv": d["w"][planted], "drift": d["w"][~planted]}
+        for d in (stats.mean, stats._m2, stats.abs_sum, stats.V)]
+    keep = freeze.select(two, "psgld", 140, granularity="tensor")
+    assert bool(keep["drift"].all()) and not bool(keep["conv"].any())
+    assert two.tensor_scores("psgld")["conv"] < 1.0 < two.tensor_scores("psgld")["drift"]
+
+
 def test_keep_largest_is_the_global_top_l():
     torch.manual_seed(0)
     params = {"a": torch.randn(4, 5), "b": torch.randn(7)}
@@ -168,6 +250,9 @@ def test_wholly_frozen_tensors_compute_no_gradient(digits):
     (lambda s: freeze.select(s, "largest", 3), "allowed: random, gradient, psgld"),
     (lambda s: freeze.select(s, "gradient", 10**6), "k must lie in"),
     (lambda s: freeze.GradientStatistics({}, beta=1.0), "beta must lie"),
+    (lambda s: freeze.select(s, "psgld", 1, granularity="unit"),
+     "allowed: element, tensor"),
+    (lambda s: freeze.select(s, "psgld", 4, granularity="tensor"), "k must lie in"),
 ])
 def test_bad_settings_name_the_field(call, match):
     stats = freeze.GradientStatistics({"w": torch.zeros(3)})
