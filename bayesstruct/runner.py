@@ -486,11 +486,6 @@ def hypergrad(cfg: RunConfig, out: str | Path, *, progress: bool = True,
     return metrics
 
 
-#: the seed's table (seed 003: Fashion-MNIST, top-1 % / search hours on a GPU)
-SEED_NAS = {"darts": (91.22, 2.0), "random": (90.79, 1.5), "spos": (89.54, 0.5),
-            "vardarts": (91.36, 5.0)}
-
-
 def nas(cfg: RunConfig, out: str | Path, *, progress: bool = True,
         echo: Callable[[str], Any] = print) -> dict[str, Any]:
     """Run an entry's ``nas`` experiment (seed 003, M7) into ``out``: ``nas.csv`` (one row per
@@ -538,14 +533,14 @@ def nas(cfg: RunConfig, out: str | Path, *, progress: bool = True,
     for name, rs in runs.items():
         acc = np.array([100 * r["test_acc"] for r in rs])
         mine = [r for r in rows if r["searcher"] == name]
+        seed_top1, seed_hours = nas_mod.SEED_TABLE.get(name, (None, None))
         summary.append({
             "searcher": name, "test_acc_mean": float(acc.mean()),
             "test_acc_sd": float(acc.std(ddof=1)) if len(acc) > 1 else float("nan"),
             "search_s_mean": float(np.mean([r["search_s"] for r in mine])),
             "params_mean": float(np.mean([r["params"] for r in mine])),
             "cross_seed_change": nas_mod.cross_seed_change([r["genotype"] for r in rs]),
-            "seed_top1": SEED_NAS.get(name, (None, None))[0],
-            "seed_hours": SEED_NAS.get(name, (None, None))[1]})
+            "seed_top1": seed_top1, "seed_hours": seed_hours})
     nas_mod.plot_stability(runs, space, [0.1, 0.3, 1.0], out / "nas.png")
     metrics = {"entry": cfg.name, "experiment": "nas", "summary": summary, "runs": rows}
     write_text(out / "metrics.json", json.dumps(metrics, indent=2))

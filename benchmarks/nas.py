@@ -37,8 +37,6 @@ from bayesstruct.data import Split  # noqa: E402
 from bayesstruct.files import write_text  # noqa: E402
 
 FIGURES = Path(__file__).with_name("figures")
-SEED_TABLE = {"darts": (91.22, 2.0), "random": (90.79, 1.5), "spos": (89.54, 0.5),
-              "vardarts": (91.36, 5.0)}
 LABEL = {"darts": "DARTS (1st order)", "darts2": "DARTS (2nd order)",
          "vardarts": "variational DARTS", "random": "random search", "spos": "SPOS"}
 
@@ -130,7 +128,7 @@ def report(args, runs, space, big, cmd, retrain_ds) -> None:
         acc = [100 * r["test_acc"] for r in rs]
         sd = statistics.stdev(acc) if len(acc) > 1 else float("nan")
         mins = statistics.mean(r["search_s"] for r in rs) / 60
-        seed_acc, seed_h = SEED_TABLE.get(m, (None, None))
+        seed_acc, seed_h = nas.SEED_TABLE.get(m, (None, None))
         cross = nas.cross_seed_change([nas.Genotype.from_list(r["genotype"]) for r in rs])
         rows.append([LABEL[m], f"{statistics.mean(acc):.2f} ± {sd:.2f}",
                      f"{min(acc):.2f}-{max(acc):.2f}", " / ".join(f"{a:.2f}" for a in acc),

@@ -49,6 +49,7 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import islice
 
 import torch
 import torch.nn.functional as F
@@ -184,8 +185,8 @@ def select(stats: GradientStatistics, rule: str, k: int,
         g = generator if generator is not None else torch.Generator().manual_seed(0)
         scores = {n: torch.rand(m.shape, generator=g, dtype=torch.float64).to(m.device)
                   for n, m in stats.mean.items()}
-        order = torch.randperm(len(scores), generator=g).tolist()
-        ranked = [list(scores)[i] for i in order]
+        names = list(scores)
+        ranked = [names[i] for i in torch.randperm(len(names), generator=g).tolist()]
     else:
         scores = stats.scores(rule)
         per_tensor = stats.tensor_scores(rule)
@@ -219,7 +220,7 @@ def stage_warm(net: nn.Module, train: Split, *, steps: int, window: int, lr: flo
     stats = GradientStatistics(params, beta)
     batches = Minibatches(train.x, train.y, batch_size, seed)
     net.train()
-    for t, (x, y) in enumerate(_steps(batches, steps)):
+    for t, (x, y) in enumerate(islice(batches.stream(), steps)):
         grads = torch.autograd.grad(_loss(net, x, y), list(params.values()))
         if t >= steps - window:
             stats.update(dict(zip(params, grads, strict=True)))
@@ -236,6 +237,7 @@ def stage_masked(net: nn.Module, train: Split, alpha: Mapping[str, Tensor], *, s
     params = dict(net.named_parameters())
     live = {k: p for k, p in params.items() if bool(alpha[k].any())}
     partial = {k: alpha[k].to(p.dtype) for k, p in live.items() if not bool(alpha[k].all())}
+    trained = list(live.values())
     flags = {k: p.requires_grad for k, p in params.items()}
     batches = Minibatches(train.x, train.y, batch_size, seed)
     net.train()
@@ -243,10 +245,8 @@ def stage_masked(net: nn.Module, train: Split, alpha: Mapping[str, Tensor], *, s
         for k, p in params.items():
             p.requires_grad_(k in live)
         t0 = time.perf_counter()
-        for x, y in _steps(batches, steps, start):
-            if not live:
-                break
-            grads = torch.autograd.grad(_loss(net, x, y), list(live.values()))
+        for x, y in islice(batches.stream(start), steps if live else 0):
+            grads = torch.autograd.grad(_loss(net, x, y), trained)
             with torch.no_grad():
                 for (k, p), g in zip(live.items(), grads, strict=True):
                     if k in partial:  # one fused op: p -= lr * g * alpha
@@ -259,22 +259,6 @@ def stage_masked(net: nn.Module, train: Split, alpha: Mapping[str, Tensor], *, s
     finally:
         for k, p in params.items():
             p.requires_grad_(flags[k])
-
-
-def _steps(batches: Minibatches, steps: int, start: int = 0):
-    """``steps`` minibatches from step index ``start`` of the seeded epoch sequence."""
-    per = len(batches)
-    epoch, skip = divmod(start, per)
-    done = 0
-    while done < steps:
-        for i, batch in enumerate(batches.epoch(epoch)):
-            if i < skip:
-                continue
-            yield batch
-            done += 1
-            if done == steps:
-                return
-        epoch, skip = epoch + 1, 0
 
 
 @dataclass

@@ -68,6 +68,17 @@ class Minibatches:
             idx = perm[i: i + self.batch_size]
             yield self.x[idx], self.y[idx]
 
+    def stream(self, start: int = 0):
+        """The epochs' batches one after another, without end, from global step ``start``
+        (epoch ``start // len(self)``, batch ``start % len(self)`` of it)."""
+        epoch, skip = divmod(start, len(self))
+        while True:
+            batches = self.epoch(epoch)
+            for _ in range(skip):
+                next(batches)
+            yield from batches
+            epoch, skip = epoch + 1, 0
+
 
 @torch.no_grad()
 def evaluate(model: BayesianNet, params: dict[str, torch.Tensor], split: Split,

@@ -18,7 +18,7 @@ through ``arch_state``, a dict the twin shares: :meth:`SuperNet.using` sets it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from .ops import MixedOp, make_op
 from .space import Genotype, SearchSpace
 
-__all__ = ["DerivedNet", "SuperNet", "count_parameters"]
+__all__ = ["DerivedNet", "SuperNet"]
 
 Arch = Tensor | Genotype
 
@@ -67,7 +67,31 @@ class _SearchCell(nn.Module):
         return torch.cat(states[2:], dim=1)
 
 
-class SuperNet(nn.Module):
+class _CellNetwork(nn.Module):
+    """``stem -> cells -> global average pool -> Linear``; ``make_cell(c_prev_prev, c_prev)``
+    builds each cell, which maps ``(s0, s1, *arch)`` to ``n_nodes * C`` channels."""
+
+    def __init__(self, space: SearchSpace, in_channels: int, n_classes: int, affine: bool,
+                 make_cell: Callable[[int, int], nn.Module]) -> None:
+        super().__init__()
+        self.space = space
+        self.stem = _stem(in_channels, space, affine)
+        c_pp = c_p = 3 * space.channels
+        cells = []
+        for _ in range(space.n_cells):
+            cells.append(make_cell(c_pp, c_p))
+            c_pp, c_p = c_p, space.n_nodes * space.channels
+        self.cells = nn.ModuleList(cells)
+        self.classifier = nn.Linear(c_p, n_classes)
+
+    def _run(self, x: Tensor, *arch: Arch) -> Tensor:
+        s0 = s1 = self.stem(x)
+        for cell in self.cells:
+            s0, s1 = s1, cell(s0, s1, *arch)
+        return self.classifier(s1.mean(dim=(2, 3)))
+
+
+class SuperNet(_CellNetwork):
     """The DARTS search network over ``space`` (module docstring).
 
     ``forward(x, arch)``: ``arch`` is ``gamma`` ``(n_edges, n_ops)`` on the simplex per edge,
@@ -75,17 +99,9 @@ class SuperNet(nn.Module):
     """
 
     def __init__(self, space: SearchSpace, in_channels: int = 1, n_classes: int = 10) -> None:
-        super().__init__()
-        self.space = space
+        super().__init__(space, in_channels, n_classes, affine=False,
+                         make_cell=lambda c_pp, c_p: _SearchCell(space, c_pp, c_p))
         self.arch_state: dict[str, Arch] = {}
-        self.stem = _stem(in_channels, space, affine=False)
-        c_pp = c_p = 3 * space.channels
-        cells = []
-        for _ in range(space.n_cells):
-            cells.append(_SearchCell(space, c_pp, c_p))
-            c_pp, c_p = c_p, space.n_nodes * space.channels
-        self.cells = nn.ModuleList(cells)
-        self.classifier = nn.Linear(c_p, n_classes)
 
     @contextmanager
     def using(self, arch: Arch) -> Iterator[None]:
@@ -110,10 +126,7 @@ class SuperNet(nn.Module):
                                                                self.space.n_ops):
             raise ValueError(f"gamma has shape {tuple(arch.shape)}; the space needs "
                              f"({self.space.n_edges}, {self.space.n_ops})")
-        s0 = s1 = self.stem(x)
-        for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1, arch)
-        return self.classifier(s1.mean(dim=(2, 3)))
+        return self._run(x, arch)
 
 
 class _DerivedCell(nn.Module):
@@ -138,31 +151,17 @@ class _DerivedCell(nn.Module):
         return torch.cat(states[2:], dim=1)
 
 
-class DerivedNet(nn.Module):
+class DerivedNet(_CellNetwork):
     """The discrete network of ``genotype`` (affine BatchNorms), trained from scratch."""
 
     def __init__(self, space: SearchSpace, genotype: Genotype, in_channels: int = 1,
                  n_classes: int = 10) -> None:
-        super().__init__()
         if len(genotype.nodes) != space.n_nodes:
             raise ValueError(f"genotype has {len(genotype.nodes)} nodes; the space "
                              f"{space.n_nodes}")
-        self.space, self.genotype = space, genotype
-        self.stem = _stem(in_channels, space, affine=True)
-        c_pp = c_p = 3 * space.channels
-        cells = []
-        for _ in range(space.n_cells):
-            cells.append(_DerivedCell(space, genotype, c_pp, c_p))
-            c_pp, c_p = c_p, space.n_nodes * space.channels
-        self.cells = nn.ModuleList(cells)
-        self.classifier = nn.Linear(c_p, n_classes)
+        super().__init__(space, in_channels, n_classes, affine=True,
+                         make_cell=lambda c_pp, c_p: _DerivedCell(space, genotype, c_pp, c_p))
+        self.genotype = genotype
 
     def forward(self, x: Tensor) -> Tensor:
-        s0 = s1 = self.stem(x)
-        for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1)
-        return self.classifier(s1.mean(dim=(2, 3)))
-
-
-def count_parameters(net: nn.Module) -> int:
-    return sum(p.numel() for p in net.parameters())
+        return self._run(x)

@@ -48,7 +48,7 @@ from ..data import Dataset, Split
 from ..guides.meanfield import MeanField
 from ..inference.hypergrad import HyperProblem, InnerOptimizer, flat_params, unflatten, unrolled
 from ..inference.plain import evaluate_net, train_plain
-from ..inference.svi import Minibatches
+from ..inference.svi import Minibatches, _cosine
 from ..models.bayesnet import BayesianNet
 from ..priors.gaussian import Gaussian
 from .networks import DerivedNet, SuperNet
@@ -109,13 +109,6 @@ def _check(**kw: float) -> None:
             raise ValueError(f"{k} must be > 0 (got {v})")
 
 
-def _cycle(batches: Minibatches, start_epoch: int = 0):
-    epoch = start_epoch
-    while True:
-        yield from batches.epoch(epoch)
-        epoch += 1
-
-
 @torch.no_grad()
 def _supernet_accuracy(net: SuperNet, arch, split: Split, batch_size: int = 500) -> float:
     """Accuracy of the supernet under ``arch``; BatchNorm on each batch's statistics (the
@@ -162,10 +155,9 @@ class _Bilevel(Searcher):
         self.a_opt = torch.optim.Adam([alpha], lr=self.arch_lr, betas=(0.5, 0.999),
                                       weight_decay=self.arch_weight_decay)
         tb = Minibatches(train.x, train.y, self.batch_size, seed)
-        vb = _cycle(Minibatches(val.x, val.y, self.batch_size, seed + 7919))
+        vb = Minibatches(val.x, val.y, self.batch_size, seed + 7919).stream()
         total = self.epochs * len(tb)
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            self.w_opt, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total)))
+        sched = torch.optim.lr_scheduler.LambdaLR(self.w_opt, _cosine(total, floor=0.0))
         history = []
         for epoch in tqdm(range(self.epochs), desc=self.name, unit="epoch",
                           disable=not progress, leave=False, dynamic_ncols=True):
@@ -358,8 +350,7 @@ class SPOS(Searcher):
         opt = torch.optim.Adam(net.parameters(), lr=self.lr)
         tb = Minibatches(train.x, train.y, self.batch_size, seed)
         total = self.epochs * len(tb)
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total)))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, _cosine(total, floor=0.0))
         history = []
         net.train()
         for epoch in tqdm(range(self.epochs), desc=self.name, unit="epoch",

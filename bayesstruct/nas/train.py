@@ -9,7 +9,8 @@ import torch
 
 from ..data import Dataset
 from ..inference.plain import evaluate_net, train_plain
-from .networks import DerivedNet, count_parameters
+from ..pruning.compression import count_parameters
+from .networks import DerivedNet
 from .space import Genotype, SearchSpace
 
 __all__ = ["RetrainResult", "retrain"]
