@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from .data import DATASETS
+from .errors import UserInputError
 
 __all__ = [
     "CompareConfig",
@@ -48,7 +49,7 @@ __all__ = [
 DEFAULT_ENTRY = "ard-logreg-digits"
 
 
-class ConfigError(ValueError):
+class ConfigError(UserInputError):
     """An invalid config: the message names the field, the bad value and the allowed ones."""
 
 

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from .. import posterior as posterior_mod
 from ..data import Dataset, Split
+from ..errors import NonFiniteLossError
 from ..files import load_checkpoint, save_checkpoint
 from ..guides.base import Guide
 from ..models.bayesnet import BayesianNet
@@ -38,10 +39,6 @@ __all__ = ["Minibatches", "NonFiniteLossError", "confusion_matrix", "evaluate", 
 
 CHECKPOINT = "last.pt"
 LR_SCHEDULES = ("constant", "cosine")
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN/inf; the message says where the last good checkpoint is."""
 
 
 @dataclass
