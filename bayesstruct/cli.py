@@ -1,7 +1,8 @@
 """``bayesstruct``: run catalog entries, list the zoo.
 
     bayesstruct run [ENTRY|PATH.yaml] [--inference RECIPE] [--out DIR] [--set key=value ...]
-                    [--device cpu|cuda] [--data-dir DIR] [--resume] [--quiet]
+                    [--device cpu|cuda] [--data-dir DIR] [--resume | --init-from RUN_DIR]
+                    [--quiet]
     bayesstruct compare [ENTRY] [--methods a,b,...] [--out DIR] [--set key=value ...] [--resume]
     bayesstruct diagnose RUN_DIR [--weights N] [--no-plots]
     bayesstruct zoo
@@ -9,8 +10,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -18,15 +21,38 @@ import typer
 
 from .config import DEFAULT_ENTRY, ConfigError, catalog, load_yaml, resolve
 from .data import DataNotFoundError
-from .inference import NonFiniteLossError
+from .errors import NonFiniteLossError, UserInputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  context_settings={"help_option_names": ["-h", "--help"]},
                   help="Bayesian structure selection for neural networks: a model zoo.")
 
 
 def _fail(msg: str, code: int = 2) -> None:
     typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def _errors(interrupted: Callable[[], str] | None = None,
+            diverged: Callable[[], str] | None = None) -> Iterator[None]:
+    """Turn what a user can fix into one line and an exit code: 2 for bad input (configs,
+    files, run directories; an unexpected end of file is bad input too, not a Ctrl-C), 3 for a
+    diverged run (``diverged``: what to do next), 130 for Ctrl-C (``interrupted``: how to go
+    on)."""
+    try:
+        yield
+    except (UserInputError, DataNotFoundError) as e:
+        _fail(str(e))
+    except EOFError as e:  # click would report it as "Aborted!", like a Ctrl-C
+        _fail(f"unexpected end of file ({e or 'EOFError'}): a file read by this command is "
+              "truncated")
+    except NonFiniteLossError as e:
+        _fail(str(e) + (f"\n{diverged()}" if diverged else ""), code=3)
+    except KeyboardInterrupt:
+        if interrupted:
+            typer.echo(f"\ninterrupted; {interrupted()}", err=True)
+        raise typer.Exit(130) from None
 
 
 # options shared by `run` and `compare`
@@ -54,6 +80,9 @@ def run(
     data_dir: DataDir = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue the run in --out (or the "
                                          "entry's latest run)")] = False,
+    init_from: Annotated[Path | None, typer.Option(
+        "--init-from", help="start a new SVI run from the last good parameters of RUN_DIR "
+        "(e.g. after a NaN stop, with --set inference.lr=...)")] = None,
     quiet: Quiet = False,
 ) -> None:
     """Train, compute the posterior, prune, and write a run directory."""
@@ -61,7 +90,12 @@ def run(
     from .runner import run as run_experiment
 
     overrides = _overrides(set_, data_dir)
-    try:
+    box: dict[str, Path | None] = {"out": out}
+    with _errors(interrupted=lambda: f"continue with: bayesstruct run {entry} --out "
+                 f"{box['out']} --resume",
+                 diverged=lambda: "To go on from the last good parameters with a lower "
+                 f"learning rate: bayesstruct run {entry} --init-from {box['out']} --set "
+                 "inference.lr=LOWER --out NEW_DIR"):
         if resume:
             if out is None:
                 out = _latest_run(entry)
@@ -72,15 +106,9 @@ def run(
             cfg = resolve(entry, inference, overrides, device)
             if out is None:
                 out = Path("runs") / cfg.name / time.strftime("%Y%m%d-%H%M%S")
-        run_experiment(cfg, out, resume=resume, progress=not quiet, echo=typer.echo)
-    except (ConfigError, DataNotFoundError) as e:
-        _fail(str(e))
-    except NonFiniteLossError as e:
-        _fail(str(e), code=3)
-    except KeyboardInterrupt:
-        typer.echo(f"\ninterrupted; continue with: bayesstruct run {entry} --out {out} --resume",
-                   err=True)
-        raise typer.Exit(130) from None
+        box["out"] = out
+        run_experiment(cfg, out, resume=resume, progress=not quiet, echo=typer.echo,
+                       init_from=init_from)
 
 
 @app.command()
@@ -109,7 +137,11 @@ def compare(
 
     overrides = _overrides(set_, data_dir)
     chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
-    try:
+    box: dict[str, Path | None] = {"out": out}
+    with _errors(interrupted=lambda: f"continue with: bayesstruct compare {entry} --out "
+                 f"{box['out']} --resume",
+                 diverged=lambda: "Finished bases and methods are kept in "
+                 f"{box['out']}/checkpoints; lower compare.lr (or inference.lr) in a new run"):
         if resume:
             if out is None:
                 out = _latest_run(entry)
@@ -118,14 +150,9 @@ def compare(
             cfg = resolve(entry, inference, overrides, device)
             if out is None:
                 out = Path("runs") / cfg.name / time.strftime("%Y%m%d-%H%M%S")
+        box["out"] = out
         run_compare(cfg, out, methods=chosen, resume=resume, progress=not quiet,
                     echo=typer.echo)
-    except (ConfigError, DataNotFoundError) as e:
-        _fail(str(e))
-    except KeyboardInterrupt:
-        typer.echo(f"\ninterrupted; continue with: bayesstruct compare {entry} --out {out} "
-                   "--resume", err=True)
-        raise typer.Exit(130) from None
 
 
 @app.command()
@@ -141,18 +168,17 @@ def diagnose(
 
     Writes diagnose.csv, diagnose.json and diagnose-*.png into RUN_DIR.
     """
-    import json
-
     from . import diagnostics, posterior, pruning
-    from .files import write_text
+    from .files import write_json, write_text
     from .report import format_table
 
     path = run_dir / "posterior.nc"
     if not path.is_file():
         _fail(f"{path} does not exist: diagnose reads the posterior.nc of a finished "
               "`bayesstruct run`")
-    post = posterior.load(path)
-    d = diagnostics.diagnose(post, num_weights=weights)
+    with _errors():
+        post = posterior.load(path)
+        d = diagnostics.diagnose(post, num_weights=weights)
     cols = ["mean", "sd", "r_hat", "ess_bulk", "ess_tail", "mcse_mean"]
     rows = [[name] + [f"{float(r[c]):.4g}" for c in cols] for name, r in d.summary[cols].iterrows()]
     typer.echo(f"{run_dir}: engine {d.engine}, {d.num_chains} chain(s) x {d.num_draws} draws")
@@ -167,12 +193,14 @@ def diagnose(
         typer.secho("no warnings: R-hat, ESS and divergences are within bounds",
                     fg=typer.colors.GREEN)
     write_text(run_dir / "diagnose.csv", d.summary.to_csv(index_label="quantity"))
-    write_text(run_dir / "diagnose.json", json.dumps(d.to_dict(), indent=2))
+    write_json(run_dir / "diagnose.json", d.to_dict())
     if plots:
-        log_rho = pruning.log_relative_density(post) if posterior.weight_sites(post) else None
-        for p in diagnostics.plot_diagnostics(post, run_dir, num_weights=weights,
-                                              log_rho=log_rho):
-            typer.echo(f"wrote {p}")
+        with _errors():
+            log_rho = (pruning.log_relative_density(post) if posterior.weight_sites(post)
+                       else None)
+            for p in diagnostics.plot_diagnostics(post, run_dir, num_weights=weights,
+                                                  log_rho=log_rho):
+                typer.echo(f"wrote {p}")
 
 
 def _latest_run(entry: str) -> Path:

@@ -156,10 +156,28 @@ def save(idata: InferenceData, path: str | os.PathLike) -> Path:
 
 
 def load(path: str | os.PathLike) -> InferenceData:
-    """Read a posterior written by :func:`save`, fully into memory."""
-    idata = az.from_netcdf(str(path), engine="h5netcdf")
-    for g in idata.groups():
-        getattr(idata, g).load()
+    """Read a posterior written by :func:`save`, fully into memory.
+
+    Raises:
+        CheckpointError: the file is missing, truncated or not netCDF, or is an InferenceData
+            that no bayesstruct engine wrote (no ``posterior`` group or no ``engine``
+            attribute); the message names the file."""
+    from .errors import CheckpointError
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"posterior file {path} does not exist")
+    try:
+        idata = az.from_netcdf(str(path), engine="h5netcdf")
+        for g in idata.groups():
+            getattr(idata, g).load()
+    except Exception as e:  # noqa: BLE001 - OSError, ValueError, KeyError from h5py/xarray
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(f"{path} cannot be read as a netCDF posterior ({msg}); was it "
+                              "written completely by `bayesstruct run`?") from None
+    if "posterior" not in idata.groups() or "engine" not in idata.attrs:
+        raise CheckpointError(f"{path} is not a bayesstruct posterior (groups: "
+                              f"{', '.join(idata.groups()) or 'none'}; no 'engine' attribute)")
     return idata
 
 

@@ -27,7 +27,6 @@ Every file is written atomically; an existing run is never overwritten (resume i
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,9 +38,10 @@ import torch
 from . import data as data_mod
 from . import guides, nets, posterior, priors, pruning
 from .config import CompareConfig, ConfigError, RunConfig, load_yaml, to_yaml, validate
-from .files import write_text
+from .errors import CheckpointError
+from .files import load_latest_checkpoint, previous_path, write_json, write_text
 from .inference import mcmc, psgld, sgld, svi
-from .inference.svi import evaluate
+from .inference.svi import CHECKPOINT, evaluate
 from .models import BayesianNet, likelihoods
 from .report import (
     format_table,
@@ -51,6 +51,7 @@ from .report import (
     plot_snr_curves,
     write_csv,
 )
+from .rundir import check_out, open_run_dir, resume_changes
 
 __all__ = ["build_model", "compare", "infer", "load_data", "load_run_config", "resolve_device",
            "run"]
@@ -79,9 +80,11 @@ def build_model(cfg: RunConfig, ds: data_mod.Dataset) -> BayesianNet:
 
 def infer(cfg: RunConfig, model: BayesianNet, ds: data_mod.Dataset, *,
           device: torch.device | str = "cpu", checkpoint_dir: Path | None = None,
-          resume: bool = False, progress: bool = True) -> posterior.InferenceData:
+          resume: bool = False, progress: bool = True,
+          init_from: dict | None = None) -> posterior.InferenceData:
     """Run the recipe's engine on ``model`` and ``ds``; every engine returns the same
-    ``InferenceData`` layout (M9)."""
+    ``InferenceData`` layout (M9). ``init_from``: an SVI checkpoint whose parameters start
+    the fit."""
     inf = cfg.inference
     if inf.engine == "svi":
         if inf.prior_update == "closed_form":
@@ -105,7 +108,7 @@ def infer(cfg: RunConfig, model: BayesianNet, ds: data_mod.Dataset, *,
                    checkpoint_dir=checkpoint_dir, resume=resume, num_draws=inf.num_draws,
                    eb_every=inf.eb_every, prior_update=inf.prior_update,
                    temperature=inf.temperature, temperature_final=inf.temperature_final,
-                   progress=progress)
+                   progress=progress, init_from=init_from)
     if getattr(model.prior, "empirical_bayes", False):
         raise ConfigError(f"engine {inf.engine!r} samples a fixed prior; prior "
                           f"{cfg.prior.kind!r} is set to empirical Bayes (use "
@@ -161,10 +164,18 @@ def load_run_config(out: str | Path, overrides: list[str] | tuple[str, ...] = ()
 
 
 def run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bool = True,
-        echo: Callable[[str], Any] = print) -> dict[str, Any]:
+        echo: Callable[[str], Any] = print, init_from: str | Path | None = None
+        ) -> dict[str, Any]:
     """Run one experiment into ``out``; return its metrics (also in ``metrics.json``).
 
-    An entry with a ``compare`` section runs the pruning comparison (:func:`compare`)."""
+    An entry with a ``compare`` section runs the pruning comparison (:func:`compare`).
+    ``init_from`` (a run directory or a checkpoint file of an SVI run) starts this run's
+    variational parameters from that run's last good checkpoint, with a fresh optimiser."""
+    if init_from is not None and (resume or cfg.compare is not None or cfg.hypergrad is not None
+                                  or cfg.nas is not None or cfg.inference.engine != "svi"):
+        raise ConfigError("--init-from starts a new SVI run from another run's parameters; it "
+                          "does not combine with --resume, compare, hypergrad or nas entries, "
+                          f"or engine {cfg.inference.engine!r}")
     if cfg.compare is not None:
         return compare(cfg, out, resume=resume, progress=progress, echo=echo)
     if cfg.hypergrad is not None:
@@ -177,26 +188,95 @@ def run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bool
             raise ConfigError("architecture-search runs have no checkpoints to resume; run "
                               "again with a new --out")
         return nas(cfg, out, progress=progress, echo=echo)
-    out = Path(out)
-    if (out / "config.yaml").exists() and not resume:
-        raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose "
-                          "another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "config.yaml", to_yaml(cfg))
+    out = check_out(out, resume)
+    saved = _check_resume(cfg, out, echo) if resume else None
+    init = _init_checkpoint(init_from) if init_from is not None else None
     device = resolve_device(cfg)
     t0 = time.perf_counter()
     ds = load_data(cfg, device)
+    cfg = _record_data_source(cfg, ds)
     model = build_model(cfg, ds)
     inf = cfg.inference
-    what = f"guide {inf.guide}" if inf.engine == "svi" else f"{inf.num_chains} chains"
-    echo(f"{cfg.name}: {cfg.net.kind} on {cfg.data.name} ({len(ds.train)} train / "
-         f"{len(ds.val)} val / {len(ds.test)} test), prior {cfg.prior.kind}, "
-         f"{inf.engine} ({what}), {model.num_weights()} weights, device {device}")
-    post = infer(cfg, model, ds, device=device, checkpoint_dir=out / "checkpoints",
-                 resume=resume, progress=progress)
-    train_seconds = time.perf_counter() - t0
-    posterior.save(post, out / "posterior.nc")
+    with open_run_dir(out, resume):
+        if saved is None or cfg.model_dump() != saved:
+            write_text(out / "config.yaml", to_yaml(cfg))
+        what = f"guide {inf.guide}" if inf.engine == "svi" else f"{inf.num_chains} chains"
+        echo(f"{cfg.name}: {cfg.net.kind} on {cfg.data.name} ({len(ds.train)} train / "
+             f"{len(ds.val)} val / {len(ds.test)} test), prior {cfg.prior.kind}, "
+             f"{inf.engine} ({what}), {model.num_weights()} weights, device {device}")
+        if init is not None:
+            echo(f"starting from the parameters of {init[1]} (epoch {init[0].get('epoch')})")
+        post = infer(cfg, model, ds, device=device, checkpoint_dir=out / "checkpoints",
+                     resume=resume, progress=progress,
+                     init_from=init[0] if init is not None else None)
+        train_seconds = time.perf_counter() - t0
+        posterior.save(post, out / "posterior.nc")
+        metrics = _report(cfg, out, model, ds, post, device, train_seconds, echo)
+    if init is not None:
+        metrics["init_from"] = str(init[1])
+        write_json(out / "metrics.json", metrics)
+    return metrics
 
+
+def _refuse_resume_changes(cfg: RunConfig, out: Path) -> dict[str, Any]:
+    """The saved config of the run in ``out`` (as a dict); refuses a resume whose ``cfg``
+    changes what shaped that run, naming every field with its old and new value."""
+    saved = load_run_config(out).model_dump()
+    changed = resume_changes(saved, cfg.model_dump())
+    if changed:
+        raise ConfigError(
+            f"--resume cannot change what shaped the run in {out}: "
+            + "; ".join(f"{k} {a!r} -> {b!r}" for k, a, b in changed)
+            + ". Start a new run instead (bayesstruct run ENTRY --init-from "
+            f"{out} --set ... starts one from its last good parameters)")
+    return saved
+
+
+def _check_resume(cfg: RunConfig, out: Path, echo: Callable[[str], Any]) -> dict[str, Any]:
+    """The saved config of the run in ``out`` (as a dict), after refusing a resume that would
+    change what shaped its training (:func:`_refuse_resume_changes`) or end before the
+    checkpoint's epoch; says what a raised ``epochs`` does. Writes nothing."""
+    saved = _refuse_resume_changes(cfg, out)
+    old_epochs, epochs = saved["inference"]["epochs"], cfg.inference.epochs
+    if cfg.inference.engine == "svi":
+        path = out / "checkpoints" / CHECKPOINT
+        if path.exists() or previous_path(path).exists():
+            at = load_latest_checkpoint(path)[0].get("epoch", 0)
+            if at > epochs:
+                raise ConfigError(f"--resume: inference.epochs={epochs} is below the checkpoint's "
+                                  f"epoch {at} in {path}; allowed: inference.epochs >= {at}")
+        if epochs != old_epochs:
+            sched = (" The cosine lr schedule is recomputed over the new length: from the "
+                     "current step on, the lr follows the longer curve."
+                     if cfg.inference.lr_schedule == "cosine" else "")
+            echo(f"resume: inference.epochs {old_epochs} -> {epochs}; training continues from "
+                 f"the checkpoint to epoch {epochs}.{sched}")
+    return saved
+
+
+def _init_checkpoint(init_from: str | Path) -> tuple[dict, Path]:
+    """The last good SVI checkpoint of a run directory (or a checkpoint file)."""
+    path = Path(init_from)
+    if path.is_dir():
+        path = path / "checkpoints" / CHECKPOINT
+    if not path.exists() and not previous_path(path).exists():
+        raise CheckpointError(f"--init-from {init_from}: no SVI checkpoint at {path}")
+    return load_latest_checkpoint(path)
+
+
+def _record_data_source(cfg: RunConfig, ds: data_mod.Dataset) -> RunConfig:
+    """Write the folder the IDX files were actually read from into ``data.data_dir``."""
+    source = getattr(ds, "source", None)
+    if source is None or cfg.data.data_dir == source or cfg.data.name not in data_mod.IDX_FILES:
+        return cfg
+    return cfg.model_copy(update={"data": cfg.data.model_copy(update={"data_dir": str(source)})})
+
+
+def _report(cfg: RunConfig, out: Path, model: BayesianNet, ds: data_mod.Dataset,
+            post: posterior.InferenceData, device: torch.device, train_seconds: float,
+            echo: Callable[[str], Any]) -> dict[str, Any]:
+    """Decide, prune, evaluate and write the run's figures, tables and ``metrics.json``."""
+    inf = cfg.inference
     # -- pruning ----------------------------------------------------------------------------
     pc = cfg.pruning
     decision = pruning.make_decision(
@@ -281,7 +361,7 @@ def run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bool
         "device": str(device),
         "compression": summary,
     }
-    write_text(out / "metrics.json", json.dumps(metrics, indent=2))
+    write_json(out / "metrics.json", metrics)
     echo("")
     echo(format_table(
         [[f"{100 * metrics['test_acc']:.2f}", f"{100 * metrics['fraction_removed']:.1f}",
@@ -339,10 +419,9 @@ def compare(cfg: RunConfig, out: str | Path, *, methods: list[str] | None = None
     if methods is not None:
         cc = validate(CompareConfig, {**cc.model_dump(), "methods": methods}, "--methods")
     cfg = cfg.model_copy(update={"compare": cc})
-    out = Path(out)
-    if (out / "config.yaml").exists() and not resume:
-        raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose "
-                          "another --out")
+    out = check_out(out, resume)
+    if resume:
+        _refuse_resume_changes(cfg, out)
     inf = cfg.inference
     if "variational" in cc.methods and inf.guide != "meanfield":
         raise ConfigError(f"method 'variational' needs the meanfield guide; recipe "
@@ -370,37 +449,37 @@ def compare(cfg: RunConfig, out: str | Path, *, methods: list[str] | None = None
         pruning.check_methods(make_net(), cc.methods, settings)
     except ValueError as e:
         raise ConfigError(f"compare: {e}") from None
-    out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "config.yaml", to_yaml(cfg))
+    with open_run_dir(out, resume):
+        write_text(out / "config.yaml", to_yaml(cfg))
 
-    echo(f"{cfg.name}: pruning comparison, {cfg.net.kind} on {cfg.data.name} "
-         f"({len(ds.train)} train / {len(ds.test)} test), methods {', '.join(cc.methods)}")
-    t0 = time.perf_counter()
-    res = pruning.compare(make_net, ds, cc.methods, settings, prior=prior, device=device,
-                          progress=progress, checkpoint_dir=out / "checkpoints", echo=echo)
-    write_csv(res.rows, out / "comparison.csv")
-    plot_comparison(res.rows, out / "comparison.png",
-                    title=f"{cfg.name}: {cfg.net.kind} on {cfg.data.name} (test accuracy)")
-    table = res.table()
-    header = ["method"] + [f"{100 * f:g}% removed" for f in pruning.TABLE_FRACTIONS]
-    echo("")
-    echo(format_table([[m] + [f"{100 * a:.2f}" for a in accs.values()]
-                       for m, accs in table.items()], header))
-    metrics = {
-        "entry": cfg.name,
-        "dataset": cfg.data.name,
-        "net": cfg.net.kind,
-        "methods": list(cc.methods),
-        "bases": res.bases,
-        "test_acc_at": {m: {f"{f:g}": a for f, a in accs.items()} for m, accs in table.items()},
-        "settings": {k: list(v) if isinstance(v, tuple) else v
-                     for k, v in asdict(settings).items()},
-        "seconds": time.perf_counter() - t0,
-        "device": str(device),
-    }
-    write_text(out / "metrics.json", json.dumps(metrics, indent=2))
-    echo(f"\nrun directory: {out} (comparison.csv, comparison.png, metrics.json)")
-    return metrics
+        echo(f"{cfg.name}: pruning comparison, {cfg.net.kind} on {cfg.data.name} "
+             f"({len(ds.train)} train / {len(ds.test)} test), methods {', '.join(cc.methods)}")
+        t0 = time.perf_counter()
+        res = pruning.compare(make_net, ds, cc.methods, settings, prior=prior, device=device,
+                              progress=progress, checkpoint_dir=out / "checkpoints", echo=echo)
+        write_csv(res.rows, out / "comparison.csv")
+        plot_comparison(res.rows, out / "comparison.png",
+                        title=f"{cfg.name}: {cfg.net.kind} on {cfg.data.name} (test accuracy)")
+        table = res.table()
+        header = ["method"] + [f"{100 * f:g}% removed" for f in pruning.TABLE_FRACTIONS]
+        echo("")
+        echo(format_table([[m] + [f"{100 * a:.2f}" for a in accs.values()]
+                           for m, accs in table.items()], header))
+        metrics = {
+            "entry": cfg.name,
+            "dataset": cfg.data.name,
+            "net": cfg.net.kind,
+            "methods": list(cc.methods),
+            "bases": res.bases,
+            "test_acc_at": {m: {f"{f:g}": a for f, a in accs.items()} for m, accs in table.items()},
+            "settings": {k: list(v) if isinstance(v, tuple) else v
+                         for k, v in asdict(settings).items()},
+            "seconds": time.perf_counter() - t0,
+            "device": str(device),
+        }
+        write_json(out / "metrics.json", metrics)
+        echo(f"\nrun directory: {out} (comparison.csv, comparison.png, metrics.json)")
+        return metrics
 
 
 #: the seed's tables (seed 002), quoted beside our figures
@@ -413,9 +492,7 @@ SEED_KERNEL = {"ce_before": 0.63, "ce_after": 0.44, "auc_before": 0.53, "auc_aft
 def _new_experiment(cfg: RunConfig, out: str | Path
                     ) -> tuple[Path, torch.device, data_mod.Dataset]:
     """An experiment without checkpoints: refuse a used ``out``, then the device and data."""
-    out = Path(out)
-    if (out / "config.yaml").exists():
-        raise ConfigError(f"{out} already holds a run; choose another --out")
+    out = check_out(out, resume=False)
     device = resolve_device(cfg)
     return out, device, load_data(cfg, device)
 
@@ -430,60 +507,62 @@ def hypergrad(cfg: RunConfig, out: str | Path, *, progress: bool = True,
     if hc.experiment == "kernel_width" and ds.n_classes != 2:
         raise ConfigError(f"hypergrad.experiment: kernel_width is two-class kernel logistic "
                           f"regression; data {cfg.data.name!r} has {ds.n_classes} classes")
-    out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "config.yaml", to_yaml(cfg))
-    echo(f"{cfg.name}: hypergradient experiment {hc.experiment!r} on {cfg.data.name} "
-         f"({len(ds.train)} train / {len(ds.val)} val / {len(ds.test)} test)")
-    if hc.experiment == "kernel_width":
-        r = ex.klr_experiment(ds.train, ds.val, ds.test, width0=hc.width0, c=hc.c,
-                              jitter=hc.jitter, outer_steps=hc.outer_steps,
-                              hyper_lr=hc.hyper_lr, inner_tol=hc.inner_tol, progress=progress)
-        rows = [{"metric": "cross-entropy", "before": r.ce_before, "after": r.ce_after,
-                 "seed_before": SEED_KERNEL["ce_before"], "seed_after": SEED_KERNEL["ce_after"]},
-                {"metric": "AUC", "before": r.auc_before, "after": r.auc_after,
-                 "seed_before": SEED_KERNEL["auc_before"], "seed_after": SEED_KERNEL["auc_after"]}]
-        metrics = {"entry": cfg.name, "experiment": hc.experiment, "width_before": r.width_before,
-                   "width_after": r.width_after, "test": rows, "history": r.history}
-        _plot_history(r.history, "lam_mean", "log kernel width", out / "hypergrad.png",
-                      f"{cfg.name}: the RBF width learned by the honest loop")
-        echo(format_table([[x["metric"], x["before"], x["after"], x["seed_before"],
-                            x["seed_after"]] for x in rows],
-                          ["test", f"width {r.width_before:g}", f"learned {r.width_after:.3g}",
-                           "seed before", "seed after"]))
-    else:
-        if cfg.net is None:
-            raise ConfigError("hypergrad.experiment l2 needs a net section")
+    with open_run_dir(out, False):
+        write_text(out / "config.yaml", to_yaml(cfg))
+        echo(f"{cfg.name}: hypergradient experiment {hc.experiment!r} on {cfg.data.name} "
+             f"({len(ds.train)} train / {len(ds.val)} val / {len(ds.test)} test)")
+        if hc.experiment == "kernel_width":
+            r = ex.klr_experiment(ds.train, ds.val, ds.test, width0=hc.width0, c=hc.c,
+                                  jitter=hc.jitter, outer_steps=hc.outer_steps,
+                                  hyper_lr=hc.hyper_lr, inner_tol=hc.inner_tol, progress=progress)
+            sk = SEED_KERNEL
+            rows = [{"metric": "cross-entropy", "before": r.ce_before, "after": r.ce_after,
+                     "seed_before": sk["ce_before"], "seed_after": sk["ce_after"]},
+                    {"metric": "AUC", "before": r.auc_before, "after": r.auc_after,
+                     "seed_before": sk["auc_before"], "seed_after": sk["auc_after"]}]
+            metrics = {"entry": cfg.name, "experiment": hc.experiment,
+                       "width_before": r.width_before, "width_after": r.width_after,
+                       "test": rows, "history": r.history}
+            _plot_history(r.history, "lam_mean", "log kernel width", out / "hypergrad.png",
+                          f"{cfg.name}: the RBF width learned by the honest loop")
+            echo(format_table([[x["metric"], x["before"], x["after"], x["seed_before"],
+                                x["seed_after"]] for x in rows],
+                              ["test", f"width {r.width_before:g}", f"learned {r.width_after:.3g}",
+                               "seed before", "seed after"]))
+        else:
+            if cfg.net is None:
+                raise ConfigError("hypergrad.experiment l2 needs a net section")
 
-        def make_net():
-            return nets.build(cfg.net.kind, ds.input_shape, ds.n_classes, cfg.net.hidden,
-                              cfg.net.activation)
+            def make_net():
+                return nets.build(cfg.net.kind, ds.input_shape, ds.n_classes, cfg.net.hidden,
+                                  cfg.net.activation)
 
-        rows, histories = [], {}
-        for mode in hc.modes:
-            r = ex.l2_experiment(make_net, ds.train, ds.val, ds.test, mode,
-                                 epochs_weights=hc.epochs_weights, epochs_hyper=hc.epochs_hyper,
-                                 batch_size=hc.batch_size, lr=hc.lr, k=hc.k,
-                                 hyper_lr=hc.hyper_lr, init_decay=hc.init_decay,
-                                 optimizer=hc.optimizer, seed=cfg.seed, device=device,
-                                 progress=progress)
-            rows.append({"mode": mode, "test_ce": r.test_ce, "one_minus_auc": r.one_minus_auc,
-                         "test_acc": r.test_acc, "lam_mean": r.lam_mean, "lam_std": r.lam_std,
-                         "seconds": r.seconds, "seed_test_ce": SEED_L2[mode]["test_ce"],
-                         "seed_one_minus_auc": SEED_L2[mode]["one_minus_auc"]})
-            histories[mode] = r.history
-        metrics = {"entry": cfg.name, "experiment": hc.experiment, "test": rows,
-                   "history": histories}
-        if any(histories.values()):
-            _plot_history(histories, "val_loss", "validation cross-entropy",
-                          out / "hypergrad.png", f"{cfg.name}: the greedy loop")
-        echo(format_table([[x["mode"], x["test_ce"], x["one_minus_auc"], x["test_acc"],
-                            x["seed_test_ce"], x["seed_one_minus_auc"]] for x in rows],
-                          ["regularisation", "test CE", "1 - AUC", "test acc", "seed CE",
-                           "seed 1 - AUC"]))
-    write_csv(rows, out / "hypergrad.csv")
-    write_text(out / "metrics.json", json.dumps(metrics, indent=2))
-    echo(f"\nrun directory: {out}")
-    return metrics
+            rows, histories = [], {}
+            for mode in hc.modes:
+                r = ex.l2_experiment(make_net, ds.train, ds.val, ds.test, mode,
+                                     epochs_weights=hc.epochs_weights, epochs_hyper=hc.epochs_hyper,
+                                     batch_size=hc.batch_size, lr=hc.lr, k=hc.k,
+                                     hyper_lr=hc.hyper_lr, init_decay=hc.init_decay,
+                                     optimizer=hc.optimizer, seed=cfg.seed, device=device,
+                                     progress=progress)
+                rows.append({"mode": mode, "test_ce": r.test_ce, "one_minus_auc": r.one_minus_auc,
+                             "test_acc": r.test_acc, "lam_mean": r.lam_mean, "lam_std": r.lam_std,
+                             "seconds": r.seconds, "seed_test_ce": SEED_L2[mode]["test_ce"],
+                             "seed_one_minus_auc": SEED_L2[mode]["one_minus_auc"]})
+                histories[mode] = r.history
+            metrics = {"entry": cfg.name, "experiment": hc.experiment, "test": rows,
+                       "history": histories}
+            if any(histories.values()):
+                _plot_history(histories, "val_loss", "validation cross-entropy",
+                              out / "hypergrad.png", f"{cfg.name}: the greedy loop")
+            echo(format_table([[x["mode"], x["test_ce"], x["one_minus_auc"], x["test_acc"],
+                                x["seed_test_ce"], x["seed_one_minus_auc"]] for x in rows],
+                              ["regularisation", "test CE", "1 - AUC", "test acc", "seed CE",
+                               "seed 1 - AUC"]))
+        write_csv(rows, out / "hypergrad.csv")
+        write_json(out / "metrics.json", metrics)
+        echo(f"\nrun directory: {out}")
+        return metrics
 
 
 def nas(cfg: RunConfig, out: str | Path, *, progress: bool = True,
@@ -506,52 +585,52 @@ def nas(cfg: RunConfig, out: str | Path, *, progress: bool = True,
     settings = nc.model_dump(include={"epochs", "batch_size", "lr", "arch_lr", "prior",
                                       "concentration", "temperature", "temperature_final",
                                       "random_samples", "random_epochs", "spos_candidates"})
-    out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "config.yaml", to_yaml(cfg))
-    echo(f"{cfg.name}: architecture search ({', '.join(nc.searchers)}; seeds {nc.seeds}) on "
-         f"{cfg.data.name} ({len(ds.train)} train / {len(ds.val)} val / {len(ds.test)} test), "
-         f"{space.n_architectures:.3g} cells in the space")
-    rows, runs = [], {}
-    for seed in nc.seeds:
-        for name in nc.searchers:
-            found = nas_mod.build_searcher(name, **settings).search(ds, space, seed=seed,
-                                                                    device=device,
-                                                                    progress=progress)
-            score = nas_mod.retrain(found.genotype, wide, ds, epochs=nc.retrain_epochs,
-                                    lr=nc.lr, seed=seed, device=device, progress=progress)
-            rows.append({"searcher": name, "seed": seed, "test_acc": score.test_acc,
-                         "val_acc": score.val_acc, "params": score.n_params,
-                         "search_s": found.seconds, "retrain_s": score.seconds,
-                         "genotype": str(found.genotype)})
-            runs.setdefault(name, []).append(
-                {"seed": seed, "test_acc": score.test_acc, "genotype": found.genotype,
-                 "logits": None if found.logits is None else found.logits.tolist()})
-            write_csv(rows, out / "nas.csv")
-            echo(f"  {name} seed {seed}: test {100 * score.test_acc:.2f}%, search "
-                 f"{found.seconds:.1f} s, {score.n_params} parameters, cell {found.genotype}")
-    summary = []
-    for name, rs in runs.items():
-        acc = np.array([100 * r["test_acc"] for r in rs])
-        mine = [r for r in rows if r["searcher"] == name]
-        seed_top1, seed_hours = nas_mod.SEED_TABLE.get(name, (None, None))
-        summary.append({
-            "searcher": name, "test_acc_mean": float(acc.mean()),
-            "test_acc_sd": float(acc.std(ddof=1)) if len(acc) > 1 else float("nan"),
-            "search_s_mean": float(np.mean([r["search_s"] for r in mine])),
-            "params_mean": float(np.mean([r["params"] for r in mine])),
-            "cross_seed_change": nas_mod.cross_seed_change([r["genotype"] for r in rs]),
-            "seed_top1": seed_top1, "seed_hours": seed_hours})
-    nas_mod.plot_stability(runs, space, [0.1, 0.3, 1.0], out / "nas.png")
-    metrics = {"entry": cfg.name, "experiment": "nas", "summary": summary, "runs": rows}
-    write_text(out / "metrics.json", json.dumps(metrics, indent=2))
-    echo(format_table([[s["searcher"], s["test_acc_mean"], s["test_acc_sd"],
-                        s["search_s_mean"], s["params_mean"], s["cross_seed_change"],
-                        s["seed_top1"] if s["seed_top1"] is not None else "-"]
-                       for s in summary],
-                      ["searcher", "test top-1 %", "sd over seeds", "search s", "params",
-                       "cell change across seeds", "seed 003 top-1"]))
-    echo(f"\nrun directory: {out}")
-    return metrics
+    with open_run_dir(out, False):
+        write_text(out / "config.yaml", to_yaml(cfg))
+        echo(f"{cfg.name}: architecture search ({', '.join(nc.searchers)}; seeds {nc.seeds}) on "
+             f"{cfg.data.name} ({len(ds.train)} train / {len(ds.val)} val / {len(ds.test)} test), "
+             f"{space.n_architectures:.3g} cells in the space")
+        rows, runs = [], {}
+        for seed in nc.seeds:
+            for name in nc.searchers:
+                found = nas_mod.build_searcher(name, **settings).search(ds, space, seed=seed,
+                                                                        device=device,
+                                                                        progress=progress)
+                score = nas_mod.retrain(found.genotype, wide, ds, epochs=nc.retrain_epochs,
+                                        lr=nc.lr, seed=seed, device=device, progress=progress)
+                rows.append({"searcher": name, "seed": seed, "test_acc": score.test_acc,
+                             "val_acc": score.val_acc, "params": score.n_params,
+                             "search_s": found.seconds, "retrain_s": score.seconds,
+                             "genotype": str(found.genotype)})
+                runs.setdefault(name, []).append(
+                    {"seed": seed, "test_acc": score.test_acc, "genotype": found.genotype,
+                     "logits": None if found.logits is None else found.logits.tolist()})
+                write_csv(rows, out / "nas.csv")
+                echo(f"  {name} seed {seed}: test {100 * score.test_acc:.2f}%, search "
+                     f"{found.seconds:.1f} s, {score.n_params} parameters, cell {found.genotype}")
+        summary = []
+        for name, rs in runs.items():
+            acc = np.array([100 * r["test_acc"] for r in rs])
+            mine = [r for r in rows if r["searcher"] == name]
+            seed_top1, seed_hours = nas_mod.SEED_TABLE.get(name, (None, None))
+            summary.append({
+                "searcher": name, "test_acc_mean": float(acc.mean()),
+                "test_acc_sd": float(acc.std(ddof=1)) if len(acc) > 1 else float("nan"),
+                "search_s_mean": float(np.mean([r["search_s"] for r in mine])),
+                "params_mean": float(np.mean([r["params"] for r in mine])),
+                "cross_seed_change": nas_mod.cross_seed_change([r["genotype"] for r in rs]),
+                "seed_top1": seed_top1, "seed_hours": seed_hours})
+        nas_mod.plot_stability(runs, space, [0.1, 0.3, 1.0], out / "nas.png")
+        metrics = {"entry": cfg.name, "experiment": "nas", "summary": summary, "runs": rows}
+        write_json(out / "metrics.json", metrics)
+        echo(format_table([[s["searcher"], s["test_acc_mean"], s["test_acc_sd"],
+                            s["search_s_mean"], s["params_mean"], s["cross_seed_change"],
+                            s["seed_top1"] if s["seed_top1"] is not None else "-"]
+                           for s in summary],
+                          ["searcher", "test top-1 %", "sd over seeds", "search s", "params",
+                           "cell change across seeds", "seed 003 top-1"]))
+        echo(f"\nrun directory: {out}")
+        return metrics
 
 
 def _plot_history(history, key: str, label: str, path: Path, title: str) -> None:

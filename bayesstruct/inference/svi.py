@@ -29,13 +29,13 @@ from tqdm.auto import tqdm
 
 from .. import posterior as posterior_mod
 from ..data import Dataset, Split
-from ..errors import NonFiniteLossError
-from ..files import load_checkpoint, save_checkpoint
+from ..errors import CheckpointError, NonFiniteLossError
+from ..files import load_latest_checkpoint, previous_path, save_checkpoint
 from ..guides.base import Guide
 from ..models.bayesnet import BayesianNet
 
-__all__ = ["Minibatches", "NonFiniteLossError", "confusion_matrix", "evaluate", "macro_f1",
-           "make_adam", "prior_updates", "svi"]
+__all__ = ["Minibatches", "NonFiniteLossError", "check_resume", "confusion_matrix", "evaluate",
+           "macro_f1", "make_adam", "prior_updates", "svi", "training_settings"]
 
 CHECKPOINT = "last.pt"
 LR_SCHEDULES = ("constant", "cosine")
@@ -147,7 +147,8 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
         resume: bool = False, num_draws: int = 100, eb_every: int = 1,
         prior_update: str = "auto", temperature: float | None = None,
         temperature_final: float | None = None, progress: bool = True,
-        callbacks: Sequence[Callable[[dict], None]] = ()) -> posterior_mod.InferenceData:
+        callbacks: Sequence[Callable[[dict], None]] = (),
+        init_from: str | Path | dict | None = None) -> posterior_mod.InferenceData:
     """Fit ``guide`` to ``model`` by SVI and return the posterior as ``InferenceData``.
 
     Args:
@@ -159,7 +160,17 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
         kl_weight: beta of M1; ``kl_warmup_epochs`` ramps it linearly from 0.
         patience: stop after this many epochs without a better validation NLL (needs ``val``)
             and restore the best state.
-        checkpoint_dir: where ``last.pt`` is written after every epoch; ``resume`` continues it.
+        checkpoint_dir: where ``last.pt`` is written after every epoch (the one before kept as
+            ``last.prev.pt``, the fallback when the newest cannot be read); ``resume``
+            continues it. The checkpoint records the settings that shape training
+            (:func:`training_settings`): a resume that changes any of them is refused with a
+            :class:`~bayesstruct.errors.CheckpointError` naming each field, old and new value.
+            Raising ``epochs`` is allowed: training continues to the new last epoch (a cosine
+            schedule is recomputed over the new length, so the lr steps onto the longer curve);
+            ``epochs`` below the checkpoint's epoch is refused.
+        init_from: a checkpoint file (or a dict loaded from one) whose variational parameters
+            and prior hyperparameters start this run; the optimiser, schedule and step count
+            start afresh (e.g. to go on with a lower ``lr`` after a NaN stop).
         prior_update: ``"closed_form"`` sets the prior's hyperparameters to their closed-form
             empirical-Bayes values (M3) every ``eb_every`` gradient steps, ``"none"`` holds them
             fixed, ``"auto"`` follows the prior's own ``empirical_bayes`` setting.
@@ -169,6 +180,18 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
             it geometrically per step, ``t_s = t_0 (t_1 / t_0)^(s / S)`` over the ``S`` steps.
         callbacks: called after every epoch (and its checkpoint) with the epoch's record.
     """
+    _check_positive(epochs=epochs, batch_size=batch_size, num_draws=num_draws, eb_every=eb_every)
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a finite number > 0 (got {lr})")
+    if not (math.isfinite(kl_weight) and kl_weight >= 0):
+        raise ValueError(f"kl_weight must be a finite number >= 0 (got {kl_weight})")
+    if not (math.isfinite(kl_warmup_epochs) and kl_warmup_epochs >= 0):
+        raise ValueError(f"kl_warmup_epochs must be a finite number >= 0 (got {kl_warmup_epochs})")
+    if patience is not None and patience < 1:
+        raise ValueError(f"patience must be >= 1 or None (got {patience})")
+    if resume and init_from is not None:
+        raise ValueError("resume continues a checkpoint and init_from starts a new run from "
+                         "one: pass one of them")
     device = torch.device(device)
     train, val = _as_splits(data, val)
     train, val = train.to(device), (val.to(device) if val is not None else None)
@@ -197,11 +220,23 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
     total_steps = epochs * len(batches)
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
 
+    settings = training_settings(
+        model, guide, train, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
+        kl_weight=kl_weight, kl_warmup_epochs=kl_warmup_epochs, seed=seed, patience=patience,
+        prior_update="closed_form" if eb else "none", eb_every=eb_every,
+        temperature=temperature, temperature_final=temperature_final)
     state = {"epoch": 0, "step": 0, "history": [], "best_nll": math.inf, "best_epoch": -1}
     best: dict | None = None
-    if resume and ckpt_path is not None and ckpt_path.exists():
-        ck = load_checkpoint(ckpt_path, map_location=device)
-        guide.load_state_dict(ck["guide"])
+    if init_from is not None:
+        ck = init_from if isinstance(init_from, dict) else \
+            load_latest_checkpoint(init_from, map_location=device)[0]
+        _load_states(guide, model, ck, str(init_from) if not isinstance(init_from, dict)
+                     else "init_from")
+    if resume and ckpt_path is not None and (ckpt_path.exists()
+                                             or previous_path(ckpt_path).exists()):
+        ck, _ = load_latest_checkpoint(ckpt_path, map_location=device)
+        check_resume(ck, settings, epochs, ckpt_path)
+        _load_states(guide, model, ck, str(ckpt_path))
         model.prior.load_state_dict(ck["prior"])
         optim.load_state_dict(ck["optim"])
         if sched is not None:
@@ -259,7 +294,8 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
                 save_checkpoint({**state, "guide": guide.state_dict(),
                                  "prior": model.prior.state_dict(), "optim": optim.state_dict(),
                                  "sched": sched.state_dict() if sched is not None else None,
-                                 "rng": torch.get_rng_state(), "best": best}, ckpt_path)
+                                 "rng": torch.get_rng_state(), "best": best,
+                                 "settings": settings, "epochs": epochs}, ckpt_path, keep=2)
             bar.update(1)
             bar.set_postfix({k: f"{record[k]:.4g}" for k in ("loss", "val_nll", "val_acc")
                              if k in record})
@@ -280,6 +316,73 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
                "stopped_early": stopped_early, "kl_weight": kl_weight, "lr": lr,
                "lr_schedule": lr_schedule, "prior_update": "closed_form" if eb else "none",
                "batch_size": batch_size, "seed": seed})
+
+
+def _check_positive(**values: int) -> None:
+    for name, v in values.items():
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be an integer >= 1 (got {v!r})")
+
+
+def _fingerprint(split: Split) -> str:
+    """A cheap digest of a training split (size, labels, and the inputs' float64 sums):
+    different data or another split of the same data gives another value."""
+    import hashlib
+
+    h = hashlib.sha256()
+    h.update(str(tuple(split.x.shape)).encode())
+    h.update(split.y.detach().cpu().numpy().tobytes())
+    x = split.x.detach().double()
+    h.update(x.sum(0).cpu().numpy().round(6).tobytes())
+    return h.hexdigest()[:16]
+
+
+def training_settings(model: BayesianNet, guide: Guide, train: Split, **kw) -> dict:
+    """What shapes an SVI run's trajectory besides ``epochs``: the data (a fingerprint of the
+    training split), the model (net and prior types, parameter shapes), the guide, and the
+    optimisation settings. Stored in every checkpoint and compared on ``resume``."""
+    shapes = {k: list(v.shape) for k, v in guide.state_dict().items()}
+    return {"data": _fingerprint(train), "num_train": len(train),
+            "net": type(model.net).__name__, "prior": type(model.prior).__name__,
+            "likelihood": type(model.likelihood).__name__, "guide": type(guide).__name__,
+            "guide_shapes": shapes, **kw}
+
+
+def check_resume(ck: dict, settings: dict, epochs: int, path: Path) -> None:
+    """Refuse to continue checkpoint ``ck`` under other training settings, or to fewer epochs
+    than it has already run; the message names every changed field, old -> new."""
+    old = ck.get("settings")
+    if old is None:
+        raise CheckpointError(f"{path} was written by an older bayesstruct without its "
+                              "training settings; it cannot be resumed safely")
+    changed = [f"{k}: {_short(old.get(k))} -> {_short(settings.get(k))}"
+               for k in sorted(set(old) | set(settings)) if old.get(k) != settings.get(k)]
+    if changed:
+        raise CheckpointError(f"cannot resume {path} under other training settings ("
+                              + "; ".join(changed) + "); start a new run (--init-from starts one "
+                              "from its parameters)")
+    if ck["epoch"] > epochs:
+        raise CheckpointError(f"{path} is at epoch {ck['epoch']}, past epochs={epochs}; "
+                              f"resume with epochs >= {ck['epoch']}")
+
+
+def _short(v: object, n: int = 60) -> str:
+    r = repr(v)
+    return r if len(r) <= n else r[: n - 3] + "..."
+
+
+def _load_states(guide: Guide, model: BayesianNet, ck: dict, where: str) -> None:
+    """Load a checkpoint's variational parameters and prior state, or say what does not fit."""
+    for name, module, key in (("variational parameters", guide, "guide"),
+                              ("prior state", model.prior, "prior")):
+        if key not in ck:
+            raise CheckpointError(f"{where} holds no {name} ('{key}'): not an SVI checkpoint")
+        try:
+            module.load_state_dict(ck[key])
+        except RuntimeError as e:
+            first = str(e).splitlines()
+            raise CheckpointError(f"{where}: its {name} do not fit this model "
+                                  f"({' '.join(x.strip() for x in first[:3])})") from None
 
 
 def _temperature_schedule(prior, start: float | None, final: float | None
