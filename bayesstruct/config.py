@@ -25,11 +25,12 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from .data import DATASETS
+from .data import DATASETS, N_CLASSES, _classes_problem
 from .errors import UserInputError
 
 __all__ = [
@@ -47,6 +48,8 @@ __all__ = [
 ]
 
 DEFAULT_ENTRY = "ard-logreg-digits"
+#: A seed is what numpy's legacy ``np.random.seed`` (called by ``pyro.set_rng_seed``) accepts.
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 
 
 class ConfigError(UserInputError):
@@ -68,6 +71,19 @@ class DataConfig(_Strict):
     pairs_file: str | None = None
     word_vectors: str | None = None
     max_len: int | None = Field(None, ge=1)
+
+    @field_validator("classes")
+    @classmethod
+    def _classes(cls, v: list[int] | None, info: ValidationInfo) -> list[int] | None:
+        """>= 2 distinct labels of the data set (``name`` is validated first)."""
+        name = info.data.get("name")
+        if v is None or name not in N_CLASSES:
+            return v
+        problem = _classes_problem(v, N_CLASSES[name])
+        if problem:
+            raise ValueError(f"{problem}; data.classes must be >= 2 distinct labels of {name} "
+                             f"in 0..{N_CLASSES[name] - 1}")
+        return v
 
 
 class NetConfig(_Strict):
@@ -271,7 +287,7 @@ class NasConfig(_Strict):
 
     searchers: list[Literal["darts", "darts2", "vardarts", "random", "spos"]] = [
         "darts", "vardarts", "random", "spos"]
-    seeds: list[int] = [0, 1, 2]
+    seeds: list[Seed] = [0, 1, 2]
     # -- the space
     ops: list[_NAS_OPS] = ["conv_3x3", "conv_5x5", "dil_conv_3x3", "max_pool_3x3",
                            "avg_pool_3x3", "skip_connect", "none"]
@@ -307,7 +323,7 @@ class _EntryBase(_Strict):
     compare: CompareConfig | None = None
     hypergrad: HypergradConfig | None = None
     nas: NasConfig | None = None
-    seed: int = 0
+    seed: Seed = 0
 
     @model_validator(mode="after")
     def _needs_net_and_prior(self):
@@ -400,20 +416,48 @@ def find_recipe(arg: str | os.PathLike) -> Path:
 
 # -- loading and validation ------------------------------------------------------------------
 def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
-    """``yaml.safe_load`` a mapping; syntax errors name the file and line."""
+    """``yaml.safe_load`` a mapping from a UTF-8 file.
+
+    Raises:
+        ConfigError: one line naming the file and the problem: unreadable, not UTF-8 text
+            (the offending byte and its offset), a YAML syntax error (line and column), or a
+            top level that is not a mapping.
+    """
     try:
-        text = Path(path).read_text()
+        raw = Path(path).read_bytes()
     except OSError as e:
-        raise ConfigError(f"cannot read {path}: {e.strerror}") from None
+        raise ConfigError(f"cannot read {path}: {e.strerror or e}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise ConfigError(f"{path}: not UTF-8 text (byte {raw[e.start]:#04x} at offset "
+                          f"{e.start}, line {line}); save it as UTF-8") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: invalid YAML: {e}") from None
+        raise ConfigError(f"{path}: invalid YAML: {_yaml_problem(e, text)}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top, got {type(data).__name__}")
+        raise ConfigError(f"{path}: expected a mapping (key: value lines) at the top, got "
+                          f"{type(data).__name__}")
     return data
+
+
+def _yaml_problem(e: yaml.YAMLError, text: str) -> str:
+    """A YAML error in one line: ``line L, column C: problem (context)``."""
+    if isinstance(e, yaml.MarkedYAMLError):
+        mark = e.problem_mark or e.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        context = f" ({e.context})" if e.context else ""
+        return f"{where}{e.problem or 'syntax error'}{context}"
+    if isinstance(e, yaml.reader.ReaderError):
+        char = e.character if isinstance(e.character, int) else ord(e.character[:1] or "\0")
+        line = text.count("\n", 0, e.position) + 1
+        column = e.position - (text.rfind("\n", 0, e.position) + 1) + 1
+        return f"line {line}, column {column}: character #x{char:04x} is not allowed in YAML"
+    return " ".join(str(e).split())
 
 
 def apply_overrides(cfg: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:

@@ -8,13 +8,20 @@ Sources
   (``pairs_file``) and word vectors in GloVe text format (``word_vectors``); and
   ``pairs-synthetic``, a small seeded task of the same shape for tests (:mod:`bayesstruct.pairs`).
   Pair sets are not standardised (their inputs carry a padding mask).
-* ``fashion-mnist`` and ``mnist`` from IDX files (the official 60k/10k split). Files are looked
-  up, in this order, in ``data_dir`` (``--data-dir``), ``$BAYESSTRUCT_DATA``, the user cache
-  ``$XDG_CACHE_HOME/bayesstruct/<name>`` (``~/.cache/...``) and, for Fashion-MNIST,
-  ``/usr/share/datasets/fashion-mnist`` from the Debian package ``dataset-fashion-mnist``.
-  Each root is searched directly and under ``<root>/<name>/``. When nothing is found and
-  ``download=True``, the files are downloaded into the user cache and checked against their
-  SHA-256 sums; a mismatch leaves no file behind.
+* ``fashion-mnist`` and ``mnist`` from IDX files (the official 60k/10k split). A ``data_dir``
+  (``--data-dir``) given explicitly is used or refused: it must hold the four files (directly
+  or under ``<data_dir>/<name>/``), else :class:`DataNotFoundError` names it and the missing
+  files; nothing else is searched. Without one, files are looked up, in this order, in
+  ``$BAYESSTRUCT_DATA``, the user cache ``$XDG_CACHE_HOME/bayesstruct/<name>``
+  (``~/.cache/...``) and, for Fashion-MNIST, ``/usr/share/datasets/fashion-mnist`` from the
+  Debian package ``dataset-fashion-mnist``. Each root is searched directly and under
+  ``<root>/<name>/``. When nothing is found and ``download=True``, the files are downloaded
+  into the user cache and checked against their SHA-256 sums; a mismatch leaves no file behind.
+
+A data file that exists but cannot be used (truncated or corrupt gzip, a wrong IDX header, a
+garbled pair or word-vector file, too few examples for ``train_size``, bad ``classes``) raises
+:class:`bayesstruct.errors.DataError` naming the file or field; a missing one raises
+:class:`DataNotFoundError`. Both are printed by the CLI as an ``error:`` line (exit 2).
 
 Splits are a pure function of ``seed``: the validation set is a seeded stratified fraction of
 the training data, standardisation (per feature, ``(x - mean) / std``) is fitted on the training
@@ -29,6 +36,7 @@ import os
 import shutil
 import urllib.error
 import urllib.request
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -36,11 +44,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .errors import DataError
 from .files import atomic_path
 
 __all__ = [
-    "DATASETS", "IDX_FILES", "SHA256", "FMNIST_SYSTEM_DIR", "DataNotFoundError", "Split",
-    "Dataset", "load", "read_idx", "find_idx_dir", "download", "cache_dir",
+    "DATASETS", "IDX_FILES", "SHA256", "FMNIST_SYSTEM_DIR", "N_CLASSES", "DataError",
+    "DataNotFoundError", "Split", "Dataset", "load", "read_idx", "find_idx_dir", "download",
+    "cache_dir",
 ]
 
 SKLEARN_SETS = ("digits", "wine", "breast_cancer", "iris", "circles")
@@ -51,6 +61,11 @@ IDX_SETS = ("mnist", "fashion-mnist")
 PAIR_SETS = ("sts", "pairs-synthetic")
 DATASETS: tuple[str, ...] = SKLEARN_SETS + IDX_SETS + PAIR_SETS
 SYNTHETIC_PAIRS = 3000  # examples of ``pairs-synthetic``
+#: Class labels of each data set before ``classes`` selects some (``0..N-1``); the config
+#: checks ``data.classes`` against it.
+N_CLASSES: dict[str, int] = {"digits": 10, "wine": 3, "breast_cancer": 2, "iris": 3,
+                             "circles": 2, "mnist": 10, "fashion-mnist": 10, "sts": 6,
+                             "pairs-synthetic": 6}
 
 #: The four IDX files of MNIST-format data sets (gzip-compressed names).
 IDX_FILES = {
@@ -132,6 +147,9 @@ class Dataset:
     n_classes: int
     classes: tuple[str, ...]
     pairs: bool = False  # inputs are sentence pairs (2, T, D + 1), see bayesstruct.pairs
+    #: where the data were read from: the absolute directory of the IDX files, the absolute
+    #: path of the ``sts`` pairs file; ``None`` for scikit-learn and synthetic sets
+    source: str | None = None
 
     @property
     def n_features(self) -> int:
@@ -154,22 +172,51 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 
     Layout: two zero bytes, a type code, the number of dimensions ``d``, then ``d`` big-endian
     int32 sizes and the data in C order.
+
+    Raises:
+        DataError: the file cannot be read, is not gzip data (``.gz``), is truncated, or its
+            header does not match its size; the message names the file and what to do.
     """
     path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        raw = f.read()
+    gz = path.suffix == ".gz"
+    try:
+        with (gzip.open(path, "rb") if gz else open(path, "rb")) as f:
+            raw = f.read()
+    except (gzip.BadGzipFile, zlib.error, EOFError) as e:
+        raise DataError(f"{path} is truncated or corrupt (gzip: {e}); "
+                        f"{_refetch_hint(path)}") from None
+    except OSError as e:
+        raise DataError(f"cannot read IDX file {path} ({e.strerror or e}); "
+                        f"{_refetch_hint(path)}") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-        raise ValueError(f"{path} is not an IDX file (bad magic number {raw[:4]!r})")
+        raise DataError(f"{path} is not an IDX file (bad magic number {raw[:4]!r}); "
+                        f"{_refetch_hint(path)}")
     ndim = raw[3]
+    offset = 4 + 4 * ndim
+    if len(raw) < offset:
+        raise DataError(f"{path} is not an IDX file (header of {ndim} sizes cut short at "
+                        f"{len(raw)} bytes); {_refetch_hint(path)}")
     shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
-    offset = 4 + 4 * ndim
     count = int(np.prod(shape)) if shape else 0
     if len(raw) - offset != count * dtype.itemsize:
-        raise ValueError(f"{path}: header says {shape} of {dtype} but the file holds "
-                         f"{len(raw) - offset} data bytes")
+        raise DataError(f"{path}: header says {shape} of {dtype} but the file holds "
+                        f"{len(raw) - offset} data bytes (truncated or corrupt); "
+                        f"{_refetch_hint(path)}")
     return np.frombuffer(raw, dtype=dtype, count=count, offset=offset).reshape(shape)
+
+
+def _refetch_hint(path: Path) -> str:
+    """What to do about a broken data file: reinstall the Debian package that owns it, or
+    delete it and fetch it again."""
+    try:
+        system = path.resolve().is_relative_to(FMNIST_SYSTEM_DIR.resolve())
+    except OSError:
+        system = False
+    if system:
+        return ("reinstall dataset-fashion-mnist "
+                "(sudo apt-get install --reinstall dataset-fashion-mnist)")
+    return "delete it and download it again"
 
 
 def cache_dir(name: str) -> Path:
@@ -179,9 +226,12 @@ def cache_dir(name: str) -> Path:
 
 
 def _search_roots(name: str, data_dir: str | os.PathLike | None) -> list[Path]:
-    roots: list[Path] = []
+    """The directories searched for ``name``: only ``data_dir`` (and ``data_dir/<name>``) when
+    it is given, else ``$BAYESSTRUCT_DATA``, the user cache and the Debian folder."""
     if data_dir is not None:
-        roots.append(Path(data_dir))
+        root = Path(data_dir).expanduser()
+        return [root, root / name]
+    roots: list[Path] = []
     if os.environ.get("BAYESSTRUCT_DATA"):
         roots.append(Path(os.environ["BAYESSTRUCT_DATA"]))
     roots.append(cache_dir(name))
@@ -201,24 +251,54 @@ def _find_file(directory: Path, gz_name: str) -> Path | None:
 
 
 def find_idx_dir(name: str, data_dir: str | os.PathLike | None = None) -> Path | None:
-    """First searched directory that holds all four IDX files of ``name`` (or ``None``)."""
+    """First searched directory that holds all four IDX files of ``name`` (or ``None``).
+
+    With ``data_dir`` only it (and ``data_dir/<name>``) is searched: an explicit folder is
+    never silently replaced by another copy."""
     for d in _search_roots(name, data_dir):
         if all(_find_file(d, f) is not None for f in IDX_FILES.values()):
             return d
     return None
 
 
-def _missing_message(name: str, data_dir, reason: str = "") -> str:
-    searched = "\n".join(f"    {d}" for d in _search_roots(name, data_dir))
+def _get_them(name: str) -> str:
+    """The ways to provide the IDX files of ``name`` (lines for an error message)."""
     apt = ("\n  * or install Debian's package:  sudo apt-get install dataset-fashion-mnist"
            "  (files land in /usr/share/datasets/fashion-mnist)" if name == "fashion-mnist"
            else "")
+    return (f"Provide them one of these ways:\n"
+            f"  * pass --data-dir DIR (or data.data_dir in the config) pointing at the files "
+            f"(from {BASE_URLS[name]})\n"
+            f"  * set $BAYESSTRUCT_DATA=DIR and leave out --data-dir\n"
+            f"  * leave out --data-dir and let bayesstruct download them into the user cache "
+            f"{cache_dir(name)} (needs internet; download=True){apt}")
+
+
+def _explicit_idx_dir(name: str, data_dir: str | os.PathLike) -> Path:
+    """The folder (``data_dir`` or ``data_dir/<name>``) holding all four IDX files, absolute;
+    else :class:`DataNotFoundError` naming ``data_dir`` and each missing file."""
+    root = Path(data_dir).expanduser()
+    found = find_idx_dir(name, root)
+    if found is not None:
+        return found.resolve()
+    files = list(IDX_FILES.values())
+    if not root.exists():
+        what = "does not exist"
+    elif not root.is_dir():
+        what = "is not a directory"
+    else:
+        missing = [f for f in files if _find_file(root, f) is None]
+        what = (f"lacks {len(missing)} of the 4 {name} IDX files: {', '.join(missing)} "
+                f"(gzip-compressed or not; {root / name} does not hold all four either)")
+    raise DataNotFoundError(
+        f"data directory {root} (--data-dir / data.data_dir) {what}; a {name} data directory "
+        f"holds {', '.join(files)} (or the same names without .gz).\n{_get_them(name)}")
+
+
+def _missing_message(name: str, data_dir, reason: str = "") -> str:
+    searched = "\n".join(f"    {d}" for d in _search_roots(name, data_dir))
     return (f"{name} IDX files ({', '.join(IDX_FILES.values())}) not found{reason}.\n"
-            f"Searched:\n{searched}\nProvide them one of these ways:\n"
-            f"  * pass --data-dir DIR (or data.data_dir in the config) pointing at the files\n"
-            f"  * set $BAYESSTRUCT_DATA=DIR\n"
-            f"  * let bayesstruct download them into the user cache {cache_dir(name)} "
-            f"(needs internet; download=True){apt}")
+            f"Searched:\n{searched}\n{_get_them(name)}")
 
 
 def _sha256(path: Path) -> str:
@@ -238,7 +318,7 @@ def download(name: str, dest: str | os.PathLike | None = None, *, base_url: str 
     leaves nothing behind.
 
     Raises:
-        ValueError: a file's SHA-256 does not match.
+        DataError: a file's SHA-256 does not match.
         DataNotFoundError: the server could not be reached.
     """
     if name not in SHA256:
@@ -259,8 +339,8 @@ def download(name: str, dest: str | os.PathLike | None = None, *, base_url: str 
                     shutil.copyfileobj(resp, out)
                 got = _sha256(tmp)
                 if got != digest:
-                    raise ValueError(f"checksum mismatch for {base + fname}: SHA-256 {got}, "
-                                     f"expected {digest}; nothing was kept")
+                    raise DataError(f"checksum mismatch for {base + fname}: SHA-256 {got}, "
+                                    f"expected {digest}; nothing was kept")
         except (urllib.error.URLError, OSError, TimeoutError) as e:
             raise DataNotFoundError(_missing_message(
                 name, None, f" and downloading {base + fname} failed ({e})")) from e
@@ -299,16 +379,29 @@ def _load_sklearn(name: str) -> tuple[np.ndarray, np.ndarray, tuple[int, ...], t
 
 
 def _load_idx(name: str, data_dir, download_ok: bool):
-    d = find_idx_dir(name, data_dir)
-    if d is None:
-        if not download_ok:
-            raise DataNotFoundError(_missing_message(name, data_dir, " (download=False)"))
-        d = download(name)
-    arr = {k: read_idx(_find_file(d, f)) for k, f in IDX_FILES.items()}
+    if data_dir is not None:
+        d = _explicit_idx_dir(name, data_dir)
+    else:
+        d = find_idx_dir(name)
+        if d is None:
+            if not download_ok:
+                raise DataNotFoundError(_missing_message(name, None, " (download=False)"))
+            d = download(name)
+        d = d.resolve()
+    paths = {k: _find_file(d, f) for k, f in IDX_FILES.items()}
+    arr = {k: read_idx(p) for k, p in paths.items()}
     for part in ("train", "test"):
         xi, yi = arr[f"{part}_images"], arr[f"{part}_labels"]
-        if xi.ndim != 3 or yi.shape[0] != xi.shape[0]:
-            raise ValueError(f"{d}: {part} images {xi.shape} and labels {yi.shape} do not match")
+        if xi.ndim != 3 or xi.shape[1:] != (28, 28):
+            raise DataError(f"{paths[f'{part}_images']}: images of shape {xi.shape}, expected "
+                            f"(N, 28, 28); {_refetch_hint(paths[f'{part}_images'])}")
+        if yi.ndim != 1 or yi.shape[0] != xi.shape[0]:
+            raise DataError(f"{d}: {part} images {xi.shape} and labels {yi.shape} do not match "
+                            f"({paths[f'{part}_images'].name}, {paths[f'{part}_labels'].name})")
+        if yi.size and not 0 <= int(yi.min()) <= int(yi.max()) < N_CLASSES[name]:
+            raise DataError(f"{paths[f'{part}_labels']}: labels must lie in "
+                            f"0..{N_CLASSES[name] - 1} (found {int(yi.min())}..{int(yi.max())})")
+
     def prep(a):
         return (a.astype(np.float32) / 255.0)[:, None]
     return (prep(arr["train_images"]), arr["train_labels"].astype(np.int64),
@@ -330,7 +423,9 @@ def load(name: str, *, seed: int = 0, val_fraction: float = 0.1, test_fraction: 
         test_fraction: stratified test fraction for the scikit-learn sets (MNIST-format sets
             use their official 10k test set and ignore it).
         train_size: keep only this many training examples (seeded, after the validation split).
-        data_dir: extra directory searched first for IDX files.
+        data_dir: the directory of the IDX files (or of ``<name>/`` holding them); when given
+            it is used or refused (:class:`DataNotFoundError` naming the missing files), never
+            replaced by another copy.
         download: allow downloading missing IDX files into the user cache.
         standardize: per-feature ``(x - mean) / std`` with statistics of the training split
             (features with ``std < 1e-6`` are only centred).
@@ -340,6 +435,11 @@ def load(name: str, *, seed: int = 0, val_fraction: float = 0.1, test_fraction: 
         max_len: words kept per sentence of a pair set (default 30 for ``sts``, 10 for
             ``pairs-synthetic``).
         device: where the tensors live.
+
+    Raises:
+        DataNotFoundError: the files are missing (an explicit ``data_dir`` lacks some).
+        DataError: a file is unreadable or corrupt, ``train_size`` exceeds the training split,
+            or ``classes`` is not a list of >= 2 distinct labels of the set.
     """
     if name not in DATASETS:
         raise ValueError(f"unknown data set {name!r}; allowed: {', '.join(DATASETS)}")
@@ -347,8 +447,11 @@ def load(name: str, *, seed: int = 0, val_fraction: float = 0.1, test_fraction: 
         if not 0.0 <= v < 1.0:
             raise ValueError(f"{field} must lie in [0, 1) (got {v})")
     rng = np.random.default_rng(seed)
+    source = None
     if name in PAIR_SETS:
         x, y = _load_pairs(name, pairs_file, word_vectors, max_len, seed)
+        if name == "sts":
+            source = str(Path(pairs_file).expanduser().resolve())
         shape, names, standardize = x.shape[1:], tuple(str(k) for k in range(6)), False
         x, y, names = _select(x, y, names, classes)
         rest, test_idx = _stratified_split(y, test_fraction, rng)
@@ -361,14 +464,19 @@ def load(name: str, *, seed: int = 0, val_fraction: float = 0.1, test_fraction: 
         x_test, y_test = x[test_idx], y[test_idx]
         x, y = x[rest], y[rest]
     else:
-        x, y, x_test, y_test, _ = _load_idx(name, data_dir, download)
+        x, y, x_test, y_test, d = _load_idx(name, data_dir, download)
+        source = str(d)
         shape, names = (1, 28, 28), CLASS_NAMES[name]
         x_test, y_test, _ = _select(x_test, y_test, names, classes)
         x, y, names = _select(x, y, names, classes)
     train_idx, val_idx = _stratified_split(y, val_fraction, rng)
     if train_size is not None:
         if not 0 < train_size <= len(train_idx):
-            raise ValueError(f"train_size must lie in 1..{len(train_idx)} (got {train_size})")
+            where = f"{name} (from {source})" if source else name
+            chosen = f", classes {list(classes)}" if classes is not None else ""
+            raise DataError(f"data.train_size={train_size}: the training split of {where} has "
+                            f"{len(train_idx)} examples (val_fraction {val_fraction}{chosen}); "
+                            f"allowed 1..{len(train_idx)}")
         train_idx = np.sort(rng.choice(train_idx, size=train_size, replace=False))
     x_train, y_train, x_val, y_val = x[train_idx], y[train_idx], x[val_idx], y[val_idx]
     if standardize:
@@ -384,7 +492,7 @@ def load(name: str, *, seed: int = 0, val_fraction: float = 0.1, test_fraction: 
     n_classes = len(names) if name in PAIR_SETS else int(max(y.max(), y_test.max())) + 1
     return Dataset(name, split(x_train, y_train), split(x_val, y_val), split(x_test, y_test),
                    tuple(int(s) for s in shape), n_classes, tuple(names),
-                   pairs=name in PAIR_SETS)
+                   pairs=name in PAIR_SETS, source=source)
 
 
 def _load_pairs(name: str, pairs_file, word_vectors, max_len: int | None, seed: int
@@ -394,17 +502,19 @@ def _load_pairs(name: str, pairs_file, word_vectors, max_len: int | None, seed: 
     if name == "pairs-synthetic":
         return pairs.synthetic_pairs(SYNTHETIC_PAIRS, max_len=max_len or 10, seed=seed)
     if pairs_file is None or word_vectors is None:
+        unset = " and ".join(f for f, v in (("data.pairs_file", pairs_file),
+                                            ("data.word_vectors", word_vectors)) if v is None)
         raise DataNotFoundError(
-            "data set 'sts' reads your own files: set data.pairs_file (a TSV of score<TAB>"
-            "sentence_a<TAB>sentence_b lines, e.g. SemEval/STS-benchmark data) and "
-            "data.word_vectors (GloVe text format, e.g. glove.6B.50d.txt)")
+            f"data set 'sts' reads your own files but {unset} is not set: set data.pairs_file "
+            "(a TSV of score<TAB>sentence_a<TAB>sentence_b lines, e.g. SemEval/STS-benchmark "
+            "data) and data.word_vectors (GloVe text format, e.g. glove.6B.50d.txt)")
     rows = pairs.read_pairs_tsv(pairs_file)
     tokenized = [(s, pairs.tokenize(a), pairs.tokenize(b)) for s, a, b in rows]
     vocabulary = {w for _, a, b in tokenized for w in (*a, *b)}
     vectors = pairs.read_word_vectors(word_vectors, vocabulary)
     if not vectors:
-        raise ValueError(f"{word_vectors}: none of the {len(vocabulary)} words of "
-                         f"{pairs_file} has a vector")
+        raise DataError(f"{word_vectors} (data.word_vectors): none of the {len(vocabulary)} "
+                        f"words of {pairs_file} has a vector")
     x, y, _ = pairs.encode_pairs(tokenized, vectors, max_len or 30)
     return x, y
 
@@ -414,12 +524,29 @@ def _select(x: np.ndarray, y: np.ndarray, names: Sequence[str], classes: Sequenc
     """Keep the examples of ``classes`` and relabel them ``0..k-1`` in that order."""
     if classes is None:
         return x, y, tuple(names)
+    problem = _classes_problem(classes, len(names))
+    if problem:
+        labels = ("" if all(n == str(k) for k, n in enumerate(names)) else
+                  " (" + ", ".join(f"{k}={n}" for k, n in enumerate(names)) + ")")
+        raise DataError(f"data.classes={list(classes)}: {problem}; classes must be >= 2 "
+                        f"distinct labels in 0..{len(names) - 1}{labels}")
     classes = [int(c) for c in classes]
-    bad = [c for c in classes if not 0 <= c < len(names)]
-    if bad or len(set(classes)) != len(classes) or len(classes) < 2:
-        raise ValueError(f"classes must be >= 2 distinct labels in 0..{len(names) - 1} "
-                         f"(got {classes})")
     keep = np.isin(y, classes)
     relabel = np.full(len(names), -1, dtype=np.int64)
     relabel[classes] = np.arange(len(classes))
     return x[keep], relabel[y[keep]], tuple(names[c] for c in classes)
+
+
+def _classes_problem(classes: Sequence, n_labels: int) -> str | None:
+    """What is wrong with ``classes`` as a selection of the labels ``0..n_labels-1``, or
+    ``None`` (shared with the config's check of ``data.classes``)."""
+    if any(isinstance(c, bool) or not isinstance(c, (int, np.integer)) for c in classes):
+        return "labels must be integers"
+    bad = [int(c) for c in classes if not 0 <= c < n_labels]
+    if bad:
+        return f"{bad} out of range"
+    if len(set(classes)) != len(classes):
+        return "duplicate labels"
+    if len(classes) < 2:
+        return "fewer than 2 labels"
+    return None

@@ -267,7 +267,7 @@ def _init_checkpoint(init_from: str | Path) -> tuple[dict, Path]:
 def _record_data_source(cfg: RunConfig, ds: data_mod.Dataset) -> RunConfig:
     """Write the folder the IDX files were actually read from into ``data.data_dir``."""
     source = getattr(ds, "source", None)
-    if source is None or cfg.data.data_dir == source or cfg.data.name not in data_mod.IDX_FILES:
+    if source is None or cfg.data.data_dir == source or cfg.data.name not in data_mod.IDX_SETS:
         return cfg
     return cfg.model_copy(update={"data": cfg.data.model_copy(update={"data_dir": str(source)})})
 
