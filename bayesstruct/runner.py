@@ -1,7 +1,9 @@
 """Config -> run directory: the whole pipeline of one experiment.
 
     <out>/config.yaml      the resolved RunConfig (re-used by --resume)
-    <out>/checkpoints/     last.pt after every epoch
+    <out>/.lock            held by the process that runs in <out> (bayesstruct.rundir)
+    <out>/checkpoints/     SVI: last.pt after every epoch, last.prev.pt the one before;
+                           samplers: chain-K.pt per finished chain
     <out>/posterior.nc     the ArviZ posterior (M9)
     <out>/pruning.csv      the pruning curve (M5)
     <out>/pruning.png      its plot
@@ -22,7 +24,9 @@ A comparison (``bayesstruct compare``, or an entry with a ``compare`` section) w
     <out>/metrics.json     each base's dense test metrics, accuracy at 50/80/90/95/99 %
     <out>/checkpoints/     base-*.pt and rows.json (what --resume reuses)
 
-Every file is written atomically; an existing run is never overwritten (resume it instead).
+Every file is written atomically; an existing run is never overwritten (resume it instead), a
+folder that is not a run directory is refused, and ``--resume`` refuses to change what shaped
+the training (:mod:`bayesstruct.rundir`).
 """
 
 from __future__ import annotations
