@@ -48,7 +48,8 @@ def _errors(interrupted: Callable[[], str] | None = None,
         _fail(f"unexpected end of file ({e or 'EOFError'}): a file read by this command is "
               "truncated")
     except NonFiniteLossError as e:
-        _fail(str(e) + (f"\n{diverged()}" if diverged else ""), code=3)
+        hint = diverged() if diverged else ""
+        _fail(str(e) + (f"\n{hint}" if hint else ""), code=3)
     except KeyboardInterrupt:
         if interrupted:
             typer.echo(f"\ninterrupted; {interrupted()}", err=True)
@@ -90,12 +91,12 @@ def run(
     from .runner import run as run_experiment
 
     overrides = _overrides(set_, data_dir)
-    box: dict[str, Path | None] = {"out": out}
+    box: dict = {"out": out, "svi": False}
     with _errors(interrupted=lambda: f"continue with: bayesstruct run {entry} --out "
                  f"{box['out']} --resume",
                  diverged=lambda: "To go on from the last good parameters with a lower "
                  f"learning rate: bayesstruct run {entry} --init-from {box['out']} --set "
-                 "inference.lr=LOWER --out NEW_DIR"):
+                 "inference.lr=LOWER --out NEW_DIR" if box["svi"] else ""):
         if resume:
             if out is None:
                 out = _latest_run(entry)
@@ -107,6 +108,8 @@ def run(
             if out is None:
                 out = Path("runs") / cfg.name / time.strftime("%Y%m%d-%H%M%S")
         box["out"] = out
+        box["svi"] = (cfg.inference.engine == "svi" and cfg.compare is None
+                      and cfg.hypergrad is None and cfg.nas is None)
         run_experiment(cfg, out, resume=resume, progress=not quiet, echo=typer.echo,
                        init_from=init_from)
 

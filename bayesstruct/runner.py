@@ -134,7 +134,7 @@ def infer(cfg: RunConfig, model: BayesianNet, ds: data_mod.Dataset, *,
                         thin=inf.thin, num_chains=inf.num_chains, batch_size=inf.batch_size,
                         lr=inf.lr, gamma=inf.gamma, decay_steps=inf.decay_steps,
                         init_jitter=inf.init_jitter, seed=cfg.seed, device=device,
-                        progress=progress, **kw)
+                        checkpoint_dir=checkpoint_dir, resume=resume, progress=progress, **kw)
     except ValueError as e:  # improper priors and the like, said in the sampler's words
         raise ConfigError(f"engine {inf.engine!r}: {e}") from None
 

@@ -56,7 +56,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data import Dataset, Split
-from .plain import evaluate_net
+from ..errors import NonFiniteLossError
+from .plain import check_positive, evaluate_net
 from .svi import Minibatches
 
 __all__ = ["GRANULARITIES", "RULES", "FreezeResult", "GradientStatistics", "converged",
@@ -210,23 +211,54 @@ def _loss(net: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     return F.cross_entropy(net(x), y)
 
 
+class _LossGuard:
+    """Sums a stage's minibatch losses on the device and checks the sum once per epoch (and at
+    the end): a non-finite loss raises :class:`NonFiniteLossError` naming the stage and the
+    steps, without a host synchronisation per step."""
+
+    def __init__(self, stage: str, per_epoch: int, steps: int, lr: float,
+                 device: torch.device, start: int = 0) -> None:
+        self.stage, self.per_epoch, self.steps, self.lr = stage, max(per_epoch, 1), steps, lr
+        self.start = start
+        self.total = torch.zeros((), device=device)
+        self.first = 0
+
+    def add(self, t: int, loss: Tensor) -> None:
+        self.total = self.total + loss.detach()
+        if (t + 1) % self.per_epoch == 0 or t + 1 == self.steps:
+            value = float(self.total)
+            if not math.isfinite(value):
+                a, b = self.start + self.first + 1, self.start + t + 1
+                raise NonFiniteLossError(
+                    f"{self.stage}: the loss became {value} within steps {a}..{b}; no checkpoint "
+                    f"was written (the network holds the diverged weights). Lower the learning "
+                    f"rate (lr={self.lr:g}).")
+            self.total = torch.zeros_like(self.total)
+            self.first = t + 1
+
+
 def stage_warm(net: nn.Module, train: Split, *, steps: int, window: int, lr: float,
                batch_size: int = 128, seed: int = 0, beta: float = 0.99) -> GradientStatistics:
     """Stage 1: ``steps`` plain SGD steps ``T`` on every parameter (in place), recording
     :class:`GradientStatistics` over the last ``window`` of them."""
+    check_positive(lr=lr, batch_size=batch_size)
     if not 2 <= window <= steps:
         raise ValueError(f"window must lie in 2..steps={steps} (got {window})")
     params = dict(net.named_parameters())
     stats = GradientStatistics(params, beta)
     batches = Minibatches(train.x, train.y, batch_size, seed)
+    guard = _LossGuard("freezing stage 1 (all parameters train)", len(batches), steps, lr,
+                       train.x.device)
     net.train()
     for t, (x, y) in enumerate(islice(batches.stream(), steps)):
-        grads = torch.autograd.grad(_loss(net, x, y), list(params.values()))
+        loss = _loss(net, x, y)
+        grads = torch.autograd.grad(loss, list(params.values()))
         if t >= steps - window:
             stats.update(dict(zip(params, grads, strict=True)))
         with torch.no_grad():
             for p, g in zip(params.values(), grads, strict=True):
                 p.sub_(lr * g)
+        guard.add(t, loss)
     return stats
 
 
@@ -234,25 +266,32 @@ def stage_masked(net: nn.Module, train: Split, alpha: Mapping[str, Tensor], *, s
                  lr: float, batch_size: int = 128, seed: int = 0, start: int = 0) -> float:
     """Stage 2: ``steps`` masked SGD steps ``T|_alpha`` (in place); returns the seconds.
     Whole frozen tensors compute no gradient; partly frozen ones have it masked."""
+    check_positive(lr=lr, batch_size=batch_size)
+    if steps < 0:
+        raise ValueError(f"need steps >= 0 (got steps={steps})")
     params = dict(net.named_parameters())
     live = {k: p for k, p in params.items() if bool(alpha[k].any())}
     partial = {k: alpha[k].to(p.dtype) for k, p in live.items() if not bool(alpha[k].all())}
     trained = list(live.values())
     flags = {k: p.requires_grad for k, p in params.items()}
     batches = Minibatches(train.x, train.y, batch_size, seed)
+    guard = _LossGuard("freezing stage 2 (masked training)", len(batches), steps, lr,
+                       train.x.device, start=start)
     net.train()
     try:
         for k, p in params.items():
             p.requires_grad_(k in live)
         t0 = time.perf_counter()
-        for x, y in islice(batches.stream(start), steps if live else 0):
-            grads = torch.autograd.grad(_loss(net, x, y), trained)
+        for t, (x, y) in enumerate(islice(batches.stream(start), steps if live else 0)):
+            loss = _loss(net, x, y)
+            grads = torch.autograd.grad(loss, trained)
             with torch.no_grad():
                 for (k, p), g in zip(live.items(), grads, strict=True):
                     if k in partial:  # one fused op: p -= lr * g * alpha
                         p.addcmul_(g, partial[k], value=-lr)
                     else:
                         p.add_(g, alpha=-lr)
+            guard.add(t, loss)
         if train.x.is_cuda:
             torch.cuda.synchronize(train.x.device)
         return time.perf_counter() - t0
@@ -294,10 +333,16 @@ def train_selective(net: nn.Module, data: Dataset, *, eta0: int, eta1: int, k: f
                     lr: float = 0.05, batch_size: int = 128, seed: int = 0,
                     device: str | torch.device | None = None) -> FreezeResult:
     """The three stages of M8 for one setting; ``k`` and ``l`` are fractions of the
-    parameters (``0 < k, l <= 1``). ``net`` is trained and pruned in place."""
+    parameters (``0 < k, l <= 1``). ``net`` is trained and pruned in place.
+
+    A stage whose loss becomes NaN/inf raises :class:`~bayesstruct.errors.NonFiniteLossError`
+    naming the stage and the steps (checked once per epoch of minibatches)."""
     for name, v in (("k", k), ("l", l)):
         if not 0.0 < v <= 1.0:
             raise ValueError(f"{name} is a fraction of the parameters in (0, 1] (got {v})")
+    check_positive(eta0=eta0, lr=lr, batch_size=batch_size)
+    if not eta1 >= 0:
+        raise ValueError(f"need eta1 >= 0 (got eta1={eta1})")
     device = torch.device(device) if device is not None else data.train.x.device
     net.to(device)
     train = data.train.to(device)

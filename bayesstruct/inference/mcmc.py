@@ -31,11 +31,16 @@ posterior's.
 
 A chain that finishes is saved to ``checkpoint_dir/chain-<k>.pt`` (tensors only,
 ``weights_only`` loadable); with ``resume=True`` finished chains are read back, not re-run.
+
+A model whose log density is NaN/inf at every initial point Pyro tries, or a chain with a
+non-finite draw, stops the run with :class:`~bayesstruct.errors.NonFiniteLossError` naming the
+chain (and the site); chains finished before stay on disk (a bad chain is not saved).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import multiprocessing as mp
 import os
 import time
@@ -53,7 +58,8 @@ from tqdm.auto import tqdm
 
 from .. import posterior as posterior_mod
 from ..data import Dataset, Split
-from ..files import atomic_path
+from ..errors import CheckpointError, NonFiniteLossError
+from ..files import load_checkpoint, save_checkpoint
 from ..models.bayesnet import BayesianNet
 
 __all__ = ["CHAIN_METHODS", "KERNELS", "mcmc"]
@@ -86,8 +92,15 @@ def mcmc(model: BayesianNet, data: Dataset | Split, *, kernel: str = "nuts",
         raise ValueError(f"chain_method={chain_method!r}; allowed: {', '.join(CHAIN_METHODS)}")
     for name, v, lo in (("num_warmup", num_warmup, 0), ("num_samples", num_samples, 1),
                         ("num_chains", num_chains, 1)):
-        if v < lo:
-            raise ValueError(f"{name} must be >= {lo} (got {v})")
+        if not v >= lo:
+            raise ValueError(f"{name} must be >= {lo} (got {name}={v})")
+    if not 0.0 < target_accept < 1.0:
+        raise ValueError(f"target_accept must lie in (0, 1) (got target_accept={target_accept})")
+    if not (math.isfinite(step_size) and step_size > 0):
+        raise ValueError(f"need step_size > 0, a finite number (got step_size={step_size})")
+    for name, v in (("max_tree_depth", max_tree_depth), ("num_steps", num_steps)):
+        if not v >= 1:
+            raise ValueError(f"{name} must be >= 1 (got {name}={v})")
     model.prior.require_proper()
     device = torch.device(device)
     if chain_method == "parallel" and device.type != "cpu":
@@ -105,7 +118,7 @@ def mcmc(model: BayesianNet, data: Dataset | Split, *, kernel: str = "nuts",
     if settings["enumerate"]:
         with model.prior.enumerated():  # refuses layers too wide to enumerate, before any work
             pass
-    seeds = [seed * 1009 + c for c in range(num_chains)]
+    seeds = [(seed * 1009 + c) % 2**32 for c in range(num_chains)]
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
     results: dict[int, dict[str, Any]] = {}
     if ckpt is not None and resume:
@@ -113,25 +126,50 @@ def mcmc(model: BayesianNet, data: Dataset | Split, *, kernel: str = "nuts",
             if (ckpt / f"chain-{c}.pt").is_file():
                 results[c] = _load_chain(ckpt / f"chain-{c}.pt", settings, seeds[c])
     todo = [c for c in range(num_chains) if c not in results]
+    saved = sorted(results) if ckpt is not None else []
+
+    def failed(c: int, e: NonFiniteLossError) -> NonFiniteLossError:
+        if saved:
+            where = (f"the finished chains {', '.join(map(str, saved))} are kept at "
+                     + ", ".join(str(ckpt / f"chain-{k}.pt") for k in saved)
+                     + " (resume=True reuses them)")
+        else:
+            where = "no checkpoint was written" + ("" if ckpt is not None
+                                                   else " (no checkpoint_dir)")
+        return NonFiniteLossError(
+            f"{kernel} chain {c}: {e}; {where}. Check the data and the model for NaN/inf "
+            "(inputs, targets, likelihood scale) and the prior's support")
 
     def done(c: int, r: dict[str, Any]) -> None:
+        _check_finite(r["draws"])
         results[c] = r
         if ckpt is not None:
             _save_chain(ckpt / f"chain-{c}.pt", r, settings, seeds[c])
+            saved.append(c)
 
     t0 = time.perf_counter()
     workers = min(len(todo), os.cpu_count() or 1)
     if chain_method == "parallel" and workers > 1:
         ctx = mp.get_context("spawn")
+        errors: dict[int, NonFiniteLossError] = {}
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_one_thread) as pool:
             futures = {pool.submit(_chain, model, train.x, train.y, seeds[c], settings,
                                    False): c for c in todo}
             for f in tqdm(as_completed(futures), total=len(futures), desc=f"{kernel} chains",
                           disable=not progress):
-                done(futures[f], f.result())
+                try:  # a bad chain does not stop the good ones from being saved
+                    done(futures[f], f.result())
+                except NonFiniteLossError as e:
+                    errors[futures[f]] = e
+        if errors:
+            c = min(errors)
+            raise failed(c, errors[c]) from None
     else:
         for c in todo:
-            done(c, _chain(model, train.x, train.y, seeds[c], settings, progress))
+            try:
+                done(c, _chain(model, train.x, train.y, seeds[c], settings, progress))
+            except NonFiniteLossError as e:
+                raise failed(c, e) from None
     seconds = time.perf_counter() - t0
     chains = [_recentre(model, results[c]["draws"], settings["decentre"])
               for c in range(num_chains)]
@@ -172,7 +210,14 @@ def _chain(model: BayesianNet, x: torch.Tensor, y: torch.Tensor, seed: int,
                     ignore_jit_warnings=True, **plates)
         run = MCMC(k, num_samples=s["num_samples"], warmup_steps=s["num_warmup"],
                    num_chains=1, disable_progbar=not progress)
-        run.run(x, y)
+        try:
+            run.run(x, y)
+        except (RuntimeError, ValueError) as e:
+            if "cannot find valid initial params" not in str(e):
+                raise
+            raise NonFiniteLossError(
+                "the log density (or its gradient) is not finite at any of the initial points "
+                "Pyro tried (\"cannot find valid initial params\")") from None
         draws = {n: v.detach() for n, v in run.get_samples().items()}
         if enum:
             draws.update(discrete_draws(model, x, y, draws))
@@ -224,19 +269,35 @@ def _recentre(model: BayesianNet, draws: dict[str, torch.Tensor], decentred: lis
     return out
 
 
+def _check_finite(draws: dict[str, torch.Tensor]) -> None:
+    """Refuse a chain with a NaN/inf draw, naming the first such site and draw."""
+    for name, v in draws.items():
+        bad = ~torch.isfinite(v.reshape(v.shape[0], -1)).all(1) if v.dim() else \
+            ~torch.isfinite(v.reshape(1))
+        if bool(bad.any()):
+            i = int(bad.nonzero()[0, 0])
+            raise NonFiniteLossError(f"draw {i + 1} of site {name!r} is not finite "
+                                     f"({int(bad.sum())} of {bad.numel()} draws are)")
+
+
 def _save_chain(path: Path, result: dict[str, Any], settings: dict[str, Any], seed: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     blob = {"draws": result["draws"], "diverging": result["diverging"],
             "step_size": result["step_size"], "key": _key(settings, seed)}
-    with atomic_path(path) as tmp:
-        torch.save(blob, tmp)
+    save_checkpoint(blob, path)
 
 
 def _load_chain(path: Path, settings: dict[str, Any], seed: int) -> dict[str, Any]:
-    blob = torch.load(path, weights_only=True)
-    if blob.get("key") != _key(settings, seed):
-        raise ValueError(f"{path} was sampled with other settings ({blob.get('key')}); "
-                         "remove it or run without resume")
+    try:
+        blob = load_checkpoint(path)
+    except CheckpointError:
+        raise
+    except Exception as e:  # noqa: BLE001 -- any unreadable file is reported the same way
+        raise CheckpointError(f"{path} cannot be read ({type(e).__name__}: {e}); remove it or "
+                              "run without resume") from None
+    if not isinstance(blob, dict) or blob.get("key") != _key(settings, seed):
+        theirs = blob.get("key") if isinstance(blob, dict) else None
+        raise CheckpointError(f"{path} was sampled with other settings ({theirs}); "
+                              "remove it or run without resume")
     return blob
 
 

@@ -15,6 +15,8 @@ the weight after it, so pruned weights stay exactly zero, whatever Adam's moment
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Mapping
 
 import numpy as np
@@ -24,9 +26,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data import Dataset, Split
+from ..errors import NonFiniteLossError
 from .svi import Minibatches, _cosine, make_adam
 
-__all__ = ["evaluate_net", "regularised_loss", "train_plain", "weight_names", "weights"]
+__all__ = ["check_positive", "evaluate_net", "regularised_loss", "train_plain", "weight_names",
+           "weights"]
 
 _LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -71,6 +75,15 @@ def evaluate_net(net: nn.Module, split: Split, batch_size: int = 4096) -> dict[s
     return {"nll": nll / n, "acc": correct / n}
 
 
+def check_positive(**values: float) -> None:
+    """Refuse any value that is not a finite number ``> 0``, naming the argument:
+    ``check_positive(epochs=epochs, lr=lr)``."""
+    for name, v in values.items():
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not (
+                math.isfinite(v) and v > 0):
+            raise ValueError(f"need {name} > 0, a finite number (got {name}={v!r})")
+
+
 def train_plain(net: nn.Module, data: Dataset | Split, *, epochs: int, lr: float,
                 batch_size: int = 128, l1: float = 0.0, l2: float = 0.0,
                 masks: Mapping[str, np.ndarray | torch.Tensor] | None = None,
@@ -85,10 +98,17 @@ def train_plain(net: nn.Module, data: Dataset | Split, *, epochs: int, lr: float
         masks: ``parameter name -> keep mask``; masked entries are held at exactly zero
             (they are zeroed first, so a dense ``net`` may be passed).
         lr_schedule: ``"cosine"`` (from ``lr`` down to 0) or ``"constant"``.
+
+    Raises:
+        ValueError: ``epochs``, ``batch_size`` or ``lr`` not ``> 0``, or ``l1``/``l2`` not
+            finite and ``>= 0``.
+        NonFiniteLossError: the training loss of an epoch became NaN/inf (checked once per
+            epoch on a loss accumulated on the device: no synchronisation per step).
     """
-    if epochs < 0 or lr <= 0 or batch_size < 1:
-        raise ValueError(f"need epochs >= 0, lr > 0, batch_size >= 1 (got {epochs}, {lr}, "
-                         f"{batch_size})")
+    check_positive(epochs=epochs, batch_size=batch_size, lr=lr)
+    for name, v in (("l1", l1), ("l2", l2)):
+        if not (math.isfinite(v) and v >= 0):
+            raise ValueError(f"need {name} >= 0, a finite number (got {name}={v!r})")
     if lr_schedule not in ("cosine", "constant"):
         raise ValueError(f"lr_schedule={lr_schedule!r}; allowed: cosine, constant")
     train = data.train if isinstance(data, Dataset) else data
@@ -129,6 +149,12 @@ def train_plain(net: nn.Module, data: Dataset | Split, *, epochs: int, lr: float
                 for k, d in drop.items():
                     params[k].masked_fill_(d, 0.0)
             total += loss.detach()
-        history.append({"epoch": epoch + 1, "loss": float(total) / len(batches)})
+        epoch_loss = float(total) / len(batches)
+        if not math.isfinite(epoch_loss):
+            raise NonFiniteLossError(
+                f"plain training ({desc}): loss became {epoch_loss} in epoch {epoch + 1} of "
+                f"{epochs}; no checkpoint was written (the network holds the diverged weights). "
+                f"Lower the learning rate (lr={lr:g}) or the penalties.")
+        history.append({"epoch": epoch + 1, "loss": epoch_loss})
     net.eval()
     return history

@@ -17,13 +17,23 @@ and step size ``eps_t``:
 ``eps_t = lr (1 + t / decay_steps)^(-gamma)`` (``gamma = 0``: constant; Welling & Teh use
 ``gamma in (0.5, 1]``). Each chain runs ``burn_in`` steps, then ``num_samples * thin`` steps
 keeping every ``thin``-th state; chains start from the network's initial weights (latents at
-their prior medians) perturbed per chain, and run one after another.
+their prior medians) perturbed per chain, and run one after another, each from its own
+generators seeded by ``(seed, chain)``.
+
+A chain that finishes is saved to ``checkpoint_dir/chain-<k>.pt`` (tensors only,
+``weights_only`` loadable, with a key of the settings); with ``resume=True`` finished chains are
+read back, not re-run, and give the same draws bit for bit. A NaN/inf log density or draw stops
+the run with :class:`~bayesstruct.errors.NonFiniteLossError` (chain, step, value, the chains
+kept on disk).
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyro
@@ -36,6 +46,8 @@ from tqdm.auto import tqdm
 
 from .. import posterior as posterior_mod
 from ..data import Dataset, Split
+from ..errors import CheckpointError, NonFiniteLossError
+from ..files import load_checkpoint, save_checkpoint
 from ..models.bayesnet import BayesianNet
 from .svi import Minibatches
 
@@ -104,18 +116,32 @@ class LangevinTarget:
         return {n: self.transforms[n](v).detach().clone() for n, v in z.items()}
 
 
-def _langevin(model: BayesianNet, data: Dataset | Split, *, preconditioned: bool,
-              num_samples: int, burn_in: int, thin: int, num_chains: int, batch_size: int,
-              lr: float, gamma: float, decay_steps: float, beta: float, eps: float,
-              init_jitter: float, seed: int, device, progress: bool
-              ) -> posterior_mod.InferenceData:
+def _check_settings(num_samples: int, burn_in: int, thin: int, num_chains: int,
+                    batch_size: int, lr: float, gamma: float, decay_steps: float, beta: float,
+                    eps: float, init_jitter: float) -> None:
     for name, v, lo in (("num_samples", num_samples, 1), ("burn_in", burn_in, 0),
                         ("thin", thin, 1), ("num_chains", num_chains, 1),
                         ("batch_size", batch_size, 1)):
-        if v < lo:
-            raise ValueError(f"{name} must be >= {lo} (got {v})")
-    if lr <= 0 or not 0 <= beta < 1 or eps <= 0:
-        raise ValueError(f"need lr > 0, 0 <= beta < 1, eps > 0 (got {lr}, {beta}, {eps})")
+        if not v >= lo:
+            raise ValueError(f"{name} must be >= {lo} (got {name}={v})")
+    if not (math.isfinite(lr) and lr > 0 and 0 <= beta < 1 and math.isfinite(eps) and eps > 0):
+        raise ValueError(f"need lr > 0, 0 <= beta < 1, eps > 0, all finite (got lr={lr}, "
+                         f"beta={beta}, eps={eps})")
+    for name, v in (("gamma", gamma), ("init_jitter", init_jitter)):
+        if not (math.isfinite(v) and v >= 0):
+            raise ValueError(f"need {name} >= 0, a finite number (got {name}={v})")
+    if not (math.isfinite(decay_steps) and decay_steps > 0):
+        raise ValueError(f"need decay_steps > 0, a finite number (got decay_steps={decay_steps})")
+
+
+def _langevin(model: BayesianNet, data: Dataset | Split, *, preconditioned: bool,
+              num_samples: int, burn_in: int, thin: int, num_chains: int, batch_size: int,
+              lr: float, gamma: float, decay_steps: float, beta: float, eps: float,
+              init_jitter: float, seed: int, device, progress: bool,
+              checkpoint_dir: str | os.PathLike | None = None, resume: bool = False
+              ) -> posterior_mod.InferenceData:
+    _check_settings(num_samples, burn_in, thin, num_chains, batch_size, lr, gamma, decay_steps,
+                    beta, eps, init_jitter)
     device = torch.device(device)
     train = (data.train if isinstance(data, Dataset) else data).to(device)
     model.to(device)
@@ -123,29 +149,92 @@ def _langevin(model: BayesianNet, data: Dataset | Split, *, preconditioned: bool
     model.kl_weight = 1.0
     target = LangevinTarget(model, train.x, train.y)
     engine = "psgld" if preconditioned else "sgld"
-    draws: dict[str, list[torch.Tensor]] = {n: [] for n in target.sites}
-    stats: dict[str, list[np.ndarray]] = {"lr": [], "lp": []}
-    total = burn_in + num_samples * thin
+    # plain Python numbers: the key compares their repr (np.float64(0.1) != 0.1 there)
+    settings = dict(engine=engine, num_samples=int(num_samples), burn_in=int(burn_in),
+                    thin=int(thin), batch_size=int(min(batch_size, len(train))), lr=float(lr),
+                    gamma=float(gamma), decay_steps=float(decay_steps),
+                    beta=float(beta) if preconditioned else None,
+                    eps=float(eps) if preconditioned else None, init_jitter=float(init_jitter),
+                    seed=int(seed), data=_data_key(train), init=_init_key(model),
+                    prior=model.prior.kind,
+                    sites=[(n, tuple(s["value"].shape)) for n, s in target.sites.items()])
+    ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    results: dict[int, dict[str, Any]] = {}
+    if ckpt is not None and resume:
+        for chain in range(num_chains):
+            path = ckpt / f"chain-{chain}.pt"
+            if path.is_file():
+                results[chain] = _load_chain(path, _key(settings, chain))
+    saved = sorted(results)
     t_start = time.perf_counter()
     for chain in range(num_chains):
-        gen = torch.Generator().manual_seed(seed * 1009 + chain)
-        pyro.set_rng_seed(seed * 1009 + chain)
-        z = {n: v.requires_grad_(True) for n, v in
-             target.initial(gen, init_jitter if chain else 0.0).items()}
-        v_acc = {n: None for n in z}
-        batches = Minibatches(train.x, train.y, min(batch_size, len(train)), seed + 7919 * chain)
-        kept = {n: [] for n in z}
-        lrs, lps = [], []
-        t = 0
-        bar = tqdm(total=total, desc=f"{engine} chain {chain}", unit="step",
-                   disable=not progress, dynamic_ncols=True, leave=False)
-        epoch = 0
+        if chain in results:
+            continue
+        try:
+            results[chain] = _chain(target, train, chain, preconditioned=preconditioned,
+                                    **{k: settings[k] for k in _CHAIN_ARGS}, progress=progress)
+        except NonFiniteLossError as e:
+            raise NonFiniteLossError(f"{engine}: {e}; {_where(ckpt, saved)}. Lower the step "
+                                     f"size lr (now {lr:g})"
+                                     + (" or raise eps" if preconditioned else "")
+                                     + ".") from None
+        if ckpt is not None:
+            _save_chain(ckpt / f"chain-{chain}.pt", results[chain], _key(settings, chain))
+            saved.append(chain)
+    chains = [results[c] for c in range(num_chains)]
+    return posterior_mod.from_draws(
+        model, {n: torch.stack([r["draws"][n] for r in chains]) for n in target.sites},
+        observed=train.y,
+        sample_stats={k: np.stack([r[k].numpy() for r in chains]) for k in ("lr", "lp")},
+        attrs={"engine": engine, "num_chains": num_chains, "num_samples": num_samples,
+               "burn_in": burn_in, "thin": thin, "lr": lr, "gamma": gamma,
+               "batch_size": batch_size, "seed": seed,
+               "sampling_seconds": time.perf_counter() - t_start})
+
+
+_CHAIN_ARGS = ("num_samples", "burn_in", "thin", "batch_size", "lr", "gamma", "decay_steps",
+               "beta", "eps", "init_jitter", "seed")
+
+
+def _chain(target: LangevinTarget, train: Split, chain: int, *, preconditioned: bool,
+           num_samples: int, burn_in: int, thin: int, batch_size: int, lr: float,
+           gamma: float, decay_steps: float, beta: float | None, eps: float | None,
+           init_jitter: float, seed: int, progress: bool) -> dict[str, Any]:
+    """One chain from its own generators (seeded by ``(seed, chain)``: its draws do not depend
+    on the chains run before it, so a resumed run reproduces them): ``draws`` per site
+    ``(num_samples, *shape)`` on the CPU, and per draw the step size ``lr`` and the minibatch
+    log density ``lp`` (float64). The log density is checked once per pass over the data."""
+    engine = "psgld" if preconditioned else "sgld"
+    chain_seed = (seed * 1009 + chain) % 2**32  # numpy (pyro.set_rng_seed) takes < 2**32
+    gen = torch.Generator().manual_seed(chain_seed)
+    pyro.set_rng_seed(chain_seed)
+    z = {n: v.requires_grad_(True) for n, v in
+         target.initial(gen, init_jitter if chain else 0.0).items()}
+    v_acc = {n: None for n in z}
+    batches = Minibatches(train.x, train.y, batch_size, seed + 7919 * chain)
+    kept: dict[str, list[torch.Tensor]] = {n: [] for n in z}
+    lrs: list[float] = []
+    lps: list[torch.Tensor] = []
+    total = burn_in + num_samples * thin
+    t = 0
+    bar = tqdm(total=total, desc=f"{engine} chain {chain}", unit="step",
+               disable=not progress, dynamic_ncols=True, leave=False)
+    epoch = 0
+    try:
         while t < total:
+            first, seen = t, []
             for x, y in batches.epoch(epoch):
                 if t >= total:
                     break
                 step = lr * (1.0 + t / decay_steps) ** (-gamma) if gamma else lr
-                lp = target.log_density(z, x, y)
+                try:
+                    lp = target.log_density(z, x, y)
+                except ValueError as e:  # a scale driven to 0 or inf fails Pyro's validation
+                    if "constraint" not in str(e) or t == 0:
+                        raise
+                    raise NonFiniteLossError(
+                        f"the state left the support at step {t + 1} of {total} of chain {chain} "
+                        f"({str(e).splitlines()[0][:120]})") from None
                 grads = torch.autograd.grad(lp, list(z.values()))
                 with torch.no_grad():
                     for (n, v), g in zip(z.items(), grads, strict=True):
@@ -157,53 +246,134 @@ def _langevin(model: BayesianNet, data: Dataset | Split, *, preconditioned: bool
                             v.add_(0.5 * step * precond * g + (step * precond).sqrt() * noise)
                         else:
                             v.add_(0.5 * step * g + math.sqrt(step) * noise)
-                if not torch.isfinite(lp):
-                    raise FloatingPointError(f"{engine}: log density became {float(lp)} at step "
-                                             f"{t} of chain {chain}; lower lr")
+                seen.append(lp.detach())
                 t += 1
                 if t > burn_in and (t - burn_in) % thin == 0:
                     for n, val in target.constrained(z).items():
                         kept[n].append(val.cpu())
                     lrs.append(step)
-                    lps.append(float(lp.detach()))
+                    lps.append(lp.detach())
                 bar.update(1)
+            _check_log_density(seen, first, total, chain)
             epoch += 1
+    finally:
         bar.close()
-        for n in z:
-            draws[n].append(torch.stack(kept[n]))
-        stats["lr"].append(np.array(lrs))
-        stats["lp"].append(np.array(lps))
-    return posterior_mod.from_draws(
-        model, {n: torch.stack(v) for n, v in draws.items()}, observed=train.y,
-        sample_stats={k: np.stack(v) for k, v in stats.items()},
-        attrs={"engine": engine, "num_chains": num_chains, "num_samples": num_samples,
-               "burn_in": burn_in, "thin": thin, "lr": lr, "gamma": gamma,
-               "batch_size": batch_size, "seed": seed,
-               "sampling_seconds": time.perf_counter() - t_start})
+    draws = {n: torch.stack(kept[n]) for n in z}
+    for n, d in draws.items():
+        if not bool(torch.isfinite(d).all()):
+            raise NonFiniteLossError(f"a draw of site {n!r} in chain {chain} is not finite "
+                                     f"(the last step of {total} diverged)")
+    return {"draws": draws, "lr": torch.tensor(lrs, dtype=torch.float64),
+            "lp": torch.stack(lps).double().cpu()}
+
+
+def _check_log_density(values: list[torch.Tensor], first: int, total: int, chain: int) -> None:
+    """Raise at the first non-finite value of a pass's log densities (steps ``first ..``):
+    one host synchronisation per pass instead of one per step."""
+    if not values:
+        return
+    lp = torch.stack(values)
+    ok = torch.isfinite(lp)
+    if bool(ok.all()):
+        return
+    i = int((~ok).nonzero()[0, 0])
+    raise NonFiniteLossError(f"the log density became {float(lp[i])} at step {first + i + 1} of "
+                             f"{total} of chain {chain}")
+
+
+def _where(ckpt: Path | None, saved: list[int]) -> str:
+    if ckpt is None or not saved:
+        return "no checkpoint was written" + ("" if ckpt is not None else " (no checkpoint_dir)")
+    paths = ", ".join(str(ckpt / f"chain-{c}.pt") for c in sorted(saved))
+    return (f"the finished chains {', '.join(map(str, sorted(saved)))} are kept at {paths} "
+            "(resume=True reuses them)")
+
+
+def _data_key(split: Split) -> str:
+    """A cheap digest of the training split (shape, labels, the inputs' column sums)."""
+    import hashlib
+
+    h = hashlib.sha256(str(tuple(split.x.shape)).encode())
+    h.update(split.y.detach().cpu().numpy().tobytes())
+    h.update(split.x.detach().double().sum(0).cpu().numpy().round(6).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _init_key(model: BayesianNet) -> str:
+    """A digest of the network's weights (where every chain starts, M4.3)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, p in model.net.named_parameters():
+        h.update(name.encode())
+        h.update(p.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _key(settings: dict[str, Any], chain: int) -> dict[str, Any]:
+    """What a chain's draws depend on (compared on resume)."""
+    return {**settings, "chain": chain}
+
+
+def _save_chain(path: Path, result: dict[str, Any], key: dict[str, Any]) -> None:
+    save_checkpoint({"draws": result["draws"], "lr": result["lr"], "lp": result["lp"],
+                     "key": repr(sorted(key.items())), "settings": key}, path)
+
+
+def _load_chain(path: Path, key: dict[str, Any]) -> dict[str, Any]:
+    try:
+        blob = load_checkpoint(path)
+    except CheckpointError:
+        raise
+    except Exception as e:  # noqa: BLE001 -- any unreadable file is reported the same way
+        raise CheckpointError(f"{path} cannot be read ({type(e).__name__}: {e}); remove it or "
+                              "run without resume") from None
+    if not isinstance(blob, dict) or blob.get("key") != repr(sorted(key.items())):
+        old = blob.get("settings") if isinstance(blob, dict) else None
+        old = old if isinstance(old, dict) else {}
+        changed = [f"{k}: {old.get(k)!r} -> {key.get(k)!r}" for k in sorted(set(old) | set(key))
+                   if old.get(k) != key.get(k)] or ["unknown"]
+        raise CheckpointError(f"{path} was sampled with other settings ({'; '.join(changed)}); "
+                              "remove it or run without resume")
+    missing = [k for k in ("draws", "lr", "lp") if k not in blob]
+    if missing:
+        raise CheckpointError(f"{path} holds no {', '.join(missing)}: not an SGLD chain")
+    return blob
 
 
 def sgld(model: BayesianNet, data: Dataset | Split, *, num_samples: int = 1000,
          burn_in: int = 1000, thin: int = 1, num_chains: int = 2, batch_size: int = 128,
          lr: float = 1e-4, gamma: float = 0.0, decay_steps: float = 1000.0,
          init_jitter: float = 0.1, seed: int = 0, device: str | torch.device = "cpu",
-         progress: bool = True) -> posterior_mod.InferenceData:
+         progress: bool = True, checkpoint_dir: str | os.PathLike | None = None,
+         resume: bool = False) -> posterior_mod.InferenceData:
     """SGLD draws of every site of ``model`` (module docstring) as ``InferenceData``
-    (``sample_stats``: the step size ``lr`` and the minibatch log density ``lp`` per draw)."""
+    (``sample_stats``: the step size ``lr`` and the minibatch log density ``lp`` per draw).
+
+    ``checkpoint_dir``: each finished chain is saved to ``chain-<k>.pt`` there (atomic,
+    ``weights_only`` loadable); with ``resume=True`` the chains found there are read back
+    instead of re-run (the result is bit-identical to an uninterrupted run), and a file
+    written with other settings is refused (:class:`~bayesstruct.errors.CheckpointError`).
+    A non-finite log density or draw raises :class:`~bayesstruct.errors.NonFiniteLossError`
+    naming the chain and the step; chains already saved stay on disk."""
     return _langevin(model, data, preconditioned=False, num_samples=num_samples,
                      burn_in=burn_in, thin=thin, num_chains=num_chains, batch_size=batch_size,
                      lr=lr, gamma=gamma, decay_steps=decay_steps, beta=0.0, eps=1.0,
-                     init_jitter=init_jitter, seed=seed, device=device, progress=progress)
+                     init_jitter=init_jitter, seed=seed, device=device, progress=progress,
+                     checkpoint_dir=checkpoint_dir, resume=resume)
 
 
 def psgld(model: BayesianNet, data: Dataset | Split, *, num_samples: int = 1000,
           burn_in: int = 1000, thin: int = 1, num_chains: int = 2, batch_size: int = 128,
           lr: float = 1e-4, gamma: float = 0.0, decay_steps: float = 1000.0,
           beta: float = 0.99, eps: float = 1e-5, init_jitter: float = 0.1, seed: int = 0,
-          device: str | torch.device = "cpu", progress: bool = True
+          device: str | torch.device = "cpu", progress: bool = True,
+          checkpoint_dir: str | os.PathLike | None = None, resume: bool = False
           ) -> posterior_mod.InferenceData:
     """pSGLD draws (RMSprop preconditioner ``G = 1 / (eps + sqrt(V))``, ``V`` the running
-    mean of ``g * g`` with decay ``beta``); otherwise as :func:`sgld`."""
+    mean of ``g * g`` with decay ``beta``); otherwise (checkpoints included) as :func:`sgld`."""
     return _langevin(model, data, preconditioned=True, num_samples=num_samples,
                      burn_in=burn_in, thin=thin, num_chains=num_chains, batch_size=batch_size,
                      lr=lr, gamma=gamma, decay_steps=decay_steps, beta=beta, eps=eps,
-                     init_jitter=init_jitter, seed=seed, device=device, progress=progress)
+                     init_jitter=init_jitter, seed=seed, device=device, progress=progress,
+                     checkpoint_dir=checkpoint_dir, resume=resume)

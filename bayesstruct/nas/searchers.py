@@ -28,6 +28,10 @@
 Every searcher derives the architecture the same way (:func:`~.space.derive` for the
 gradient-based ones) and is timed by the same clock; :func:`~.train.retrain` then trains the
 derived network from scratch.
+
+A training or validation loss (or structure gradient) that becomes NaN/inf stops a search with
+:class:`~bayesstruct.errors.NonFiniteLossError` naming the searcher and the epoch (checked once
+per epoch on losses summed on the device).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from torch.func import functional_call
 from tqdm.auto import tqdm
 
 from ..data import Dataset, Split
+from ..errors import NonFiniteLossError
 from ..guides.meanfield import MeanField
 from ..inference.hypergrad import HyperProblem, InnerOptimizer, flat_params, unflatten, unrolled
 from ..inference.plain import evaluate_net, train_plain
@@ -105,8 +110,15 @@ class Searcher(ABC):
 
 def _check(**kw: float) -> None:
     for k, v in kw.items():
-        if not v > 0:
-            raise ValueError(f"{k} must be > 0 (got {v})")
+        if not (v > 0 and math.isfinite(v)):
+            raise ValueError(f"{k} must be > 0 and finite (got {v})")
+
+
+def _diverged(name: str, what: str, value: float, epoch: int, epochs: int, rates: str
+              ) -> NonFiniteLossError:
+    return NonFiniteLossError(f"{name} search: the {what} became {value} in epoch {epoch + 1} "
+                              f"of {epochs}; no checkpoint was written. Lower the learning "
+                              f"rates ({rates}) and check the data for NaN/inf.")
 
 
 @torch.no_grad()
@@ -134,6 +146,10 @@ class _Bilevel(Searcher):
         self.epochs, self.batch_size, self.lr = int(epochs), int(batch_size), float(lr)
         self.arch_lr, self.arch_weight_decay = float(arch_lr), float(arch_weight_decay)
         self.warmup_epochs = int(warmup_epochs)
+
+    @property
+    def _rates(self) -> str:
+        return f"lr={self.lr:g}, arch_lr={self.arch_lr:g}"
 
     # the subclass's three hooks
     def _setup(self, net: SuperNet, train: Split, val: Split, space: SearchSpace,
@@ -175,8 +191,16 @@ class _Bilevel(Searcher):
                 wsum = wsum + loss.detach()
             rec.update(epoch=epoch, train_loss=float(wsum) / len(tb),
                        arch_loss=float(asum) / len(tb))
+            for what, key in (("training loss", "train_loss"),
+                              ("validation (structure) loss", "arch_loss")):
+                if not math.isfinite(rec[key]):
+                    raise _diverged(self.name, what, rec[key], epoch, self.epochs, self._rates)
             if not all(math.isfinite(v) for v in rec.values()):
-                raise FloatingPointError(f"{self.name}: non-finite loss in epoch {epoch}: {rec}")
+                raise NonFiniteLossError(f"{self.name} search: non-finite record in epoch "
+                                         f"{epoch + 1}: {rec}")
+            if not bool(torch.isfinite(alpha.detach()).all()):
+                raise _diverged(self.name, "structure logits alpha", float("nan"), epoch,
+                                self.epochs, self._rates)
             history.append(rec)
         w = torch.softmax(alpha.detach(), -1).cpu()
         return SearchResult(self.name, derive(w, space), 0.0, weights=w,
@@ -285,13 +309,26 @@ class VariationalDARTS(_Bilevel):
         return list(self.guide.parameters()), self.choice.alpha
 
     def _on_epoch(self, epoch):
+        self._epoch = epoch
         frac = epoch / max(self.epochs - 1, 1)
         self.choice.temperature = (self.temperature *
                                    (self.temperature_final / self.temperature) ** frac)
         return {"temperature": self.choice.temperature}
 
+    def _rsample(self) -> tuple[Tensor, Tensor]:
+        """A structure draw; logits that became NaN/inf (which the distribution refuses with a
+        ValueError) are reported as a diverged search."""
+        try:
+            return self.choice.rsample()
+        except ValueError:
+            alpha = self.choice.alpha.detach()
+            if bool(torch.isfinite(alpha).all()):
+                raise
+            raise _diverged(self.name, "structure logits alpha", float(alpha.sum()),
+                            getattr(self, "_epoch", 0), self.epochs, self._rates) from None
+
     def _arch_step(self, xt, yt, xv, yv):
-        gamma, kl = self.choice.rsample()
+        gamma, kl = self._rsample()
         with self.net.using(gamma):
             nll = F.cross_entropy(self.guide.output(xv), yv)
         loss = nll + kl / self.n_val
@@ -303,7 +340,7 @@ class VariationalDARTS(_Bilevel):
 
     def _weight_step(self, x, y):
         with torch.no_grad():
-            gamma, _ = self.choice.rsample()
+            gamma, _ = self._rsample()
         with self.net.using(gamma):
             return self.guide.loss(x, y) / self.n_train
 
@@ -326,8 +363,13 @@ class RandomSearch(Searcher):
             g = space.random_genotype(rng)
             torch.manual_seed(seed * 10_007 + i)
             net = DerivedNet(space, g, in_channels, n_classes).to(device)
-            train_plain(net, train, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size,
-                        seed=seed * 10_007 + i, device=device)
+            try:
+                train_plain(net, train, epochs=self.epochs, lr=self.lr,
+                            batch_size=self.batch_size, seed=seed * 10_007 + i, device=device,
+                            desc=f"candidate {i + 1}")
+            except NonFiniteLossError as e:
+                raise NonFiniteLossError(f"{self.name} search, candidate {i + 1} of "
+                                         f"{self.n_samples} ({g}): {e}") from None
             scored.append((g, evaluate_net(net, val, batch_size=500)["acc"]))
         best = max(range(len(scored)), key=lambda k: scored[k][1])
         return SearchResult(self.name, scored[best][0], 0.0, candidates=scored)
@@ -364,7 +406,11 @@ class SPOS(Searcher):
                 opt.step()
                 sched.step()
                 lsum = lsum + loss.detach()
-            history.append({"epoch": epoch, "train_loss": float(lsum) / len(tb)})
+            loss_epoch = float(lsum) / len(tb)
+            if not math.isfinite(loss_epoch):
+                raise _diverged(self.name, "training loss", loss_epoch, epoch, self.epochs,
+                                f"lr={self.lr:g}")
+            history.append({"epoch": epoch, "train_loss": loss_epoch})
         held = Split(val.x[: self.score_examples], val.y[: self.score_examples])
         seen: set[str] = set()
         scored: list[tuple[Genotype, float]] = []

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from ..data import Dataset
+from ..errors import NonFiniteLossError
 from ..inference.plain import evaluate_net, train_plain
 from ..pruning.compression import count_parameters
 from .networks import DerivedNet
@@ -31,12 +32,16 @@ def retrain(genotype: Genotype, space: SearchSpace, data: Dataset, *, epochs: in
     """Train :class:`DerivedNet` ``(space, genotype)`` from scratch on ``data.train`` (Adam,
     cosine schedule) and report its validation and test top-1 accuracy. ``space`` may be
     wider or deeper than the search space (DARTS retrains with more channels and cells);
-    it must have the same number of nodes."""
+    it must have the same number of nodes. A diverging loss raises
+    :class:`~bayesstruct.errors.NonFiniteLossError` naming the genotype and the epoch."""
     torch.manual_seed(seed)
     net = DerivedNet(space, genotype, data.input_shape[0], data.n_classes).to(device)
     t0 = time.perf_counter()
-    train_plain(net, data, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
-                device=device, progress=progress, desc=f"retrain {genotype}"[:40])
+    try:
+        train_plain(net, data, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
+                    device=device, progress=progress, desc=f"retrain {genotype}"[:40])
+    except NonFiniteLossError as e:
+        raise NonFiniteLossError(f"nas retrain of {genotype}: {e}") from None
     seconds = time.perf_counter() - t0
     data = data.to(device)
     return RetrainResult(genotype, evaluate_net(net, data.test, 1000)["acc"],

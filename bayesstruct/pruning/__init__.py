@@ -31,7 +31,7 @@ from .criteria import (
     resolve_criterion,
 )
 from .curve import DEFAULT_FRACTIONS, mc_evaluate, pruning_curve
-from .decisions import decide, fraction_removed, magnitude
+from .decisions import check_matches, check_threshold, decide, fraction_removed, magnitude
 from .density import log_relative_density, relative_density
 from .hessian import diag_hessian, flatten_weights, hessian, unflatten_weights
 from .obs import OBSPath, obs_path, obs_remove, obs_saliency
@@ -51,7 +51,8 @@ from .units import (
 __all__ = [
     "CRITERIA", "CompareSettings", "Comparison", "DEFAULT_FRACTIONS", "DEFAULT_METHODS",
     "Decision", "METHODS", "OBSPath", "SelectInputs", "TABLE_FRACTIONS", "apply_masks",
-    "bit_precision", "bits_per_weight", "calibrate_unit_thresholds", "check_methods", "compare",
+    "bit_precision", "bits_per_weight", "calibrate_unit_thresholds", "check_matches",
+    "check_methods", "check_threshold", "compare",
     "compression_summary", "count_parameters", "decide", "diag_hessian", "effective_moments",
     "flatten_weights", "fraction_removed", "hessian", "huffman_bits", "inclusion_probabilities",
     "inference_seconds", "inferred_widths",

@@ -24,6 +24,8 @@ The variational network is evaluated at its posterior mean, every other one at i
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +35,7 @@ import torch
 from torch import nn
 
 from ..data import Dataset
+from ..errors import NonFiniteLossError
 from ..files import load_checkpoint, save_checkpoint, write_text
 from ..inference.plain import evaluate_net, train_plain, weight_names
 from .baselines import magnitude_scores, obd_scores, obs_scores, random_scores, sweep
@@ -118,9 +121,31 @@ def table_at(rows: Sequence[dict], fractions: Sequence[float] = TABLE_FRACTIONS
     return out
 
 
+def _check_settings(s: CompareSettings) -> None:
+    """The settings' ranges, before any training (the argument, its value, what is allowed)."""
+    for name in ("epochs", "lr", "batch_size", "retrain_epochs", "retrain_lr_factor",
+                 "init_scale", "num_draws", "hutchinson_samples"):
+        v = getattr(s, name)
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not (
+                math.isfinite(v) and v > 0):
+            raise ValueError(f"need {name} > 0, a finite number (got {name}={v!r})")
+    for name in ("svi_epochs", "svi_lr"):
+        v = getattr(s, name)
+        if v is not None and not (math.isfinite(v) and v > 0):
+            raise ValueError(f"need {name} > 0 or None (got {name}={v!r})")
+    for name in ("l1", "l2", "obs_damping", "kl_warmup_epochs"):
+        v = getattr(s, name)
+        if not (math.isfinite(v) and v >= 0):
+            raise ValueError(f"need {name} >= 0, a finite number (got {name}={v!r})")
+    bad = [f for f in s.fractions if not 0.0 <= f <= 1.0]
+    if bad or not s.fractions:
+        raise ValueError(f"fractions must be in [0, 1] (got fractions={tuple(s.fractions)})")
+
+
 def check_methods(net: nn.Module, methods: Sequence[str], settings: CompareSettings) -> None:
     """Refuse, before any training, what cannot run: unknown names, OBS beyond
     ``obs_max_weights``, an exact OBD diagonal of a large non-linear model."""
+    _check_settings(settings)
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown methods {unknown}; allowed: {', '.join(METHODS)}")
@@ -135,6 +160,16 @@ def check_methods(net: nn.Module, methods: Sequence[str], settings: CompareSetti
             and softmax_regression(net) is None and p > EXACT_DIAG_MAX):
         raise ValueError(f"obd_hessian 'exact' on a non-linear model of {p} weights (limit "
                          f"{EXACT_DIAG_MAX}); use obd_hessian 'gauss_newton' or 'hutchinson'")
+
+
+def _diverged(what: str, e: NonFiniteLossError, ckpt: Path | None) -> NonFiniteLossError:
+    """``e`` with the comparison's context: which base or method, and what is kept on disk."""
+    kept = sorted(p.name for p in ckpt.glob("base-*.pt")) if ckpt is not None else []
+    if ckpt is not None and (ckpt / "rows.json").exists():
+        kept.append("rows.json")
+    where = (f"the finished bases and methods are kept in {ckpt} ({', '.join(kept)}) and a "
+             "repeated call reuses them" if kept else "no comparison checkpoint was written")
+    return NonFiniteLossError(f"pruning comparison, {what}: {e} ({where})")
 
 
 def compare(make_net: Callable[[], nn.Module], ds: Dataset,
@@ -154,6 +189,10 @@ def compare(make_net: Callable[[], nn.Module], ds: Dataset,
             loadable) and each finished method's rows (``rows.json``) are kept; a repeated call
             with the same directory reuses them (resume after an interruption; a base whose
             methods have all finished is not even loaded).
+
+    Raises:
+        NonFiniteLossError: a base or a retraining diverged; the message names it and the
+            checkpoints already written, which are left as they were.
     """
     from ..guides import MeanField
     from ..inference.svi import svi
@@ -193,22 +232,25 @@ def compare(make_net: Callable[[], nn.Module], ds: Dataset,
                                   "seconds": float(saved["seconds"])}
             echo(f"base {base}: loaded from {path}")
             continue
-        if base == "svi":
-            model = BayesianNet(fresh(), prior if prior is not None else Gaussian(),
-                                "categorical", num_data=len(ds.train))
-            post = svi(model, MeanField(init_scale=s.init_scale), ds,
-                       epochs=s.svi_epochs or s.epochs, batch_size=s.batch_size,
-                       lr=s.svi_lr or s.lr, lr_schedule="cosine",
-                       kl_warmup_epochs=s.kl_warmup_epochs, device=device, seed=s.seed,
-                       num_draws=s.num_draws, progress=progress)
-            nets[base] = mean_network(post, model)
-            var_scores = log_relative_density(post)
-        else:
-            net = fresh()
-            train_plain(net, ds, epochs=s.epochs, lr=s.lr, batch_size=s.batch_size,
-                        l1=s.l1 if base == "l1" else 0.0, l2=s.l2 if base == "l2" else 0.0,
-                        seed=s.seed, progress=progress, desc=f"train ({base})")
-            nets[base] = net
+        try:
+            if base == "svi":
+                model = BayesianNet(fresh(), prior if prior is not None else Gaussian(),
+                                    "categorical", num_data=len(ds.train))
+                post = svi(model, MeanField(init_scale=s.init_scale), ds,
+                           epochs=s.svi_epochs or s.epochs, batch_size=s.batch_size,
+                           lr=s.svi_lr or s.lr, lr_schedule="cosine",
+                           kl_warmup_epochs=s.kl_warmup_epochs, device=device, seed=s.seed,
+                           num_draws=s.num_draws, progress=progress)
+                nets[base] = mean_network(post, model)
+                var_scores = log_relative_density(post)
+            else:
+                net = fresh()
+                train_plain(net, ds, epochs=s.epochs, lr=s.lr, batch_size=s.batch_size,
+                            l1=s.l1 if base == "l1" else 0.0, l2=s.l2 if base == "l2" else 0.0,
+                            seed=s.seed, progress=progress, desc=f"train ({base})")
+                nets[base] = net
+        except NonFiniteLossError as e:
+            raise _diverged(f"base {base!r}", e, ckpt) from None
         ev = evaluate_net(nets[base], ds.test)
         result.bases[base] = {**ev, "seconds": time.perf_counter() - t0}
         if path is not None:
@@ -253,8 +295,11 @@ def compare(make_net: Callable[[], nn.Module], ds: Dataset,
                 net, ds.train, fractions, method=s.obs_hessian, l2=l2, block=s.obs_block,
                 damping=s.obs_damping, max_params=s.obs_max_weights, progress=progress,
                 **hess_kw)
-        rows = sweep(net, scores, ds.test, fractions, retrain=retrain, network=network,
-                     method=m, progress=progress)
+        try:
+            rows = sweep(net, scores, ds.test, fractions, retrain=retrain, network=network,
+                         method=m, progress=progress)
+        except NonFiniteLossError as e:
+            raise _diverged(f"method {m!r}", e, ckpt) from None
         result.rows += rows
         if ckpt is not None:
             done[m] = rows

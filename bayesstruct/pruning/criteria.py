@@ -33,10 +33,11 @@ import numpy as np
 import torch
 
 from ..data import Split
+from ..errors import UserInputError
 from ..models.bayesnet import BayesianNet
 from ..posterior import InferenceData, point_estimate
 from .compression import mask_params
-from .decisions import decide, magnitude
+from .decisions import _masks_at, check_matches, check_threshold, magnitude
 from .density import log_relative_density
 from .units import log_alpha, unit_keep, unit_log_alpha, weight_masks_from_units
 
@@ -124,22 +125,39 @@ def make_decision(post: InferenceData, model: BayesianNet, criterion: str = "aut
     """Pruning masks of every weight site by ``criterion`` (see the module table).
 
     ``unit_threshold="auto"`` needs ``val`` (calibration, :func:`calibrate_unit_thresholds`);
-    explicit ``layer_thresholds`` win over calibrated ones.
+    explicit ``layer_thresholds`` win over calibrated ones (``+inf`` keeps a layer's units).
+
+    Refused (:class:`~bayesstruct.errors.UserInputError`, a ``ValueError``, naming the
+    argument): a posterior whose weight sites are not the model's
+    (:func:`~bayesstruct.pruning.decisions.check_matches`), ``rho_threshold`` outside
+    ``[0, 1]``, a negative ``magnitude_threshold``, and any NaN/inf threshold (a layer
+    threshold may be ``+inf``).
     """
     criterion = resolve_criterion(criterion, post, model)
+    check_matches(post, model)
     weight_names = [s.name for s in model.weight_sites]
     if criterion == "rho":
+        rho_threshold = check_threshold("rho_threshold", rho_threshold, 0.0, 1.0)
         scores = log_relative_density(post)
-        thr = float(np.log(rho_threshold))
-        return Decision(criterion, rho_threshold, decide(scores, threshold=thr), scores)
+        thr = float(np.log(rho_threshold)) if rho_threshold > 0 else -np.inf
+        return Decision(criterion, rho_threshold, _masks_at(scores, thr), scores)
     if criterion == "magnitude":
+        magnitude_threshold = check_threshold("magnitude_threshold", magnitude_threshold, 0.0)
         scores = magnitude(post)
         return Decision(criterion, magnitude_threshold,
-                        decide(scores, threshold=-magnitude_threshold), scores)
+                        _masks_at(scores, -magnitude_threshold), scores)
     if criterion == "log_alpha":
+        log_alpha_threshold = check_threshold("log_alpha_threshold", log_alpha_threshold)
         scores = log_alpha(post, weight_names)
         return Decision(criterion, log_alpha_threshold,
-                        decide(scores, threshold=log_alpha_threshold), scores)
+                        _masks_at(scores, log_alpha_threshold), scores)
+    if unit_threshold != "auto":
+        unit_threshold = check_threshold("unit_threshold", unit_threshold)
+    for layer, t in (layer_thresholds or {}).items():
+        if not (isinstance(t, (int, float, np.floating, np.integer)) and not np.isnan(t)
+                and t != -np.inf):
+            raise UserInputError(f"layer_thresholds[{layer!r}]={t!r} is not a number "
+                                 "(finite, or +inf to keep every unit of the layer)")
     units = unit_log_alpha(post, model)
     if unit_threshold == "auto":
         if val is None:

@@ -18,7 +18,7 @@ from ..inference.svi import evaluate
 from ..models.bayesnet import BayesianNet
 from ..posterior import InferenceData, point_estimate
 from .compression import mask_params
-from .decisions import decide, fraction_removed
+from .decisions import check_matches, decide, fraction_removed
 from .density import log_relative_density
 
 __all__ = ["DEFAULT_FRACTIONS", "mc_evaluate", "pruning_curve"]
@@ -78,8 +78,10 @@ def pruning_curve(model: BayesianNet, post: InferenceData, split: Split,
                   seed: int = 0) -> list[dict[str, float]]:
     """One row per fraction: ``fraction, removed, acc_mean, nll_mean, acc_mc, nll_mc``.
 
-    ``scores`` default to ``log rho`` per weight (:func:`log_relative_density`).
+    ``scores`` default to ``log rho`` per weight (:func:`log_relative_density`). The
+    posterior must be ``model``'s (:func:`~bayesstruct.pruning.decisions.check_matches`).
     """
+    check_matches(post, model)
     device = next(model.net.parameters()).device
     split = split.to(device)
     scores = scores if scores is not None else log_relative_density(post)

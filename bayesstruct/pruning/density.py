@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..posterior import InferenceData, mode_array, weight_sites
+from .decisions import check_matches
 
 __all__ = ["kde_log_relative_density", "log_relative_density", "normal_weight_factors",
            "relative_density", "silverman_bandwidth"]
@@ -44,14 +45,17 @@ def normal_weight_factors(post: InferenceData):
 
 
 def log_relative_density(post: InferenceData, level: str = "weight",
-                         method: str = "auto") -> dict[str, np.ndarray]:
+                         method: str = "auto", model=None) -> dict[str, np.ndarray]:
     """``log rho`` of every weight site (``level="weight"``) or per input unit (``"unit"``).
 
     ``method``: ``closed_form`` (Normal variational factors), ``kde`` (from the posterior
     draws, :func:`kde_log_relative_density`), or ``auto`` (closed form when the posterior has
     variational factors, else KDE: MCMC, SGLD). Unit level sums over every dimension but dim 1
-    (the input unit / input channel).
+    (the input unit / input channel). With ``model`` given, a posterior whose weight sites are
+    not the model's is refused (:func:`~bayesstruct.pruning.decisions.check_matches`).
     """
+    if model is not None:
+        check_matches(post, model)
     if level not in LEVELS:
         raise ValueError(f"level={level!r}; allowed: {', '.join(LEVELS)}")
     if method not in ("auto", "closed_form", "kde"):
@@ -118,6 +122,7 @@ def kde_log_relative_density(post: InferenceData, *, max_draws: int = 2000, grid
 
 
 def relative_density(post: InferenceData, level: str = "weight",
-                     method: str = "auto") -> dict[str, np.ndarray]:
-    """``rho`` in [0, 1] per weight or per unit (float64; strong weights underflow to 0)."""
-    return {k: np.exp(v) for k, v in log_relative_density(post, level, method).items()}
+                     method: str = "auto", model=None) -> dict[str, np.ndarray]:
+    """``rho`` in [0, 1] per weight or per unit (float64; strong weights underflow to 0);
+    ``model`` as for :func:`log_relative_density`."""
+    return {k: np.exp(v) for k, v in log_relative_density(post, level, method, model).items()}

@@ -19,10 +19,12 @@ import numpy as np
 import torch
 
 from ..data import Split
+from ..errors import UserInputError
 from ..inference.svi import evaluate
 from ..models.bayesnet import BayesianNet
 from ..posterior import InferenceData, point_estimate
 from .compression import mask_params
+from .decisions import check_matches
 from .units import effective_moments
 
 __all__ = ["lambda_grid", "removable", "snr", "snr_curve"]
@@ -52,8 +54,11 @@ def snr_curve(model: BayesianNet, post: InferenceData, split: Split,
     included), ``removed`` (fraction of weights), ``acc``, ``f1_macro``, ``nll`` (per
     example) and ``log_lik`` (summed over the split) of the posterior-mean network with the
     weights of ``lambda_i < lambda`` removed."""
+    check_matches(post, model)
     scores = dict(scores) if scores is not None else snr(post, model)
     lambdas = lambda_grid(scores) if lambdas is None else np.asarray(lambdas, dtype=np.float64)
+    if np.isnan(lambdas).any():
+        raise UserInputError(f"lambdas hold NaN ({lambdas.tolist()}); thresholds must be numbers")
     device = split.x.device
     params = {k: torch.as_tensor(v, dtype=torch.float32, device=device)
               for k, v in point_estimate(post).items()}

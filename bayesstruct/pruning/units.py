@@ -24,8 +24,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..errors import UserInputError
 from ..models.bayesnet import BayesianNet
 from ..posterior import InferenceData, point_estimate
+from .decisions import check_matches
 from .density import normal_weight_factors
 
 __all__ = ["effective_moments", "inclusion_probabilities", "inferred_widths", "log_alpha",
@@ -57,6 +59,7 @@ def log_alpha(post: InferenceData, sites: list[str] | None = None) -> dict[str, 
 
 def unit_log_alpha(post: InferenceData, model: BayesianNet) -> dict[str, np.ndarray]:
     """``weight site -> log alpha_g`` per input unit / channel, from the model's group prior."""
+    check_matches(post, model)
     prior = model.prior
     if prior.criterion != "unit":
         raise ValueError(f"prior {prior.kind!r} has no unit scales; unit decisions need "
@@ -81,7 +84,9 @@ def unit_log_alpha(post: InferenceData, model: BayesianNet) -> dict[str, np.ndar
 def effective_moments(post: InferenceData, model: BayesianNet
                       ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``site -> (E[w], Var[w])`` of the *network* weights under ``q`` (group scales folded
-    in, :meth:`Prior.effective_moments`)."""
+    in, :meth:`Prior.effective_moments`). The posterior must be ``model``'s
+    (:func:`~bayesstruct.pruning.decisions.check_matches`)."""
+    check_matches(post, model)
     loc, scale = variational_tensors(post)
     out = {}
     with torch.no_grad():
@@ -94,7 +99,9 @@ def effective_moments(post: InferenceData, model: BayesianNet
 
 def mean_network(post: InferenceData, model: BayesianNet) -> nn.Module:
     """A copy of the plain network holding the posterior-mean weights (group scales folded
-    in by :meth:`Prior.net_params`): what :func:`~bayesstruct.pruning.prune` shrinks."""
+    in by :meth:`Prior.net_params`): what :func:`~bayesstruct.pruning.prune` shrinks. The
+    posterior must be ``model``'s (:func:`~bayesstruct.pruning.decisions.check_matches`)."""
+    check_matches(post, model)
     net = copy.deepcopy(model.net)
     device = next(net.parameters()).device
     values = {k: torch.as_tensor(v, dtype=torch.float32, device=device)
@@ -111,8 +118,12 @@ def _layer(site: str) -> str:
 def unit_keep(scores: Mapping[str, np.ndarray], threshold: float,
               layer_thresholds: Mapping[str, float] | None = None) -> dict[str, np.ndarray]:
     """Keep-mask per input unit: ``log alpha_g < threshold`` (per-layer overrides by layer
-    name, e.g. ``{"fc1": -1.0}``)."""
+    name, e.g. ``{"fc1": -1.0}``; ``+inf`` keeps every unit). NaN thresholds are refused."""
     layer_thresholds = dict(layer_thresholds or {})
+    for name, t in [("threshold", threshold)] + [(f"layer_thresholds[{k!r}]", v)
+                                                  for k, v in layer_thresholds.items()]:
+        if np.isnan(t):
+            raise UserInputError(f"{name}={t!r} is not a number")
     unknown = set(layer_thresholds) - {_layer(k) for k in scores}
     if unknown:
         raise ValueError(f"layer_thresholds names unknown layers {sorted(unknown)}; layers: "

@@ -25,9 +25,12 @@ bits per weight and step instead of whole states.) Outer loops: :func:`greedy` a
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
+from ...errors import NonFiniteLossError
 from . import experiments
 from .exact import ReversibleTrajectory
 from .implicit import SOLVERS, SolveInfo, implicit
@@ -70,30 +73,42 @@ def hypergradient(problem: HyperProblem, lam: Tensor, *, method: str = "unrolled
     ``radix_bits``, ``trajectory`` (returns the :class:`ReversibleTrajectory` through a list
     you pass); ``implicit``: ``w_star`` (default: ``w_T`` of ``steps`` inner steps), ``solver``,
     ``tol``, ``max_iter``, ``neumann_lr``, ``info``.
+
+    Raises :class:`~bayesstruct.errors.NonFiniteLossError` when the hypergradient (or the
+    inner trajectory) is not finite.
     """
     if method not in METHODS:
         raise ValueError(f"method {method!r}; allowed: {', '.join(METHODS)}")
-    if steps < 0:
+    if not steps >= 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
     lam = torch.as_tensor(lam, dtype=problem.w0.dtype, device=problem.w0.device)
     if method == "finite_diff":
-        return finite_diff(problem, lam, steps, **kw)
-    if method == "unrolled":
-        return unrolled(problem, lam, steps, **kw)
-    if method == "checkpointed":
-        return checkpointed(problem, lam, steps, **kw)
-    if method == "reversible":
-        return reversible(problem, lam, steps, **kw)
-    w_star = kw.pop("w_star", None)
-    if w_star is None:
-        w_star = run_inner(problem, lam, steps)["w"]
-    return implicit(problem, lam, w_star, **kw)
+        out = finite_diff(problem, lam, steps, **kw)
+    elif method == "unrolled":
+        out = unrolled(problem, lam, steps, **kw)
+    elif method == "checkpointed":
+        out = checkpointed(problem, lam, steps, **kw)
+    elif method == "reversible":
+        out = reversible(problem, lam, steps, **kw)
+    else:
+        w_star = kw.pop("w_star", None)
+        if w_star is None:
+            w_star = run_inner(problem, lam, steps)["w"]
+        out = implicit(problem, lam, w_star, **kw)
+    if not bool(torch.isfinite(out).all()):
+        raise NonFiniteLossError(f"hypergradient ({method}, {steps} inner steps) is not finite "
+                                 f"({int((~torch.isfinite(out)).sum())} of {out.numel()} "
+                                 "entries); lower the inner learning rate or the number of "
+                                 "steps")
+    return out
 
 
 @torch.no_grad()
 def finite_diff(problem: HyperProblem, lam: Tensor, steps: int, h: float = 1e-5) -> Tensor:
     """Central differences ``(L(lam + h e_i) - L(lam - h e_i)) / 2h`` of ``L_val(w_T)`` per
     coordinate (M6.1; for checking: two inner runs per coordinate)."""
+    if not (math.isfinite(h) and h > 0):
+        raise ValueError(f"need h > 0, a finite number (got h={h})")
     flat = lam.detach().reshape(-1)
     out = torch.empty_like(flat)
 
@@ -115,10 +130,18 @@ def reversible(problem: HyperProblem, lam: Tensor, steps: int, radix_bits: int =
     undoing step ``t`` bit for bit, then :func:`step_vjp` back-propagates through it."""
     opt = problem.optimizer
     lam = lam.detach()
-    traj = ReversibleTrajectory(
-        opt.kind, problem.w0.detach().to(torch.float64),
-        lambda w, t: problem.grad(w.to(problem.w0.dtype), lam, t).to(torch.float64),
-        lr=opt.lr, momentum=opt.momentum, betas=opt.betas, eps=opt.eps, radix_bits=radix_bits)
+
+    def grad(w: Tensor, t: int) -> Tensor:
+        g = problem.grad(w.to(problem.w0.dtype), lam, t).to(torch.float64)
+        if not bool(torch.isfinite(g).all()):
+            raise NonFiniteLossError(f"reversible hypergradient: the training gradient of "
+                                     f"inner step {t + 1} is not finite; lower the inner "
+                                     "learning rate")
+        return g
+
+    traj = ReversibleTrajectory(opt.kind, problem.w0.detach().to(torch.float64), grad,
+                                lr=opt.lr, momentum=opt.momentum, betas=opt.betas, eps=opt.eps,
+                                radix_bits=radix_bits)
     traj.forward(steps)
     if trajectory is not None:
         trajectory.append(traj)

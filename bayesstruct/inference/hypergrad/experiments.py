@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from tqdm.auto import tqdm
 
+from ...errors import NonFiniteLossError
 from .outer import greedy, honest, newton
 from .problem import (
     HyperProblem,
@@ -91,6 +92,9 @@ def l2_experiment(make_net: Callable[[], nn.Module], train, val, test, mode: str
 
     if mode not in L2_MODES:
         raise ValueError(f"mode {mode!r}; allowed: {', '.join(L2_MODES)}")
+    _at_least(epochs_weights=(epochs_weights, 0), epochs_hyper=(epochs_hyper, 1),
+              batch_size=(batch_size, 1), k=(k, 1))
+    _positive(lr=lr, hyper_lr=hyper_lr, init_decay=init_decay)
     torch.manual_seed(seed)
     device = torch.device(device)
     net = make_net().to(device)
@@ -129,12 +133,20 @@ def l2_experiment(make_net: Callable[[], nn.Module], train, val, test, mode: str
     state = init_state(problem.optimizer, w0)
     for e in tqdm(range(epochs_weights + (epochs_hyper if mode == "none" else 0)),
                   desc=f"{mode}: weights", disable=not progress):
-        state = run_inner(problem, lam, batches_per_epoch, state, start=e * batches_per_epoch)
+        try:  # run_inner checks the weights once per call: once per epoch
+            state = run_inner(problem, lam, batches_per_epoch, state,
+                              start=e * batches_per_epoch)
+        except NonFiniteLossError as err:
+            raise NonFiniteLossError(f"l2 experiment ({mode}), weight epoch {e + 1}: {err}"
+                                     ) from None
     history: list[dict[str, float]] = []
     if mode != "none":
         warm = HyperProblem(train_loss, val_loss, state["w"], problem.optimizer, batch_loss)
-        res = greedy(_offset(warm, steps_w), lam, total_steps=steps_h, k=k,
-                     hyper_lr=hyper_lr, progress=progress)
+        try:
+            res = greedy(_offset(warm, steps_w), lam, total_steps=steps_h, k=k,
+                         hyper_lr=hyper_lr, progress=progress)
+        except NonFiniteLossError as err:
+            raise NonFiniteLossError(f"l2 experiment ({mode}): {err}") from None
         state, lam, history = res.state, res.lam, res.history
     seconds = time.perf_counter() - t0
     with torch.no_grad():
@@ -145,6 +157,18 @@ def l2_experiment(make_net: Callable[[], nn.Module], train, val, test, mode: str
         acc = float((out.argmax(-1).cpu().numpy() == y).mean())
     return L2Result(mode, ce, 1.0 - auc(probs, y), acc, float(lam.mean()),
                     float(lam.std()) if lam.numel() > 1 else 0.0, seconds, history)
+
+
+def _at_least(**values: tuple[int, int]) -> None:
+    for name, (v, lo) in values.items():
+        if not v >= lo:
+            raise ValueError(f"{name} must be >= {lo} (got {name}={v})")
+
+
+def _positive(**values: float) -> None:
+    for name, v in values.items():
+        if not (math.isfinite(v) and v > 0):
+            raise ValueError(f"need {name} > 0, a finite number (got {name}={v})")
 
 
 def _offset(problem: HyperProblem, start: int) -> HyperProblem:
@@ -180,6 +204,12 @@ def klr_experiment(train, val, test, *, width0: float = 50.0, c: float = 1e-2,
     """Experiment 2 (module docstring) on two-class ``(x, y)`` splits (float64 inside):
     the kernel machine is fitted on ``train``, the width tuned on ``val``, reported on
     ``test``."""
+    _positive(width0=width0, hyper_lr=hyper_lr, inner_tol=inner_tol)
+    _at_least(outer_steps=(outer_steps, 1), max_newton_steps=(max_newton_steps, 1))
+    for name, v in (("c", c), ("jitter", jitter)):
+        if not (math.isfinite(v) and v >= 0):
+            raise ValueError(f"need {name} >= 0, a finite number (got {name}={v})")
+
     def xy(split) -> tuple[Tensor, Tensor]:
         return split.x.detach().cpu().to(torch.float64), split.y.detach().cpu().to(torch.float64)
 
@@ -215,9 +245,12 @@ def klr_experiment(train, val, test, *, width0: float = 50.0, c: float = 1e-2,
     w_before, _, _ = newton(problem, lam0, {"w": problem.w0}, tol=inner_tol,
                             max_steps=max_newton_steps)
     ce0, auc0 = evaluate(w_before["w"], lam0)
-    res = honest(problem, lam0, outer_steps=outer_steps, hyper_lr=hyper_lr,
-                 inner_tol=inner_tol, max_inner_steps=max_newton_steps, inner="newton",
-                 progress=progress)
+    try:
+        res = honest(problem, lam0, outer_steps=outer_steps, hyper_lr=hyper_lr,
+                     inner_tol=inner_tol, max_inner_steps=max_newton_steps, inner="newton",
+                     progress=progress)
+    except NonFiniteLossError as err:
+        raise NonFiniteLossError(f"klr experiment: {err}") from None
     w_after, _, _ = newton(problem, res.lam, res.state, tol=inner_tol,
                            max_steps=max_newton_steps)
     ce1, auc1 = evaluate(w_after["w"], res.lam)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ...errors import NonFiniteLossError
 from .problem import HyperProblem
 
 __all__ = ["SOLVERS", "SolveInfo", "implicit"]
@@ -53,12 +54,21 @@ def implicit(problem: HyperProblem, lam: Tensor, w_star: Tensor, *, solver: str 
         raise ValueError(f"solver {solver!r}; allowed: {', '.join(SOLVERS)}")
     if solver == "neumann" and neumann_lr is None:
         raise ValueError("the neumann solver needs neumann_lr (alpha with alpha ||H|| < 2)")
+    if neumann_lr is not None and not neumann_lr > 0:
+        raise ValueError(f"need neumann_lr > 0 (got neumann_lr={neumann_lr})")
+    if not max_iter >= 1:
+        raise ValueError(f"max_iter must be >= 1 (got max_iter={max_iter})")
+    if not tol >= 0:
+        raise ValueError(f"need tol >= 0 (got tol={tol})")
     info = info if info is not None else SolveInfo()
     lam_ = lam.detach().requires_grad_(True)
     with torch.enable_grad():
         w = w_star.detach().requires_grad_(True)
-        gw_val, gl_val = torch.autograd.grad(problem.val_loss(w, lam_), (w, lam_),
-                                             allow_unused=True)
+        val = problem.val_loss(w, lam_)
+        if not bool(torch.isfinite(val)):
+            raise NonFiniteLossError(f"implicit hypergradient: the validation loss at w_star is "
+                                     f"{float(val)}")
+        gw_val, gl_val = torch.autograd.grad(val, (w, lam_), allow_unused=True)
         g_train = torch.autograd.grad(problem.train_loss(w, lam_), w, create_graph=True)[0]
 
         def hvp(v: Tensor) -> Tensor:
@@ -83,8 +93,9 @@ def _cg(hvp, b: Tensor, tol: float, max_iter: int, info: SolveInfo, _unused) -> 
         hp = hvp(p)
         curv = torch.dot(p, hp)
         if not bool(torch.isfinite(curv)):
-            raise FloatingPointError("conjugate gradients: a Hessian-vector product is not "
-                                     "finite (an ill-conditioned or diverged inner problem)")
+            raise NonFiniteLossError(f"conjugate gradients: a Hessian-vector product is not "
+                                     f"finite at iteration {i} (an ill-conditioned or diverged "
+                                     "inner problem)")
         if curv <= 0:
             raise ValueError("conjugate gradients met non-positive curvature: the Hessian is "
                              "not positive definite at w_star (not a strict minimum; raise the "

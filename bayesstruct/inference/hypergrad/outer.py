@@ -8,11 +8,14 @@
   Hessian-vector products: the seed's ``diff-CG``) and update ``lambda``.
 
 Both update ``lambda`` by Adam (``hyper_lr``) and return an :class:`OuterResult` with the
-history of ``lambda`` and the validation loss.
+history of ``lambda`` and the validation loss. A validation loss, hypergradient or inner
+gradient that is not finite stops them with :class:`~bayesstruct.errors.NonFiniteLossError`
+naming the loop and the outer step (checked once per outer step).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -20,6 +23,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ...errors import NonFiniteLossError
 from .implicit import SolveInfo, implicit
 from .problem import HyperProblem, init_state, opt_step
 from .reverse import unrolled
@@ -37,8 +41,24 @@ class OuterResult:
 
 
 def _adam(lam: Tensor, lr: float) -> tuple[Tensor, torch.optim.Adam]:
-    lam = lam.detach().clone().requires_grad_(True)
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"need hyper_lr > 0, a finite number (got hyper_lr={lr})")
+    lam = torch.as_tensor(lam).detach().clone()
+    if not bool(torch.isfinite(lam).all()):
+        raise ValueError("lam0 (the initial hyperparameters) must be finite")
+    lam.requires_grad_(True)
     return lam, torch.optim.Adam([lam], lr=lr)
+
+
+def _check_outer(loop: str, step: str, val: float | None, grad: Tensor | None) -> None:
+    """One check per outer step: the validation loss and the hypergradient are finite."""
+    if val is not None and not math.isfinite(val):
+        raise NonFiniteLossError(f"{loop}: the validation loss became {val} at {step}; lower "
+                                 "the inner learning rate or hyper_lr")
+    if grad is not None and not bool(torch.isfinite(grad).all()):
+        raise NonFiniteLossError(f"{loop}: the hypergradient is not finite at {step} "
+                                 f"({int((~torch.isfinite(grad)).sum())} of {grad.numel()} "
+                                 "entries); lower the inner learning rate or hyper_lr")
 
 
 def greedy(problem: HyperProblem, lam0: Tensor, *, total_steps: int, k: int = 10,
@@ -46,20 +66,24 @@ def greedy(problem: HyperProblem, lam0: Tensor, *, total_steps: int, k: int = 10
            callback: Callable[[dict], None] | None = None) -> OuterResult:
     """Greedy hyperparameter optimisation (module docstring): ``total_steps`` inner steps,
     a ``k``-step unrolled hypergradient and one Adam step on ``lambda`` after every window."""
-    if k < 1 or total_steps < 1:
-        raise ValueError(f"greedy needs k >= 1 and total_steps >= 1 (got {k}, {total_steps})")
+    if not (k >= 1 and total_steps >= 1):
+        raise ValueError(f"greedy needs k >= 1 and total_steps >= 1 (got k={k}, "
+                         f"total_steps={total_steps})")
     lam, opt = _adam(lam0, hyper_lr)
     state = init_state(problem.optimizer, problem.w0.detach())
     history = []
     bar = tqdm(range(0, total_steps, k), desc="greedy", disable=not progress)
-    for start in bar:
+    for i, start in enumerate(bar):
         n = min(k, total_steps - start)
         grad, state = unrolled(problem, lam, n, state=state, start=start, return_state=True)
+        where = f"outer step {i + 1} (inner steps {start + 1}..{start + n})"
+        _check_outer("greedy hypergradient loop", where, None, grad)
         opt.zero_grad()
         lam.grad = grad
         opt.step()
         with torch.no_grad():
             val = float(problem.val_loss(state["w"], lam))
+        _check_outer("greedy hypergradient loop", where, val, None)
         row = {"step": start + n, "val_loss": val, "grad_norm": float(grad.norm()),
                "lam_mean": float(lam.detach().mean())}
         history.append(row)
@@ -83,10 +107,18 @@ def minimise_inner(problem: HyperProblem, lam: Tensor, state: dict[str, Tensor],
             norm = float(g.norm())
             if norm <= tol:
                 return state, t, norm
+            _finite_norm(norm, t)
         with torch.no_grad():
             state = opt_step(opt, state, g, t)
     norm = float(problem.grad(state["w"], lam, max_steps).norm())
+    _finite_norm(norm, max_steps)
     return state, max_steps, norm
+
+
+def _finite_norm(norm: float, step: int) -> None:
+    if not math.isfinite(norm):
+        raise NonFiniteLossError(f"inner minimisation: the training-gradient norm became "
+                                 f"{norm} at inner step {step}; lower the inner learning rate")
 
 
 def newton(problem: HyperProblem, lam: Tensor, state: dict[str, Tensor], *, tol: float,
@@ -106,9 +138,13 @@ def newton(problem: HyperProblem, lam: Tensor, state: dict[str, Tensor], *, tol:
         norm = float(g.norm())
         if norm <= tol:
             return {"w": w}, i, norm
+        if not math.isfinite(norm):
+            raise NonFiniteLossError(f"newton: the gradient of L_train is not finite at "
+                                     f"Newton step {i}")
         h = torch.autograd.functional.hessian(loss, w)
         if not bool(torch.isfinite(h).all()):
-            raise FloatingPointError("newton: the Hessian of L_train is not finite")
+            raise NonFiniteLossError(f"newton: the Hessian of L_train is not finite at "
+                                     f"Newton step {i}")
         step = _damped_solve(h, g)
         f0, t = float(loss(w)), 1.0
         while t > 1e-8 and float(loss(w - t * step)) > f0 - 1e-4 * t * float(g @ step):
@@ -143,6 +179,10 @@ def honest(problem: HyperProblem, lam0: Tensor, *, outer_steps: int, hyper_lr: f
     :func:`newton` (small convex inner problems, ``max_inner_steps`` Newton steps)."""
     if inner not in ("optimizer", "newton"):
         raise ValueError(f"inner {inner!r}; allowed: optimizer, newton")
+    for name, v in (("outer_steps", outer_steps), ("max_inner_steps", max_inner_steps),
+                    ("cg_max_iter", cg_max_iter)):
+        if not v >= 1:
+            raise ValueError(f"{name} must be >= 1 (got {name}={v})")
     lam, opt = _adam(lam0, hyper_lr)
     state = init_state(problem.optimizer, problem.w0.detach())
     history = []
@@ -152,20 +192,26 @@ def honest(problem: HyperProblem, lam0: Tensor, *, outer_steps: int, hyper_lr: f
             state = state if inner == "optimizer" else {"w": state["w"]}
         elif inner == "optimizer":  # keep the weights, restart the moments
             state = init_state(problem.optimizer, state["w"])
-        if inner == "newton":
-            state, steps, norm = newton(problem, lam, state, tol=inner_tol,
-                                        max_steps=max_inner_steps)
-        else:
-            state, steps, norm = minimise_inner(problem, lam, state, tol=inner_tol,
-                                                max_steps=max_inner_steps)
-        info = SolveInfo()
-        grad = implicit(problem, lam, state["w"], solver=solver, tol=cg_tol,
-                        max_iter=cg_max_iter, neumann_lr=neumann_lr, info=info)
+        try:
+            if inner == "newton":
+                state, steps, norm = newton(problem, lam, state, tol=inner_tol,
+                                            max_steps=max_inner_steps)
+            else:
+                state, steps, norm = minimise_inner(problem, lam, state, tol=inner_tol,
+                                                    max_steps=max_inner_steps)
+            info = SolveInfo()
+            grad = implicit(problem, lam, state["w"], solver=solver, tol=cg_tol,
+                            max_iter=cg_max_iter, neumann_lr=neumann_lr, info=info)
+        except NonFiniteLossError as e:
+            raise NonFiniteLossError(f"honest hypergradient loop, outer step {i + 1}: {e}"
+                                     ) from None
+        _check_outer("honest hypergradient loop", f"outer step {i + 1}", None, grad)
         opt.zero_grad()
         lam.grad = grad
         opt.step()
         with torch.no_grad():
             val = float(problem.val_loss(state["w"], lam))
+        _check_outer("honest hypergradient loop", f"outer step {i + 1}", val, None)
         row = {"outer": i + 1, "inner_steps": steps, "inner_grad_norm": norm, "val_loss": val,
                "cg_iterations": info.iterations, "cg_converged": info.converged,
                "grad_norm": float(grad.norm()), "lam_mean": float(lam.detach().mean())}

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from ...errors import NonFiniteLossError
+
 __all__ = ["OPTIMIZERS", "HyperProblem", "InnerOptimizer", "epoch_batches", "flat_params",
            "init_state", "opt_step", "run_inner", "unflatten"]
 
@@ -128,12 +130,17 @@ def opt_step(opt: InnerOptimizer, state: dict[str, Tensor], g: Tensor, t: int
 def run_inner(problem: HyperProblem, lam: Tensor, steps: int, state: dict[str, Tensor] | None
               = None, start: int = 0) -> dict[str, Tensor]:
     """``steps`` inner steps from ``state`` (default: ``w_0`` and zero moments) starting at
-    step index ``start``; no graph is kept."""
+    step index ``start``; no graph is kept. Weights that are not finite after the steps raise
+    :class:`~bayesstruct.errors.NonFiniteLossError` (one check per call)."""
     opt = problem.optimizer
     state = dict(state) if state is not None else init_state(opt, problem.w0.detach())
     for t in range(start, start + steps):
         g = problem.grad(state["w"], lam.detach(), t)
         state = opt_step(opt, state, g, t)
+    if steps > 0 and not bool(torch.isfinite(state["w"]).all()):
+        raise NonFiniteLossError(f"inner optimisation ({opt.kind}, lr={opt.lr:g}): the weights "
+                                 f"became non-finite within steps {start + 1}..{start + steps}; "
+                                 "lower the inner learning rate")
     return state
 
 
