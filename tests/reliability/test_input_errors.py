@@ -442,10 +442,12 @@ def test_cli_data_dir_with_two_of_four_files_exits_2(tmp_path, no_other_copies):
            "t10k-labels-idx1-ubyte.gz" in first
 
 
-def test_config_yaml_records_the_directory_actually_read(tmp_path, no_other_copies):
+def test_config_yaml_records_the_directory_actually_read(tmp_path, no_other_copies,
+                                                        monkeypatch):
     """A relative --data-dir is written into config.yaml as the absolute folder read."""
     d = idx_dir(tmp_path / "idx", n_train=200, n_test=50)
-    res = runner.invoke(app, ["run", "ard-logreg-fashion-mnist", "--data-dir", str(d), "--out",
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["run", "ard-logreg-fashion-mnist", "--data-dir", "idx", "--out",
                               str(tmp_path / "run"), "--quiet", "--set", "inference.epochs=1",
                               "--set", "inference.num_draws=2", "--set", "pruning.mc_samples=2"])
     assert res.exit_code == 0, res.output
