@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.bayesstruct-installed
 FMNIST := /usr/share/datasets/fashion-mnist
 PYTEST_ARGS ?=
 
-.PHONY: setup data demo test test-slow lint bench bench-compression bench-pruning bench-mcmc bench-rnn bench-ibp bench-hypergrad bench-nas bench-freeze clean
+.PHONY: setup data demo test test-slow test-seeds lint bench bench-compression bench-pruning bench-mcmc bench-rnn bench-ibp bench-hypergrad bench-nas bench-freeze clean
 
 setup: $(STAMP)
 
@@ -38,6 +38,15 @@ test: setup data
 
 test-slow: setup data
 	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
+
+# the stochastic tests on other draws: seed shifts 1-5 (every shift runs; fails if any failed)
+test-seeds: setup data
+	@failed=""; for s in 1 2 3 4 5; do \
+		echo "== seed shift $$s"; \
+		$(PY) -m pytest -q -m "stochastic and not slow" -p no:cacheprovider --seed-shift $$s \
+			$(PYTEST_ARGS) || failed="$$failed $$s"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "test-seeds: failed at seed shift(s):$$failed"; exit 1; fi
 
 lint: setup
 	$(VENV)/bin/ruff check bayesstruct tests benchmarks notebooks

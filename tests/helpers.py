@@ -1,7 +1,13 @@
-"""Small builders shared by the tests."""
+"""Small builders shared by the tests, the seed shift and the Monte-Carlo standard errors the
+stochastic tests (``@pytest.mark.stochastic``) set their bounds from."""
 
 from __future__ import annotations
 
+import math
+import os
+import warnings
+
+import numpy as np
 import torch
 
 from bayesstruct import nets, priors
@@ -28,8 +34,9 @@ SPARSE_IDS = [f"{k}-{kw['level']}" for k, kw in SPARSE_GRID]
 PRIOR_IDS = [f"{k}-{'-'.join(f'{a}={b}' for a, b in kw.items())}" for k, kw in PRIOR_GRID]
 
 
-def small_model(kind: str, kw: dict, net: str = "mlp", num_data: int = 50) -> BayesianNet:
-    torch.manual_seed(0)
+def small_model(kind: str, kw: dict, net: str = "mlp", num_data: int = 50,
+                seed: int = 0) -> BayesianNet:
+    torch.manual_seed(seed)
     if net == "mlp":
         module = nets.mlp([5, 4, 3])
     elif net == "conv":
@@ -68,3 +75,72 @@ def loss_difference(model, guide, x, y, n: int, elbo=None) -> tuple[float, float
         ref = torch.tensor([elbo.loss(model, guide, x, y) for _ in range(n)],
                            dtype=torch.float64)
     return float(ours.mean() - ref.mean()), math.sqrt(ours.var() / n + ref.var() / n)
+
+
+# -- seeds ---------------------------------------------------------------------------------------
+
+#: the environment variable of the seed shift; ``pytest --seed-shift N`` sets it (tests/conftest.py)
+SEED_SHIFT_ENV = "BAYESSTRUCT_TEST_SEED_SHIFT"
+
+
+def seed_shift() -> int:
+    """The seed shift: ``$BAYESSTRUCT_TEST_SEED_SHIFT`` (an integer, default 0), read at each call
+    so that it works from any module, whenever it was imported."""
+    raw = os.environ.get(SEED_SHIFT_ENV, "").strip()
+    try:
+        return int(raw) if raw else 0
+    except ValueError:
+        raise ValueError(f"{SEED_SHIFT_ENV}={raw!r} is not an integer") from None
+
+
+def seed(n: int) -> int:
+    """The seed ``n`` of a stochastic test, shifted: ``n + shift``. Every seed of a stochastic
+    test goes through here, so ``--seed-shift N`` reruns it on other draws."""
+    return n + seed_shift()
+
+
+# -- Monte-Carlo standard errors -----------------------------------------------------------------
+
+#: two-sided tail probability of a 5-SE normal bound (5.7e-7): the p-value floor of the
+#: statistical tests, so that they fail by chance as rarely as a 5-SE bound does
+P_5SE = math.erfc(5 / math.sqrt(2))
+
+
+def iid_se(x, axis: int = 0) -> np.ndarray:
+    """Standard error of the mean of independent draws along ``axis``: ``sd / sqrt(n)``."""
+    x = np.asarray(x, dtype=np.float64)
+    return x.std(axis, ddof=1) / math.sqrt(x.shape[axis])
+
+
+def iid_se_var(x, axis: int = 0) -> np.ndarray:
+    """Standard error of the sample variance of independent draws along ``axis``: the SE of
+    the mean of ``(x - mean)^2`` (``sqrt((m4 - s^4) / n)``, no Gaussian assumption)."""
+    x = np.asarray(x, dtype=np.float64)
+    return iid_se((x - x.mean(axis, keepdims=True)) ** 2, axis)
+
+
+def ess(draws) -> np.ndarray:
+    """ArviZ's effective sample size for the mean (``method="mean"``) of correlated draws of
+    shape ``(chain, draw, *shape)``, one per trailing element."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import arviz as az
+
+        d = np.asarray(draws, dtype=np.float64)
+        flat = d.reshape(d.shape[0], d.shape[1], -1)
+        out = [float(az.ess(flat[..., k], method="mean")) for k in range(flat.shape[-1])]
+    return np.array(out).reshape(d.shape[2:])
+
+
+def chain_se(draws) -> np.ndarray:
+    """Standard error of the mean of correlated draws ``(chain, draw, *shape)``:
+    ``sd / sqrt(ESS)`` with ArviZ's ESS of the draws themselves."""
+    d = np.asarray(draws, dtype=np.float64)
+    return d.std((0, 1)) / np.sqrt(ess(d))
+
+
+def chain_se_var(draws) -> np.ndarray:
+    """Standard error of the variance of correlated draws ``(chain, draw, *shape)``: the ESS
+    standard error of the mean of ``(x - mean)^2``, from that sequence's own ESS."""
+    d = np.asarray(draws, dtype=np.float64)
+    return chain_se((d - d.mean((0, 1))) ** 2)

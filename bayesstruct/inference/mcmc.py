@@ -75,7 +75,9 @@ def mcmc(model: BayesianNet, data: Dataset | Split, *, kernel: str = "nuts",
          num_steps: int = 10, noncentred: bool = True, seed: int = 0,
          device: str | torch.device = "cpu", checkpoint_dir: str | os.PathLike | None = None,
          resume: bool = False, progress: bool = True) -> posterior_mod.InferenceData:
-    """Draws from ``p(w, latents | D)`` by NUTS (or HMC with ``num_steps`` leapfrog steps).
+    """Draws from ``p(w, latents | D)`` by NUTS, or by HMC with the trajectory length
+    ``step_size * num_steps`` (Pyro fixes the length, not the count: after step-size adaptation
+    HMC takes ``length / adapted step size`` leapfrog steps, which can be as few as one).
 
     Args:
         data: a Dataset (its training split) or a Split; the whole split is one batch.

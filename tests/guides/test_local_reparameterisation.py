@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from bayesstruct.guides.meanfield import LRTConv2d, LRTLinear
+from tests.helpers import seed
 
 S = 40_000
 
@@ -18,8 +19,8 @@ def _z(a, b, sa, sb, n):
     return (a - b) / torch.sqrt((sa + sb) / n)
 
 
-def _params(shape_w, shape_b, seed=0):
-    g = torch.Generator().manual_seed(seed)
+def _params(shape_w, shape_b, seed_=0):
+    g = torch.Generator().manual_seed(seed_)
     m = torch.randn(shape_w, generator=g) * 0.5
     s = torch.rand(shape_w, generator=g) * 0.4 + 0.05
     mb = torch.randn(shape_b, generator=g) * 0.3
@@ -40,9 +41,12 @@ def _check(lrt_out, full_out, exact_mean, exact_var):
     assert ((v2 - exact_var) / sd).abs().max() < 5
 
 
+@pytest.mark.stochastic
 def test_linear_lrt_matches_sampled_weights():
-    torch.manual_seed(0)
-    m, s, mb, sb = _params((3, 6), (3,))
+    """40000 draws each way (bound: 5 SE for each output's mean, ``sqrt(var / n)``, and
+    variance, ``var sqrt(2 / (n - 1))`` of a Gaussian)."""
+    torch.manual_seed(seed(0))
+    m, s, mb, sb = _params((3, 6), (3,), seed(0))
     x = torch.randn(2, 6)
     state = {"loc": {"w": m, "b": mb}, "var": {"w": s * s, "b": sb * sb}}
     layer = LRTLinear(state, "w", "b")
@@ -55,9 +59,11 @@ def test_linear_lrt_matches_sampled_weights():
     _check(lrt, full, exact_mean, exact_var)
 
 
+@pytest.mark.stochastic
 def test_conv_lrt_matches_sampled_weights():
-    torch.manual_seed(1)
-    m, s, mb, sb = _params((2, 1, 3, 3), (2,))
+    """8000 draws each way (bound: 5 SE as above)."""
+    torch.manual_seed(seed(1))
+    m, s, mb, sb = _params((2, 1, 3, 3), (2,), seed(0))
     x = torch.randn(1, 1, 5, 5)
     conv = torch.nn.Conv2d(1, 2, 3, padding=1)
     state = {"loc": {"w": m, "b": mb}, "var": {"w": s * s, "b": sb * sb}}

@@ -12,6 +12,7 @@ import torch
 from scipy import integrate, special, stats
 
 from bayesstruct import nas
+from tests.helpers import seed
 
 
 def _brute_force_kl(logits: tuple[float, float], tau: float, prior: str, c: float) -> float:
@@ -51,23 +52,27 @@ CASES = [((0.0, 0.0), 1.0, "uniform", 1.0), ((1.5, -0.5), 1.0, "uniform", 1.0),
          ((2.0, 0.0), 1.0, "dirichlet", 0.5), ((-1.0, 0.7), 0.7, "dirichlet", 2.0)]
 
 
+@pytest.mark.stochastic
 @pytest.mark.parametrize(("logits", "tau", "prior", "c"), CASES)
 def test_kl_estimator_is_unbiased_against_a_brute_force_integral(logits, tau, prior, c):
+    """200k float64 draws of the integrand against the quadrature (bound: 5 SE, ``sd /
+    sqrt(n)``, plus 1e-4 for the quadrature), and the module's own float32 estimate from 20k
+    draws (bound: 5 SE plus 1e-3 for float32)."""
     exact = _brute_force_kl(logits, tau, prior, c)
     choice = nas.OperationChoice(1, 2, temperature=tau, prior=prior, concentration=c)
     with torch.no_grad():
         choice.alpha.copy_(torch.tensor([logits]))
-    torch.manual_seed(0)
+    torch.manual_seed(seed(0))
     n = 200_000
     q = torch.distributions.relaxed_categorical.ExpRelaxedCategorical(
         torch.tensor(tau, dtype=torch.float64), logits=choice.alpha.detach().double())
     x = q.sample((n,))
     terms = nas.relaxed_kl_integrand(x, choice.alpha.detach().double(), tau, prior, c)[:, 0]
     est, se = float(terms.mean()), float(terms.std()) / math.sqrt(n)
-    assert abs(est - exact) < 4 * se + 1e-4, (est, exact, se)
+    assert abs(est - exact) < 5 * se + 1e-4, (est, exact, se)
     # the module's own estimate (float32, reparameterised draws) agrees as well
     with torch.no_grad():
-        assert abs(float(choice.kl(20_000)) - exact) < 4 * float(terms.std()) / math.sqrt(
+        assert abs(float(choice.kl(20_000)) - exact) < 5 * float(terms.std()) / math.sqrt(
             20_000) + 1e-3
     if logits == (0.0, 0.0) and (prior == "uniform" or (tau == 1.0 and c == 1.0)):
         # q = p: the uniform Concrete, and at tau = 1 sigmoid(Logistic) is Uniform(0, 1)

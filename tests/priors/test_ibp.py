@@ -19,11 +19,11 @@ from bayesstruct.data import Split
 from bayesstruct.inference.mcmc import discrete_draws
 from bayesstruct.models import BayesianNet
 from bayesstruct.priors.ibp import kl_kumaraswamy_beta1
-from tests.helpers import loss_difference, randomize_guide
+from tests.helpers import P_5SE, iid_se, loss_difference, randomize_guide, seed
 
 
-def _model(widths, alpha=2.0, num_data=40, **kw) -> BayesianNet:
-    torch.manual_seed(0)
+def _model(widths, alpha=2.0, num_data=40, seed_=0, **kw) -> BayesianNet:
+    torch.manual_seed(seed_)
     return BayesianNet(nets.mlp(widths), priors.IBP(alpha=alpha, **kw), num_data=num_data)
 
 
@@ -33,10 +33,13 @@ def _prior_draws(model: BayesianNet, n: int) -> dict[str, torch.Tensor]:
     return {k: v["value"] for k, v in tr.nodes.items() if v["type"] == "sample"}
 
 
+@pytest.mark.stochastic
 @pytest.mark.parametrize("a,b,alpha", [(1.0, 1.0, 1.0), (2.5, 0.7, 1.0), (0.6, 3.0, 4.0),
                                        (5.0, 1.0, 5.0), (8.0, 0.4, 2.0)])
 def test_kumaraswamy_beta_kl_against_monte_carlo(a, b, alpha):
-    torch.manual_seed(0)
+    """The closed form against 400k draws of ``log q - log p`` (bound: 5 SE, ``sd / sqrt(n)``
+    of those draws, plus 1e-4 for the clamping of v away from 0 and 1)."""
+    torch.manual_seed(seed(0))
     q = dist.Kumaraswamy(torch.tensor(a, dtype=torch.float64), torch.tensor(b, dtype=torch.float64))
     p = dist.Beta(torch.tensor(alpha, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64))
     v = q.sample((400_000,)).clamp(1e-12, 1 - 1e-12)
@@ -44,65 +47,71 @@ def test_kumaraswamy_beta_kl_against_monte_carlo(a, b, alpha):
     mc, se = float(terms.mean()), float(terms.std() / math.sqrt(terms.numel()))
     closed = float(kl_kumaraswamy_beta1(torch.tensor(a, dtype=torch.float64),
                                         torch.tensor(b, dtype=torch.float64), alpha))
-    assert abs(closed - mc) < 4 * se + 1e-4, (closed, mc, se)
+    assert abs(closed - mc) < 5 * se + 1e-4, (closed, mc, se)
     if a == alpha and b == 1.0:  # Kumaraswamy(a, 1) is Beta(a, 1)
         assert abs(closed) < 1e-12
 
 
+@pytest.mark.stochastic
 @pytest.mark.parametrize("alpha", [0.5, 3.0])
 def test_stick_breaking_pi_follows_the_beta_product_law(alpha):
     """pi_k = prod_{j<=k} v_j, v_j ~ Beta(alpha, 1): -log v_j ~ Exp(alpha), so
-    -log pi_k ~ Gamma(k, rate alpha) exactly (KS on the model's own draws of v)."""
-    model = _model([4, 12, 3], alpha=alpha)
+    -log pi_k ~ Gamma(k, rate alpha) exactly (KS on the model's own 4000 independent draws of
+    v; p-value floor 5.7e-7, the false-alarm rate of a 5-SE bound)."""
+    model = _model([4, 12, 3], alpha=alpha, seed_=seed(0))
     v = _prior_draws(model, 4000)["fc1.v"].double()
     assert v.shape == (4000, 12)
     neg_log_pi = -torch.cumsum(torch.log(v), -1).numpy()
     for k in (1, 2, 5, 12):
         p = stats.kstest(neg_log_pi[:, k - 1], stats.gamma(a=k, scale=1 / alpha).cdf).pvalue
-        assert p > 1e-3, (k, p)
+        assert p > P_5SE, (k, p)
     # the test has power: the law of pi_{k+1} is rejected for pi_k
-    assert stats.kstest(neg_log_pi[:, 4], stats.gamma(a=6, scale=1 / alpha).cdf).pvalue < 1e-3
+    assert stats.kstest(neg_log_pi[:, 4], stats.gamma(a=6, scale=1 / alpha).cdf).pvalue < P_5SE
 
 
+@pytest.mark.stochastic
 def test_cascade_expected_widths_match_the_ibp_closed_form():
     """With D inputs as the customers, the first hidden layer's expected width is the IBP's
     expected number of dishes alpha * H_D (truncation K large enough to be negligible); the
-    second layer's, given n_1 active units, is alpha * H_{n_1}."""
+    second layer's, given n_1 active units, is alpha * H_{n_1}. Bound: 5 SE, ``sd / sqrt(n)``
+    of the 6000 independent draws."""
     alpha, d = 2.0, 20
-    model = _model([d, 60, 60, 3], alpha=alpha)
+    model = _model([d, 60, 60, 3], alpha=alpha, seed_=seed(0))
     draws = _prior_draws(model, 6000)
     w1 = draws["fc1.z"].sum(-1).double()
     w2 = draws["fc2.z"].sum(-1).double()
     harmonic = np.cumsum(1.0 / np.arange(1, 200))
     expected1 = alpha * harmonic[d - 1]
     se1 = float(w1.std()) / math.sqrt(w1.numel())
-    assert abs(float(w1.mean()) - expected1) < 4 * se1, (float(w1.mean()), expected1)
+    assert abs(float(w1.mean()) - expected1) < 5 * se1, (float(w1.mean()), expected1)
     expected2 = alpha * np.where(w1.numpy() > 0, harmonic[np.maximum(w1.numpy(), 1).astype(int)
                                                            - 1], 0.0)
     diff = w2.numpy() - expected2
-    assert abs(diff.mean()) < 4 * diff.std() / math.sqrt(diff.size), diff.mean()
+    assert abs(diff.mean()) < 5 * diff.std() / math.sqrt(diff.size), diff.mean()
     # masks of a layer are binary and the widths vary from draw to draw
     assert set(torch.unique(draws["fc1.z"]).tolist()) <= {0.0, 1.0} and float(w1.std()) > 0.5
 
 
+@pytest.mark.stochastic
 def test_fast_loss_is_pyros_negative_elbo_at_low_temperature():
     """At a low Concrete temperature the relaxed fast path estimates the discrete model's
-    negative ELBO, which Pyro's Trace_ELBO estimates from the model with Bernoulli masks."""
-    model = _model([5, 4, 3, 3], alpha=2.0, temperature=0.01)
+    negative ELBO, which Pyro's Trace_ELBO estimates from the model with Bernoulli masks
+    (bound: 5 SE, ``loss_difference``'s SE of the two means of 3000 draws)."""
+    model = _model([5, 4, 3, 3], alpha=2.0, temperature=0.01, seed_=seed(0))
     guide = guides.MeanField(model)
-    randomize_guide(guide)
+    randomize_guide(guide, seed=seed(1))
     with torch.no_grad():  # Kumaraswamy b ~ 1.3-2: float32 draws of v stay below 1 in Pyro's path
         for p in guide.latent_raw_scale.values():
             p.add_(2.5)
-    torch.manual_seed(3)
+    torch.manual_seed(seed(3))
     x, y = torch.randn(40, 5), torch.randint(0, 3, (40,))
     diff, se = loss_difference(model, guide, x, y, n=3000)
     assert abs(diff) < 5 * se, (diff, se)
 
 
-def _fixed_values(model: BayesianNet, seed: int = 0) -> dict[str, torch.Tensor]:
+def _fixed_values(model: BayesianNet, seed_: int = 0) -> dict[str, torch.Tensor]:
     """One draw of the continuous sites (v, w~, biases) from the prior."""
-    torch.manual_seed(seed)
+    torch.manual_seed(seed_)
     with torch.no_grad():
         tr = poutine.trace(model.prior.sample).get_trace()
     return {k: v["value"] for k, v in tr.nodes.items()
@@ -156,11 +165,15 @@ def test_enumerated_model_sums_the_masks_out_exactly():
         float(-loss), float(ref))
 
 
+@pytest.mark.stochastic
 def test_infer_discrete_draws_follow_the_exact_conditional():
-    model = _model([3, 2, 2, 2], alpha=1.5, num_data=20)
-    torch.manual_seed(2)
+    """The frequencies of the 16 mask configurations in 1500 draws against the exact
+    conditional by brute force (bound: 5 SE, the binomial SE sqrt(p (1 - p) / n), plus 1e-3
+    (under 2 draws of 1500) where n p is too small for the normal approximation)."""
+    model = _model([3, 2, 2, 2], alpha=1.5, num_data=20, seed_=seed(0))
+    torch.manual_seed(seed(2))
     x, y = torch.randn(20, 3), torch.randint(0, 2, (20,))
-    values = _fixed_values(model, seed=4)
+    values = _fixed_values(model, seed_=seed(4))
     n = 1500
     with model.prior.enumerated():
         z = discrete_draws(model, x, y, {k: v.expand(n, *v.shape) for k, v in values.items()})
@@ -261,19 +274,22 @@ def test_temperature_anneals_geometrically():
     np.testing.assert_allclose(t, expected, rtol=1e-6)
 
 
+@pytest.mark.stochastic
 def test_point_estimates_of_the_stick_and_mask_factors(tmp_path):
-    """Kumaraswamy means b B(1 + 1/a, b) against Monte Carlo; Bernoulli means sigmoid(logit);
-    both survive the netCDF round trip."""
-    model = _model([5, 6, 3], alpha=2.0)
+    """Kumaraswamy means b B(1 + 1/a, b) against Monte Carlo (bound: 5 SE, ``sd / sqrt(n)``
+    of 200k draws); Bernoulli means sigmoid(logit); both survive the netCDF round trip."""
+    model = _model([5, 6, 3], alpha=2.0, seed_=seed(0))
     guide = guides.MeanField(model)
-    randomize_guide(guide, seed=7)
+    randomize_guide(guide, seed=seed(7))
     post = posterior_mod.load(posterior_mod.save(posterior_mod.from_guide(model, guide, 5),
                                                  tmp_path / "p.nc"))
     point = posterior_mod.point_estimate(post)
     a = torch.exp(guide.latent_loc["fc1__v"]).detach().double()
     b = torch.nn.functional.softplus(guide.latent_raw_scale["fc1__v"]).detach().double()
-    mc = dist.Kumaraswamy(a, b).sample((200_000,)).mean(0)
-    np.testing.assert_allclose(point["fc1.v"], mc.numpy(), atol=3e-3)
+    torch.manual_seed(seed(8))
+    v = dist.Kumaraswamy(a, b).sample((200_000,)).numpy()
+    z = (point["fc1.v"] - v.mean(0)) / iid_se(v)
+    assert np.abs(z).max() < 5, z
     np.testing.assert_allclose(point["fc1.z"],
                                torch.sigmoid(guide.latent_loc["fc1__z"]).detach().numpy(),
                                rtol=1e-6)

@@ -16,6 +16,7 @@ from bayesstruct.pruning.hessian import (
     softmax_regression,
     unflatten_weights,
 )
+from tests.helpers import seed
 
 L2 = 0.03
 
@@ -35,8 +36,8 @@ def _logreg(features: int = 64) -> torch.nn.Module:
     return net
 
 
-def _mlp() -> torch.nn.Module:
-    torch.manual_seed(1)
+def _mlp(seed_: int = 1) -> torch.nn.Module:
+    torch.manual_seed(seed_)
     return nets.mlp([12, 6, 10], activation="tanh").double()
 
 
@@ -99,14 +100,17 @@ def test_mlp_full_hessian_and_diagonal(digits, method):
         assert not torch.allclose(ref, _reference(net, split, L2), rtol=1e-3)
 
 
+@pytest.mark.stochastic
 def test_hutchinson_is_unbiased_within_its_own_standard_error(digits):
     """``z_i (H z)_i`` has mean ``H_ii`` and variance ``sum_{j != i} H_ij^2`` for Rademacher z,
-    so the S-probe mean lies within a few ``sqrt(sum_{j != i} H_ij^2 / S)`` of the diagonal."""
-    net, split = _mlp(), _data(digits, n=60, features=12)
+    so the S-probe mean lies within 5 ``sqrt(sum_{j != i} H_ij^2 / S)`` of the diagonal (bound:
+    5 SE, that exact SE); and the errors are of that size: the mean |z| within 5 SE of 0.8, the
+    mean of |N(0, 1)| (its SE: sd(|z|) / sqrt(number of weights))."""
+    net, split = _mlp(seed(1)), _data(digits, n=60, features=12)
     ref = _reference(net, split, 0.0)
     samples = 3000
     est = flatten_weights_from(diag_hessian(net, split, method="hutchinson", samples=samples,
-                                            batch_size=60, seed=3), net)
+                                            batch_size=60, seed=seed(3)), net)
     off = (ref ** 2).sum(1) - ref.diagonal() ** 2
     se = (off / samples).sqrt()
     dead = se == 0  # weights of a constant-zero pixel: no curvature, estimated exactly
@@ -114,9 +118,8 @@ def test_hutchinson_is_unbiased_within_its_own_standard_error(digits):
     torch.testing.assert_close(est[dead], ref.diagonal()[dead])
     z = (est - ref.diagonal()).abs()[~dead] / se[~dead]
     assert z.max() < 5.0, float(z.max())
-    assert z.mean() < 1.5  # |N(0,1)| has mean 0.80
     # and it is not the exact answer by construction: the error is of the size the SE says
-    assert 0.3 < float(z.mean())
+    assert abs(float(z.mean()) - 0.8) < 5 * float(z.std()) / z.numel() ** 0.5, float(z.mean())
 
 
 def test_max_examples_subsamples_and_limits_are_enforced(digits):
