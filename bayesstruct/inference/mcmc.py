@@ -289,13 +289,7 @@ def _save_chain(path: Path, result: dict[str, Any], settings: dict[str, Any], se
 
 
 def _load_chain(path: Path, settings: dict[str, Any], seed: int) -> dict[str, Any]:
-    try:
-        blob = load_checkpoint(path)
-    except CheckpointError:
-        raise
-    except Exception as e:  # noqa: BLE001 -- any unreadable file is reported the same way
-        raise CheckpointError(f"{path} cannot be read ({type(e).__name__}: {e}); remove it or "
-                              "run without resume") from None
+    blob = load_checkpoint(path)  # CheckpointError naming the file when it cannot be read
     if not isinstance(blob, dict) or blob.get("key") != _key(settings, seed):
         theirs = blob.get("key") if isinstance(blob, dict) else None
         raise CheckpointError(f"{path} was sampled with other settings ({theirs}); "

@@ -322,13 +322,7 @@ def _save_chain(path: Path, result: dict[str, Any], key: dict[str, Any]) -> None
 
 
 def _load_chain(path: Path, key: dict[str, Any]) -> dict[str, Any]:
-    try:
-        blob = load_checkpoint(path)
-    except CheckpointError:
-        raise
-    except Exception as e:  # noqa: BLE001 -- any unreadable file is reported the same way
-        raise CheckpointError(f"{path} cannot be read ({type(e).__name__}: {e}); remove it or "
-                              "run without resume") from None
+    blob = load_checkpoint(path)  # CheckpointError naming the file when it cannot be read
     if not isinstance(blob, dict) or blob.get("key") != repr(sorted(key.items())):
         old = blob.get("settings") if isinstance(blob, dict) else None
         old = old if isinstance(old, dict) else {}
