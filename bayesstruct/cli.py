@@ -33,6 +33,10 @@ def _fail(msg: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _note(msg: str) -> None:
+    typer.secho(f"note: {msg}", fg=typer.colors.YELLOW, err=True)
+
+
 @contextlib.contextmanager
 def _errors(interrupted: Callable[[], str] | None = None,
             diverged: Callable[[], str] | None = None) -> Iterator[None]:
@@ -104,7 +108,7 @@ def run(
                 overrides.append(f"device={device}")
             cfg = load_run_config(out, overrides)
         else:
-            cfg = resolve(entry, inference, overrides, device)
+            cfg = resolve(entry, inference, overrides, device, notify=_note)
             if out is None:
                 out = Path("runs") / cfg.name / time.strftime("%Y%m%d-%H%M%S")
         box["out"] = out
@@ -150,7 +154,7 @@ def compare(
                 out = _latest_run(entry)
             cfg = load_run_config(out, overrides)
         else:
-            cfg = resolve(entry, inference, overrides, device)
+            cfg = resolve(entry, inference, overrides, device, notify=_note)
             if out is None:
                 out = Path("runs") / cfg.name / time.strftime("%Y%m%d-%H%M%S")
         box["out"] = out

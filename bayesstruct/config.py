@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -493,8 +495,14 @@ def validate(cls: type[BaseModel], data: dict[str, Any], source: str) -> Any:
 
 
 def resolve(entry: str | os.PathLike = DEFAULT_ENTRY, recipe: str | os.PathLike | None = None,
-            overrides: list[str] | tuple[str, ...] = (), device: str | None = None) -> RunConfig:
-    """Entry + recipe + overrides -> a validated :class:`RunConfig`."""
+            overrides: list[str] | tuple[str, ...] = (), device: str | None = None,
+            notify: Callable[[str], Any] | None = None) -> RunConfig:
+    """Entry + recipe + overrides -> a validated :class:`RunConfig`.
+
+    An override that switches ``prior.kind`` drops the entry's fields the new kind does not
+    have (``--set prior.kind=gaussian`` on an ARD entry drops ``per`` and ``hyper``) and says
+    which through ``notify`` (default: a :class:`UserWarning`); fields set by the overrides
+    themselves are kept, so a misspelt one is still reported."""
     entry_path = find_entry(entry)
     entry_raw = load_yaml(entry_path)
     entry_raw.setdefault("name", entry_path.stem)
@@ -510,8 +518,51 @@ def resolve(entry: str | os.PathLike = DEFAULT_ENTRY, recipe: str | os.PathLike 
     run["recipe"] = recipe_path.stem
     if device is not None:
         run["device"] = device
+    old_kind = (run.get("prior") or {}).get("kind")
     run = apply_overrides(run, overrides)
+    dropped = _drop_other_kind_fields(run, old_kind, overrides)
+    if dropped:
+        new_kind = run["prior"]["kind"]
+        msg = (f"prior.kind {old_kind} -> {new_kind}: dropped the entry's "
+               f"{', '.join(f'prior.{k}={v!r}' for k, v in dropped.items())} (not taken by the "
+               f"{new_kind} prior)")
+        if notify is None:
+            warnings.warn(msg, UserWarning, stacklevel=2)
+        else:
+            notify(msg)
     return validate(RunConfig, run, f"{entry_path} + {recipe_path}")
+
+
+def _prior_models() -> dict[str, type[BaseModel]]:
+    """``kind -> config model`` of every prior in :data:`PriorConfig`."""
+    union = get_args(PriorConfig)[0]
+    return {get_args(m.model_fields["kind"].annotation)[0]: m for m in get_args(union)}
+
+
+def _drop_other_kind_fields(run: dict[str, Any], old_kind: str | None,
+                            overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Remove (and return) the prior fields that came with ``old_kind`` when the overrides
+    switched ``prior.kind``; fields the overrides name are left for validation to judge."""
+    prior = run.get("prior")
+    if not isinstance(prior, dict) or old_kind is None or prior.get("kind") == old_kind:
+        return {}
+    model = _prior_models().get(prior.get("kind"))
+    if model is None:  # an unknown kind: validation names the allowed ones
+        return {}
+    named = {o.partition("=")[0].strip()[len("prior."):] for o in overrides
+             if o.strip().startswith("prior.")}
+    dropped = {k: v for k, v in prior.items()
+               if k not in model.model_fields and k not in named}
+    for k in dropped:
+        del prior[k]
+    try:  # a shared field whose value the new kind does not allow (ARD's per=weight)
+        model.model_validate(prior)
+    except ValidationError as e:
+        for err in e.errors():
+            k = err["loc"][0] if err["loc"] else None
+            if isinstance(k, str) and k in prior and k not in named and k != "kind":
+                dropped[k] = prior.pop(k)
+    return dropped
 
 
 def to_yaml(cfg: RunConfig) -> str:
@@ -570,4 +621,5 @@ def _format(err: ValidationError, cls: type[BaseModel], source: str) -> str:
     return "\n".join(lines)
 
 
-_TAGS = {"gaussian", "ard"}
+#: the tags of the discriminated unions, which pydantic puts into error locations
+_TAGS = set(_prior_models())

@@ -194,7 +194,7 @@ def test_ibp_entry_infers_widths_and_prunes_to_them(tmp_path):
     ("ard-logreg-digits", ["--set", "inference.temperature=0.5"], "inference.temperature"),
     ("ibp-mlp", ["-i", "sgld", "--set", "data.name=digits"], "discrete"),
     ("ibp-mlp", ["-i", "svi-map", "--set", "data.name=digits"], "inference.guide"),
-    ("ibp-mlp", ["--set", "prior.init_inclusion=2"], "prior.ibp.init_inclusion"),
+    ("ibp-mlp", ["--set", "prior.init_inclusion=2"], "prior.init_inclusion"),
 ])
 def test_ibp_misuse_exits_2_with_a_named_error(tmp_path, entry, args, text):
     res = runner.invoke(app, ["run", entry, *args, "--out", str(tmp_path / "x"), "--quiet"])

@@ -133,3 +133,30 @@ def test_compare_methods_match_the_library():
 
     assert COMPARE_METHODS == pruning.METHODS
     assert tuple(CompareConfig().methods) == pruning.DEFAULT_METHODS
+
+
+def test_switching_the_prior_kind_drops_the_old_kinds_fields_and_says_which():
+    notes: list[str] = []
+    cfg = resolve("ard-logreg-digits", overrides=["prior.kind=gaussian", "prior.scale=0.5"],
+                  notify=notes.append)
+    assert cfg.prior.kind == "gaussian" and cfg.prior.scale == 0.5
+    assert cfg.prior.per == "layer"  # ARD's per=weight is not a Gaussian value: dropped too
+    (note,) = notes
+    assert "prior.kind ard -> gaussian" in note
+    for field in ("prior.hyper='empirical_bayes'", "prior.per='weight'"):
+        assert field in note
+    # a field the overrides name themselves is still judged, under the right name
+    with pytest.raises(ConfigError, match=r"prior\.per: Input should be 'layer' or 'unit'"):
+        resolve("ard-logreg-digits", overrides=["prior.kind=gaussian", "prior.per=weight"],
+                notify=notes.append)
+    with pytest.warns(UserWarning, match="prior.kind ard -> horseshoe"):
+        resolve("ard-logreg-digits", overrides=["prior.kind=horseshoe"])
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "ard", "log_uniform", "horseshoe", "ibp"])
+def test_an_unknown_prior_field_is_named_the_same_way_for_every_kind(kind):
+    with pytest.raises(ConfigError) as e:
+        resolve("ard-logreg-digits", overrides=[f"prior.kind={kind}", "prior.bogus=1"],
+                notify=lambda _: None)
+    assert "  prior.bogus: unknown field" in str(e.value)
+    assert f"prior.{kind}." not in str(e.value)
