@@ -32,7 +32,7 @@ from pydantic import (
     model_validator,
 )
 
-from .data import DATASETS, N_CLASSES, _classes_problem
+from .data import DATASETS, N_CLASSES, classes_problem
 from .errors import UserInputError
 
 __all__ = [
@@ -81,7 +81,7 @@ class DataConfig(_Strict):
         name = info.data.get("name")
         if v is None or name not in N_CLASSES:
             return v
-        problem = _classes_problem(v, N_CLASSES[name])
+        problem = classes_problem(v, N_CLASSES[name])
         if problem:
             raise ValueError(f"{problem}; data.classes must be >= 2 distinct labels of {name} "
                              f"in 0..{N_CLASSES[name] - 1}")

@@ -524,7 +524,7 @@ def _select(x: np.ndarray, y: np.ndarray, names: Sequence[str], classes: Sequenc
     """Keep the examples of ``classes`` and relabel them ``0..k-1`` in that order."""
     if classes is None:
         return x, y, tuple(names)
-    problem = _classes_problem(classes, len(names))
+    problem = classes_problem(classes, len(names))
     if problem:
         labels = ("" if all(n == str(k) for k, n in enumerate(names)) else
                   " (" + ", ".join(f"{k}={n}" for k, n in enumerate(names)) + ")")
@@ -537,7 +537,7 @@ def _select(x: np.ndarray, y: np.ndarray, names: Sequence[str], classes: Sequenc
     return x[keep], relabel[y[keep]], tuple(names[c] for c in classes)
 
 
-def _classes_problem(classes: Sequence, n_labels: int) -> str | None:
+def classes_problem(classes: Sequence, n_labels: int) -> str | None:
     """What is wrong with ``classes`` as a selection of the labels ``0..n_labels-1``, or
     ``None`` (shared with the config's check of ``data.classes``)."""
     if any(isinstance(c, bool) or not isinstance(c, (int, np.integer)) for c in classes):

@@ -45,7 +45,7 @@ from .config import CompareConfig, ConfigError, RunConfig, load_yaml, to_yaml, v
 from .errors import CheckpointError
 from .files import load_latest_checkpoint, previous_path, write_json, write_text
 from .inference import mcmc, psgld, sgld, svi
-from .inference.svi import CHECKPOINT, evaluate
+from .inference.svi import CHECKPOINT
 from .models import BayesianNet, likelihoods
 from .report import (
     format_table,
@@ -56,6 +56,7 @@ from .report import (
     write_csv,
 )
 from .rundir import check_out, open_run_dir, resume_changes
+from .training import evaluate
 
 __all__ = ["build_model", "compare", "infer", "load_data", "load_run_config", "resolve_device",
            "run"]

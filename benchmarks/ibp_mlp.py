@@ -31,9 +31,9 @@ from _results import markdown_table, provenance, write_section  # noqa: E402
 
 from bayesstruct import config, nets, posterior, priors, pruning, runner  # noqa: E402
 from bayesstruct.inference.plain import train_plain  # noqa: E402
-from bayesstruct.inference.svi import evaluate  # noqa: E402
 from bayesstruct.models import BayesianNet  # noqa: E402
 from bayesstruct.report import plot_inclusion  # noqa: E402
+from bayesstruct.training import evaluate  # noqa: E402
 
 FIGURES = Path(__file__).with_name("figures")
 

@@ -36,8 +36,8 @@ from pyro.nn import PyroModule, PyroSample
 
 from bayesstruct import data, guides, nets, priors
 from bayesstruct.inference import svi
-from bayesstruct.inference.svi import Minibatches, make_adam
 from bayesstruct.models import BayesianNet
+from bayesstruct.training import Minibatches, make_adam
 
 
 class NaiveLeNet(PyroModule):

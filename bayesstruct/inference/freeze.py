@@ -57,8 +57,8 @@ from torch import Tensor, nn
 
 from ..data import Dataset, Split
 from ..errors import NonFiniteLossError
+from ..training import Minibatches
 from .plain import check_positive, evaluate_net
-from .svi import Minibatches
 
 __all__ = ["GRANULARITIES", "RULES", "FreezeResult", "GradientStatistics", "converged",
            "keep_largest", "prune_in_place", "select", "stage_masked", "stage_warm",

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from ..data import Dataset, Split
 from ..errors import NonFiniteLossError
-from .svi import Minibatches, _cosine, make_adam
+from ..training import Minibatches, cosine_factor, make_adam
 
 __all__ = ["check_positive", "evaluate_net", "regularised_loss", "train_plain", "weight_names",
            "weights"]
@@ -128,7 +128,7 @@ def train_plain(net: nn.Module, data: Dataset | Split, *, epochs: int, lr: float
     torch.manual_seed(seed)
     opt = make_adam(list(net.parameters()), lr)
     batches = Minibatches(train.x, train.y, batch_size, seed)
-    sched = (torch.optim.lr_scheduler.LambdaLR(opt, _cosine(max(epochs * len(batches), 1),
+    sched = (torch.optim.lr_scheduler.LambdaLR(opt, cosine_factor(max(epochs * len(batches), 1),
                                                             floor=0.0))
              if lr_schedule == "cosine" else None)
     history = []

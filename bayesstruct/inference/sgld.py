@@ -50,7 +50,7 @@ from ..data import Dataset, Split
 from ..errors import CheckpointError, NonFiniteLossError
 from ..files import load_checkpoint, save_checkpoint
 from ..models.bayesnet import BayesianNet
-from .svi import Minibatches
+from ..training import Minibatches
 
 __all__ = ["LangevinTarget", "psgld", "sgld"]
 

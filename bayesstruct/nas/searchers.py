@@ -53,9 +53,9 @@ from ..errors import NonFiniteLossError
 from ..guides.meanfield import MeanField
 from ..inference.hypergrad import HyperProblem, InnerOptimizer, flat_params, unflatten, unrolled
 from ..inference.plain import evaluate_net, train_plain
-from ..inference.svi import Minibatches, _cosine
 from ..models.bayesnet import BayesianNet
 from ..priors.gaussian import Gaussian
+from ..training import Minibatches, cosine_factor
 from .networks import DerivedNet, SuperNet
 from .space import Genotype, SearchSpace, derive
 from .structure import OperationChoice
@@ -173,7 +173,7 @@ class _Bilevel(Searcher):
         tb = Minibatches(train.x, train.y, self.batch_size, seed)
         vb = Minibatches(val.x, val.y, self.batch_size, seed + 7919).stream()
         total = self.epochs * len(tb)
-        sched = torch.optim.lr_scheduler.LambdaLR(self.w_opt, _cosine(total, floor=0.0))
+        sched = torch.optim.lr_scheduler.LambdaLR(self.w_opt, cosine_factor(total, floor=0.0))
         history = []
         for epoch in tqdm(range(self.epochs), desc=self.name, unit="epoch",
                           disable=not progress, leave=False, dynamic_ncols=True):
@@ -392,7 +392,7 @@ class SPOS(Searcher):
         opt = torch.optim.Adam(net.parameters(), lr=self.lr)
         tb = Minibatches(train.x, train.y, self.batch_size, seed)
         total = self.epochs * len(tb)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, _cosine(total, floor=0.0))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_factor(total, floor=0.0))
         history = []
         net.train()
         for epoch in tqdm(range(self.epochs), desc=self.name, unit="epoch",

@@ -37,7 +37,7 @@ from ..errors import UserInputError
 from ..models.bayesnet import BayesianNet
 from ..posterior import InferenceData, point_estimate
 from .compression import mask_params
-from .decisions import _masks_at, check_matches, check_threshold, magnitude
+from .decisions import check_matches, check_threshold, magnitude, masks_at
 from .density import log_relative_density
 from .units import log_alpha, unit_keep, unit_log_alpha, weight_masks_from_units
 
@@ -92,7 +92,7 @@ def calibrate_unit_thresholds(post: InferenceData, model: BayesianNet,
     decided) keeps ``acc_val >= acc_val(unpruned) - tolerance``; ``+inf`` (keep all) if none.
     Returns ``layer name -> threshold``.
     """
-    from ..inference.svi import evaluate
+    from ..training import evaluate
 
     device = next(model.net.parameters()).device
     val = val.to(device)
@@ -140,17 +140,17 @@ def make_decision(post: InferenceData, model: BayesianNet, criterion: str = "aut
         rho_threshold = check_threshold("rho_threshold", rho_threshold, 0.0, 1.0)
         scores = log_relative_density(post)
         thr = float(np.log(rho_threshold)) if rho_threshold > 0 else -np.inf
-        return Decision(criterion, rho_threshold, _masks_at(scores, thr), scores)
+        return Decision(criterion, rho_threshold, masks_at(scores, thr), scores)
     if criterion == "magnitude":
         magnitude_threshold = check_threshold("magnitude_threshold", magnitude_threshold, 0.0)
         scores = magnitude(post)
         return Decision(criterion, magnitude_threshold,
-                        _masks_at(scores, -magnitude_threshold), scores)
+                        masks_at(scores, -magnitude_threshold), scores)
     if criterion == "log_alpha":
         log_alpha_threshold = check_threshold("log_alpha_threshold", log_alpha_threshold)
         scores = log_alpha(post, weight_names)
         return Decision(criterion, log_alpha_threshold,
-                        _masks_at(scores, log_alpha_threshold), scores)
+                        masks_at(scores, log_alpha_threshold), scores)
     if unit_threshold != "auto":
         unit_threshold = check_threshold("unit_threshold", unit_threshold)
     for layer, t in (layer_thresholds or {}).items():

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from ..data import Split
-from ..inference.svi import evaluate
 from ..models.bayesnet import BayesianNet
 from ..posterior import InferenceData, point_estimate
+from ..training import evaluate
 from .compression import mask_params
 from .decisions import check_matches, decide, fraction_removed
 from .density import log_relative_density

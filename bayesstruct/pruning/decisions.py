@@ -68,7 +68,7 @@ def check_matches(post: InferenceData, model) -> None:
                          "model (same network, same prior)")
 
 
-def _masks_at(scores: Mapping[str, np.ndarray], threshold: float) -> dict[str, np.ndarray]:
+def masks_at(scores: Mapping[str, np.ndarray], threshold: float) -> dict[str, np.ndarray]:
     return {k: ~(np.asarray(v) >= threshold) for k, v in scores.items()}
 
 
@@ -103,7 +103,7 @@ def decide(scores: Mapping[str, np.ndarray], *, threshold: float | None = None,
         low, high = bounds if bounds is not None else (None, None)
         note = (" (the scores are rho-like, all in [0, 1]: outside, the threshold would "
                 "remove every weight or none)") if bounds == (0.0, 1.0) else ""
-        return _masks_at(scores, check_threshold("threshold", threshold, low, high, note))
+        return masks_at(scores, check_threshold("threshold", threshold, low, high, note))
     if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or \
             not 0.0 <= fraction <= 1.0:
         raise UserInputError(f"fraction must be in [0, 1], got {fraction!r}")

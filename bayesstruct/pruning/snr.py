@@ -20,9 +20,9 @@ import torch
 
 from ..data import Split
 from ..errors import UserInputError
-from ..inference.svi import evaluate
 from ..models.bayesnet import BayesianNet
 from ..posterior import InferenceData, point_estimate
+from ..training import evaluate
 from .compression import mask_params
 from .decisions import check_matches
 from .units import effective_moments

@@ -13,7 +13,7 @@ from torch import nn
 
 from bayesstruct import nets
 from bayesstruct.inference import freeze
-from bayesstruct.inference.svi import Minibatches
+from bayesstruct.training import Minibatches
 from tests.helpers import seed
 
 

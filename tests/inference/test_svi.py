@@ -233,7 +233,7 @@ def test_rnn_learns_sequential_digits(digits):
 def test_macro_f1_matches_scikit_learn(n_classes):
     from sklearn.metrics import f1_score
 
-    from bayesstruct.inference.svi import confusion_matrix, macro_f1
+    from bayesstruct.training import confusion_matrix, macro_f1
 
     g = torch.Generator().manual_seed(n_classes)
     y = torch.randint(0, n_classes, (300,), generator=g)

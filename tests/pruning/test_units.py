@@ -129,8 +129,8 @@ def test_zoo_entries_report_compression(tmp_path, entry):
 
 def test_calibrated_thresholds_are_the_boldest_within_tolerance(digits):
     from bayesstruct.inference import svi
-    from bayesstruct.inference.svi import evaluate
     from bayesstruct.pruning.criteria import CALIBRATION_GRID
+    from bayesstruct.training import evaluate
 
     torch.manual_seed(0)
     model = BayesianNet(nets.mlp([64, 24, 10]), priors.LogUniform(level="unit"),

@@ -48,9 +48,9 @@ from .problem import (
 )
 from .reverse import (
     ReverseStats,
-    _final_adjoint,
     checkpoint_bound,
     checkpointed,
+    final_adjoint,
     step_vjp,
     unrolled,
 )
@@ -147,7 +147,7 @@ def reversible(problem: HyperProblem, lam: Tensor, steps: int, radix_bits: int =
         trajectory.append(traj)
     dtype = problem.w0.dtype
     final = {k: v.to(dtype) for k, v in traj.state().items()}
-    adj, dlam = _final_adjoint(problem, final, lam)
+    adj, dlam = final_adjoint(problem, final, lam)
     for t in reversed(range(steps)):
         before, _ = traj.backward_step()
         adj, d = step_vjp(problem, {k: v.to(dtype) for k, v in before.items()}, adj, lam, t)

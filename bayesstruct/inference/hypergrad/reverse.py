@@ -47,7 +47,7 @@ class ReverseStats:
         self.max_states = max(self.max_states, self.states)
 
 
-def _final_adjoint(problem: HyperProblem, state: dict[str, Tensor], lam: Tensor
+def final_adjoint(problem: HyperProblem, state: dict[str, Tensor], lam: Tensor
                    ) -> tuple[dict[str, Tensor], Tensor]:
     """``abar_T = dL_val/ds_T`` (non-zero on ``w`` only) and ``dL_val/dlambda`` at ``s_T``."""
     with torch.enable_grad():
@@ -118,7 +118,7 @@ def checkpointed(problem: HyperProblem, lam: Tensor, steps: int,
     stats.hold()
     s_t = _forward(problem, s0, lam, 0, steps, stats)
     stats.hold()
-    adj, dlam = _final_adjoint(problem, s_t, lam)
+    adj, dlam = final_adjoint(problem, s_t, lam)
     stats.states -= 1  # s_T is no longer needed
 
     def sweep(a: int, b: int, s_a: dict[str, Tensor], adj_b: dict[str, Tensor]
