@@ -301,7 +301,7 @@ def _data_key(split: Split) -> str:
 
 
 def _init_key(model: BayesianNet) -> str:
-    """A digest of the network's weights (where every chain starts, M4.3)."""
+    """A digest of the network's weights (where every chain starts)."""
     import hashlib
 
     h = hashlib.sha256()
