@@ -251,7 +251,7 @@ class CompareConfig(_Strict):
 
 
 class HypergradConfig(_Strict):
-    """A hypergradient experiment of seed 002 (M6; :mod:`bayesstruct.inference.hypergrad.
+    """A hypergradient experiment (:mod:`bayesstruct.inference.hypergrad.
     experiments`). ``l2``: no / one shared / one-per-parameter L2 coefficient on the entry's
     net, ``epochs_weights`` epochs with the coefficients fixed, then ``epochs_hyper`` epochs
     of the greedy loop (a ``k``-step unrolled hypergradient every ``k`` steps).
@@ -282,7 +282,7 @@ _NAS_OPS = Literal["conv_3x3", "sep_conv_3x3", "conv_5x5", "dil_conv_3x3", "max_
 
 
 class NasConfig(_Strict):
-    """An architecture-search experiment (seed 003, M7; :mod:`bayesstruct.nas`): each of
+    """An architecture-search experiment (:mod:`bayesstruct.nas`): each of
     ``searchers`` searches the cell space on the training split (weights) and the validation
     split (structure / selection) for each seed; the derived cell is retrained from scratch
     with ``retrain_channels`` channels and scored on the test split."""

@@ -1,4 +1,4 @@
-"""Distributions Pyro lacks: the two-parameter Indian Buffet Process (METHODS.md M2.5).
+"""Distributions Pyro lacks: the two-parameter Indian Buffet Process (Griffiths & Ghahramani 2011).
 
 The IBP (Griffiths & Ghahramani 2006, 2011) is a distribution on binary matrices ``Z`` with
 ``N`` rows (customers) and an unbounded number of columns (dishes), of which finitely many are
@@ -138,7 +138,7 @@ def _check_positive(name: str, value) -> None:
 
 class IndianBuffetProcess(dist.TorchDistribution):
     """The two-parameter Indian Buffet Process IBP(alpha, beta) on ``N x K`` binary matrices
-    (Ghahramani, Griffiths & Sollich 2007; METHODS.md M2.5).
+    (Ghahramani, Griffiths & Sollich 2007).
 
     :param alpha: mass, ``> 0`` (the expected number of dishes per customer); tensor or float.
     :param beta: concentration, ``> 0`` (``1``: the one-parameter IBP); broadcast with

@@ -1,4 +1,4 @@
-"""Engine output -> ArviZ ``InferenceData``; netCDF save/load (METHODS.md M9).
+"""Engine output -> ArviZ ``InferenceData``; netCDF save/load.
 
 This module and :mod:`bayesstruct.diagnostics` are the only ones that import ArviZ: ArviZ 1.x
 moves to ``xarray.DataTree`` (and needs Python >= 3.12), so the switch stays in two files.

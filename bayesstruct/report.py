@@ -61,7 +61,7 @@ def plot_pruning_curve(rows: Sequence[Mapping[str, float]], path: str | os.PathL
 
 def plot_snr_curves(rows: Sequence[Mapping[str, float]] | Mapping[str, Sequence[Mapping]],
                     path: str | os.PathLike, title: str = "") -> Path:
-    """The talk's three curves (seed 001) against the threshold ``lambda`` on ``|mu/sigma|``:
+    """Three curves against the threshold ``lambda`` on ``|mu/sigma|``:
     parameters kept, test accuracy and macro F1, test log-likelihood. ``rows`` is one curve
     (:func:`~bayesstruct.pruning.snr_curve`) or ``label -> curve`` to overlay several."""
     import matplotlib
