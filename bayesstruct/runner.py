@@ -216,10 +216,8 @@ def run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bool
                      init_from=init[0] if init is not None else None)
         train_seconds = time.perf_counter() - t0
         posterior.save(post, out / "posterior.nc")
-        metrics = _report(cfg, out, model, ds, post, device, train_seconds, echo)
-    if init is not None:
-        metrics["init_from"] = str(init[1])
-        write_json(out / "metrics.json", metrics)
+        metrics = _report(cfg, out, model, ds, post, device, train_seconds, echo,
+                          extra={"init_from": str(init[1])} if init is not None else None)
     return metrics
 
 
@@ -279,8 +277,9 @@ def _record_data_source(cfg: RunConfig, ds: data_mod.Dataset) -> RunConfig:
 
 def _report(cfg: RunConfig, out: Path, model: BayesianNet, ds: data_mod.Dataset,
             post: posterior.InferenceData, device: torch.device, train_seconds: float,
-            echo: Callable[[str], Any]) -> dict[str, Any]:
-    """Decide, prune, evaluate and write the run's figures, tables and ``metrics.json``."""
+            echo: Callable[[str], Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Decide, prune, evaluate and write the run's figures, tables and ``metrics.json``
+    (with ``extra``'s keys added)."""
     inf = cfg.inference
     # -- pruning ----------------------------------------------------------------------------
     pc = cfg.pruning
@@ -365,6 +364,7 @@ def _report(cfg: RunConfig, out: Path, model: BayesianNet, ds: data_mod.Dataset,
         "train_seconds": train_seconds,
         "device": str(device),
         "compression": summary,
+        **(extra or {}),
     }
     write_json(out / "metrics.json", metrics)
     echo("")
