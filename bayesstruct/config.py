@@ -24,19 +24,25 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 import yaml
 from pydantic import (
     BaseModel,
-    ConfigDict,
+    Discriminator,
     Field,
+    Tag,
+    TypeAdapter,
     ValidationError,
     ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
 
 from .data import DATASETS, N_CLASSES, classes_problem
-from .errors import UserInputError
+from .errors import ConfigError
+from .experiments import EXPERIMENTS, experiment_for
+from .inference import ENGINES
+from .priors import PRIORS
+from .schema import Seed, Strict
 
 __all__ = [
-    "CompareConfig",
     "ConfigError",
     "EntryConfig",
     "InferenceConfig",
@@ -45,21 +51,13 @@ __all__ = [
     "catalog",
     "find_entry",
     "find_recipe",
+    "load_run_config",
     "load_yaml",
     "resolve",
 ]
 
 DEFAULT_ENTRY = "ard-logreg-digits"
-#: A seed is what numpy's legacy ``np.random.seed`` (called by ``pyro.set_rng_seed``) accepts.
-Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
-
-
-class ConfigError(UserInputError):
-    """An invalid config: the message names the field, the bad value and the allowed ones."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_Strict = Strict
 
 
 class DataConfig(_Strict):
@@ -97,105 +95,28 @@ class NetConfig(_Strict):
     activation: Literal["relu", "tanh", "elu"] = "relu"
 
 
-class GaussianPriorConfig(_Strict):
-    kind: Literal["gaussian"]
-    scale: float = Field(1.0, gt=0)
-    loc: float = 0.0
-    empirical_bayes: bool = False
-    per: Literal["layer", "unit"] = "layer"
-    bias_scale: float = Field(1.0, gt=0)
-
-
-class ARDPriorConfig(_Strict):
-    kind: Literal["ard"]
-    per: Literal["weight", "unit"] = "weight"
-    hyper: Literal["gamma", "empirical_bayes"] = "empirical_bayes"
-    a: float = Field(1.0, gt=0)
-    b: float = Field(1.0, gt=0)
-    init_precision: float = Field(1.0, gt=0)
-    bias_scale: float = Field(1.0, gt=0)
-
-
-class LogUniformPriorConfig(_Strict):
-    kind: Literal["log_uniform"]
-    level: Literal["weight", "unit"] = "weight"
-    init_log_alpha: float = Field(-8.0, le=8, ge=-20)
-    init_group_scale: float = Field(1.0, gt=0)
-    bias_scale: float = Field(1.0, gt=0)
-
-
-class HorseshoePriorConfig(_Strict):
-    kind: Literal["horseshoe"]
-    tau0: float = Field(1.0, gt=0)
-    slab_scale: float | None = Field(None, gt=0)
-    init_group_scale: float = Field(1.0, gt=0)
-    bias_scale: float = Field(1.0, gt=0)
-
-
-class IBPPriorConfig(_Strict):
-    """M2.5: cascading IBP unit masks on an MLP's hidden layers (their widths are the
-    truncations ``K``); ``temperature`` is the masks' Concrete relaxation in SVI."""
-
-    kind: Literal["ibp"]
-    alpha: float = Field(5.0, gt=0)
-    temperature: float = Field(0.5, gt=0)
-    init_inclusion: Annotated[float, Field(gt=0, lt=1)] | Literal["prior"] = "prior"
-    bias_scale: float = Field(1.0, gt=0)
-
-
-PriorConfig = Annotated[Union[GaussianPriorConfig, ARDPriorConfig,  # noqa: UP007
-                              LogUniformPriorConfig, HorseshoePriorConfig, IBPPriorConfig],
+#: ``prior:``: one registered prior's config (``priors/<kind>.py``), chosen by ``kind``
+PriorConfig = Annotated[Union[tuple(p.Config for p in PRIORS.values())],  # noqa: UP007
                         Field(discriminator="kind")]
 
 
-class InferenceConfig(_Strict):
-    """An inference recipe (``inference/*.yaml``).
+def _engine_tag(v: Any) -> str | None:
+    """A recipe's engine; a recipe without ``engine:`` is SVI."""
+    if isinstance(v, dict):
+        return v.get("engine", "svi")
+    return getattr(v, "engine", None)
 
-    ``engine`` picks what runs: ``svi`` (M4.1; guide, epochs, batch_size, lr, ...), ``nuts`` /
-    ``hmc`` (M4.2; num_warmup, num_samples, num_chains, chain_method, jit_compile, ...) or
-    ``sgld`` / ``psgld`` (M4.3; burn_in, num_samples, thin, num_chains, batch_size, lr,
-    gamma, decay_steps, beta, eps). Fields of the other engines are ignored.
-    """
 
-    description: str = ""
-    engine: Literal["svi", "nuts", "hmc", "sgld", "psgld"] = "svi"
-    # -- svi
-    guide: Literal["meanfield", "delta"] = "meanfield"
-    epochs: int = Field(20, ge=1)
-    batch_size: int = Field(128, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    lr_schedule: Literal["constant", "cosine"] = "constant"
-    kl_weight: float = Field(1.0, ge=0)
-    kl_warmup_epochs: float = Field(0.0, ge=0)
-    patience: int | None = Field(None, ge=1)
-    prior_update: Literal["auto", "none", "closed_form"] = "auto"
-    eb_every: int = Field(1, ge=1)
-    num_draws: int = Field(100, ge=1)
-    init_scale: float = Field(1e-3, gt=0)
-    covariance: Literal["diagonal", "scalar"] = "diagonal"
-    reparam: Literal["auto", "local", "weights"] = "auto"
-    temperature: float | None = Field(None, gt=0)
-    temperature_final: float | None = Field(None, gt=0)
-    # -- nuts / hmc / sgld / psgld
-    num_samples: int = Field(500, ge=1)
-    num_chains: int = Field(4, ge=1)
-    # -- nuts / hmc
-    num_warmup: int = Field(500, ge=0)
-    chain_method: Literal["sequential", "parallel"] = "parallel"
-    jit_compile: bool = True
-    target_accept: float = Field(0.8, gt=0, lt=1)
-    max_tree_depth: int = Field(10, ge=1)
-    step_size: float = Field(0.1, gt=0)
-    num_steps: int = Field(10, ge=1)
-    noncentred: bool = True
-    # -- sgld / psgld (lr and batch_size above)
-    burn_in: int = Field(1000, ge=0)
-    thin: int = Field(1, ge=1)
-    gamma: float = Field(0.0, ge=0)
-    decay_steps: float = Field(1000.0, gt=0)
-    beta: float = Field(0.99, ge=0, lt=1)
-    eps: float = Field(1e-5, gt=0)
-    init_jitter: float = Field(0.1, ge=0)
+#: ``inference:``: one registered engine's recipe (``inference/<engine>.py``), chosen by
+#: ``engine`` (default ``svi``)
+InferenceConfig = Annotated[
+    Union[tuple(Annotated[e.config, Tag(name)] for name, e in ENGINES.items())],  # noqa: UP007
+    Discriminator(_engine_tag)]
+
+
+def _recipe_fields() -> set[str]:
+    """Every field some engine's recipe has."""
+    return {f for e in ENGINES.values() for f in e.config.model_fields}
 
 
 class PruningConfig(_Strict):
@@ -218,103 +139,7 @@ class PruningConfig(_Strict):
     snr_tolerance: float = Field(0.01, ge=0, le=1)
 
 
-COMPARE_METHODS = ("random", "random-retrain", "magnitude-l1", "magnitude-l1-retrain",
-                   "magnitude-l2", "magnitude-l2-retrain", "variational", "obd", "obd-retrain",
-                   "obs")
-
-
-class CompareConfig(_Strict):
-    """A pruning comparison (``bayesstruct compare``; :mod:`bayesstruct.pruning.comparison`).
-
-    ``epochs``, ``lr`` and ``batch_size`` default to the inference recipe's; the variational
-    base is trained by the recipe (SVI with the entry's prior)."""
-
-    methods: list[Literal[COMPARE_METHODS]] = [  # type: ignore[valid-type]
-        "random", "magnitude-l1", "magnitude-l1-retrain", "magnitude-l2",
-        "magnitude-l2-retrain", "variational", "obd", "obs"]
-    epochs: int | None = Field(None, ge=1)
-    lr: float | None = Field(None, gt=0)
-    batch_size: int | None = Field(None, ge=1)
-    l1: float = Field(1e-4, ge=0)
-    l2: float = Field(1e-4, ge=0)
-    retrain_epochs: int = Field(3, ge=1)
-    retrain_lr_factor: float = Field(0.1, gt=0, le=1)
-    obd_hessian: Literal["exact", "gauss_newton", "hutchinson"] = "exact"
-    obs_hessian: Literal["exact", "gauss_newton"] = "gauss_newton"
-    hutchinson_samples: int = Field(64, ge=1)
-    hessian_examples: int | None = Field(None, ge=1)
-    obs_block: int | None = Field(None, ge=1)
-    obs_damping: float = Field(0.0, ge=0)
-    obs_max_weights: int = Field(20000, ge=1)
-    fractions: list[Annotated[float, Field(ge=0, lt=1)]] = [
-        0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99]
-
-
-class HypergradConfig(_Strict):
-    """A hypergradient experiment (:mod:`bayesstruct.inference.hypergrad.
-    experiments`). ``l2``: no / one shared / one-per-parameter L2 coefficient on the entry's
-    net, ``epochs_weights`` epochs with the coefficients fixed, then ``epochs_hyper`` epochs
-    of the greedy loop (a ``k``-step unrolled hypergradient every ``k`` steps).
-    ``kernel_width``: kernel logistic regression with the RBF width learned by the honest loop
-    (Newton inner solves, implicit hypergradient by CG)."""
-
-    experiment: Literal["l2", "kernel_width"]
-    # -- l2
-    modes: list[Literal["none", "shared", "individual"]] = ["none", "shared", "individual"]
-    epochs_weights: int = Field(20, ge=0)
-    epochs_hyper: int = Field(20, ge=1)
-    k: int = Field(10, ge=1)
-    hyper_lr: float = Field(0.05, gt=0)
-    init_decay: float = Field(1e-4, gt=0)
-    optimizer: Literal["sgd", "momentum", "adam"] = "adam"
-    lr: float = Field(1e-3, gt=0)
-    batch_size: int = Field(128, ge=1)
-    # -- kernel_width
-    width0: float = Field(50.0, gt=0)
-    c: float = Field(1e-2, gt=0)
-    jitter: float = Field(1e-2, gt=0)
-    outer_steps: int = Field(60, ge=1)
-    inner_tol: float = Field(1e-9, gt=0)
-
-
-_NAS_OPS = Literal["conv_3x3", "sep_conv_3x3", "conv_5x5", "dil_conv_3x3", "max_pool_3x3",
-                  "avg_pool_3x3", "skip_connect", "none"]
-
-
-class NasConfig(_Strict):
-    """An architecture-search experiment (:mod:`bayesstruct.nas`): each of
-    ``searchers`` searches the cell space on the training split (weights) and the validation
-    split (structure / selection) for each seed; the derived cell is retrained from scratch
-    with ``retrain_channels`` channels and scored on the test split."""
-
-    searchers: list[Literal["darts", "darts2", "vardarts", "random", "spos"]] = [
-        "darts", "vardarts", "random", "spos"]
-    seeds: list[Seed] = [0, 1, 2]
-    # -- the space
-    ops: list[_NAS_OPS] = ["conv_3x3", "conv_5x5", "dil_conv_3x3", "max_pool_3x3",
-                           "avg_pool_3x3", "skip_connect", "none"]
-    n_nodes: int = Field(4, ge=1)
-    n_cells: int = Field(1, ge=1, le=4)
-    channels: int = Field(8, ge=1)
-    stem_stride: int = Field(2, ge=1, le=4)
-    # -- search
-    epochs: int = Field(8, ge=1)
-    batch_size: int = Field(64, ge=1)
-    lr: float = Field(3e-3, gt=0)
-    arch_lr: float = Field(1e-2, gt=0)
-    prior: Literal["uniform", "dirichlet"] = "uniform"
-    concentration: float = Field(1.0, gt=0)
-    temperature: float = Field(1.0, gt=0)
-    temperature_final: float = Field(0.2, gt=0)
-    random_samples: int = Field(10, ge=1)
-    random_epochs: int = Field(2, ge=1)
-    spos_candidates: int = Field(50, ge=1)
-    # -- retraining
-    retrain_channels: int = Field(16, ge=1)
-    retrain_epochs: int = Field(8, ge=1)
-
-
-class _EntryBase(_Strict):
+class _EntryCore(_Strict):
     name: str = ""
     description: str = ""
     data: DataConfig
@@ -322,22 +147,28 @@ class _EntryBase(_Strict):
     prior: PriorConfig | None = None
     likelihood: Literal["categorical", "bernoulli"] = "categorical"
     pruning: PruningConfig = PruningConfig()
-    compare: CompareConfig | None = None
-    hypergrad: HypergradConfig | None = None
-    nas: NasConfig | None = None
     seed: Seed = 0
 
     @model_validator(mode="after")
     def _needs_net_and_prior(self):
-        """``net`` and ``prior`` are required except by experiments that use neither (the
-        kernel machine of ``hypergrad.experiment: kernel_width``, architecture search, whose
-        space is its ``nas`` section); ``l2`` needs a net."""
-        kernel = self.hypergrad is not None and self.hypergrad.experiment == "kernel_width"
-        if self.net is None and not kernel and self.nas is None:
-            raise ValueError("net: field required")
-        if self.prior is None and self.hypergrad is None and self.nas is None:
-            raise ValueError("prior: field required")
+        """``net`` and ``prior`` are required unless the experiment's section says it needs
+        neither (kernel logistic regression, ``hypergrad.experiment: kernel_width``; the
+        architecture search, whose space is its ``nas`` section) or only a net (``l2``)."""
+        exp = experiment_for(self)
+        section = getattr(self, exp.key) if exp.section is not None else None
+        required = section.required() if section is not None else frozenset({"net", "prior"})
+        for name in ("net", "prior"):
+            if name in required and getattr(self, name) is None:
+                raise ValueError(f"{name}: field required")
         return self
+
+
+#: an entry: the core fields plus one optional section per registered experiment kind
+#: (``compare:``, ``hypergrad:``, ``nas:``; :mod:`bayesstruct.experiments`)
+_EntryBase = create_model(
+    "_EntryBase", __base__=_EntryCore,
+    **{key: (exp.section | None, None) for key, exp in EXPERIMENTS.items()
+       if exp.section is not None})
 
 
 class EntryConfig(_EntryBase):
@@ -349,7 +180,7 @@ class EntryConfig(_EntryBase):
     @field_validator("defaults")
     @classmethod
     def _known_defaults(cls, v: dict[str, Any]) -> dict[str, Any]:
-        allowed = set(InferenceConfig.model_fields) | {"inference"}
+        allowed = _recipe_fields() | {"inference"}
         bad = sorted(set(v) - allowed)
         if bad:
             raise ValueError(f"unknown keys {bad}; allowed: {sorted(allowed)}")
@@ -486,10 +317,13 @@ def apply_overrides(cfg: dict[str, Any], overrides: list[str] | tuple[str, ...])
     return cfg
 
 
-def validate(cls: type[BaseModel], data: dict[str, Any], source: str) -> Any:
-    """``cls.model_validate(data)`` with errors rewritten as one :class:`ConfigError`."""
+def validate(cls: Any, data: dict[str, Any], source: str) -> Any:
+    """``data`` validated as ``cls`` (a model, or a union such as :data:`InferenceConfig`),
+    with errors rewritten as one :class:`ConfigError`."""
     try:
-        return cls.model_validate(data)
+        if isinstance(cls, type) and issubclass(cls, BaseModel):
+            return cls.model_validate(data)
+        return TypeAdapter(cls).validate_python(data)
     except ValidationError as e:
         raise ConfigError(_format(e, cls, source)) from None
 
@@ -514,18 +348,26 @@ def resolve(entry: str | os.PathLike = DEFAULT_ENTRY, recipe: str | os.PathLike 
     rec = load_yaml(recipe_path)
     validate(InferenceConfig, rec, str(recipe_path))
     run = ent.model_dump(exclude={"defaults"})
-    run["inference"] = {**rec, **defaults}
+    takes = ENGINES[_engine_tag(rec)].config.model_fields
+    # the entry's defaults apply where the recipe's engine takes them (an entry tuned for SVI
+    # sets epochs, which NUTS does not have)
+    run["inference"] = {**rec, **{k: v for k, v in defaults.items() if k in takes}}
     run["recipe"] = recipe_path.stem
     if device is not None:
         run["device"] = device
-    old_kind = (run.get("prior") or {}).get("kind")
+    old_tags = {"prior": (run.get("prior") or {}).get("kind"),
+                "inference": _engine_tag(run["inference"])}
     run = apply_overrides(run, overrides)
-    dropped = _drop_other_kind_fields(run, old_kind, overrides)
-    if dropped:
-        new_kind = run["prior"]["kind"]
-        msg = (f"prior.kind {old_kind} -> {new_kind}: dropped the entry's "
-               f"{', '.join(f'prior.{k}={v!r}' for k, v in dropped.items())} (not taken by the "
-               f"{new_kind} prior)")
+    for section, old in old_tags.items():
+        dropped = _drop_switched_fields(run, section, old, overrides)
+        if not dropped:
+            continue
+        field = _UNIONS[section]
+        new = run[section][field]
+        what = "prior" if section == "prior" else "engine"
+        msg = (f"{section}.{field} {old} -> {new}: dropped "
+               f"{', '.join(f'{section}.{k}={v!r}' for k, v in dropped.items())} (not taken "
+               f"by the {new} {what})")
         if notify is None:
             warnings.warn(msg, UserWarning, stacklevel=2)
         else:
@@ -533,40 +375,57 @@ def resolve(entry: str | os.PathLike = DEFAULT_ENTRY, recipe: str | os.PathLike 
     return validate(RunConfig, run, f"{entry_path} + {recipe_path}")
 
 
-def _prior_models() -> dict[str, type[BaseModel]]:
-    """``kind -> config model`` of every prior in :data:`PriorConfig`."""
-    union = get_args(PriorConfig)[0]
-    return {get_args(m.model_fields["kind"].annotation)[0]: m for m in get_args(union)}
+def _union_models(section: str) -> dict[str, type[BaseModel]]:
+    """``tag -> model`` of a union section (``prior`` by ``kind``, ``inference`` by
+    ``engine``)."""
+    if section == "prior":
+        return {k: p.Config for k, p in PRIORS.items()}
+    return {k: e.config for k, e in ENGINES.items()}
 
 
-def _drop_other_kind_fields(run: dict[str, Any], old_kind: str | None,
-                            overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """Remove (and return) the prior fields that came with ``old_kind`` when the overrides
-    switched ``prior.kind``; fields the overrides name are left for validation to judge."""
-    prior = run.get("prior")
-    if not isinstance(prior, dict) or old_kind is None or prior.get("kind") == old_kind:
+def _drop_switched_fields(run: dict[str, Any], section: str, old_tag: str | None,
+                          overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Remove (and return) the fields of ``run[section]`` that came with ``old_tag`` when the
+    overrides switched the section's member (``prior.kind``, ``inference.engine``); fields the
+    overrides name are left for validation to judge."""
+    node = run.get(section)
+    tag_field = _UNIONS[section]
+    if not isinstance(node, dict) or old_tag is None:
         return {}
-    model = _prior_models().get(prior.get("kind"))
-    if model is None:  # an unknown kind: validation names the allowed ones
+    new_tag = node.get(tag_field, "svi" if section == "inference" else None)
+    model = _union_models(section).get(new_tag)
+    if new_tag == old_tag or model is None:  # an unknown tag: validation names the allowed
         return {}
-    named = {o.partition("=")[0].strip()[len("prior."):] for o in overrides
-             if o.strip().startswith("prior.")}
-    dropped = {k: v for k, v in prior.items()
+    named = {o.partition("=")[0].strip()[len(section) + 1:] for o in overrides
+             if o.strip().startswith(section + ".")}
+    dropped = {k: v for k, v in node.items()
                if k not in model.model_fields and k not in named}
     for k in dropped:
-        del prior[k]
-    try:  # a shared field whose value the new kind does not allow (ARD's per=weight)
-        model.model_validate(prior)
+        del node[k]
+    try:  # a shared field whose value the new member does not allow (ARD's per=weight)
+        model.model_validate(node)
     except ValidationError as e:
         for err in e.errors():
             k = err["loc"][0] if err["loc"] else None
-            if isinstance(k, str) and k in prior and k not in named and k != "kind":
-                dropped[k] = prior.pop(k)
+            if isinstance(k, str) and k in node and k not in named and k != tag_field:
+                dropped[k] = node.pop(k)
     return dropped
 
 
-def to_yaml(cfg: RunConfig) -> str:
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+def load_run_config(out: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()
+                    ) -> RunConfig:
+    """The config saved in a run directory (``out/config.yaml``), with ``overrides`` applied
+    (for ``--resume``). A config.yaml written before each engine had its own recipe model
+    carries every engine's fields; those the run's engine does not take are dropped."""
+    path = Path(out) / "config.yaml"
+    if not path.is_file():
+        raise ConfigError(f"nothing to resume: {path} does not exist")
+    raw = load_yaml(path)
+    inf = raw.get("inference")
+    if isinstance(inf, dict) and _engine_tag(inf) in ENGINES:
+        takes = ENGINES[_engine_tag(inf)].config.model_fields
+        raw["inference"] = {k: v for k, v in inf.items() if k in takes}
+    return validate(RunConfig, apply_overrides(raw, overrides), str(path))
 
 
 # -- error messages --------------------------------------------------------------------------
@@ -598,8 +457,8 @@ def _unwrap(node: Any, tag: Any) -> Any:
             return _unwrap(members[0], tag)
         for m in members:
             m = _unwrap(m, None)
-            kind = getattr(m, "model_fields", {}).get("kind")
-            if kind is not None and tag in get_args(kind.annotation):
+            fields = getattr(m, "model_fields", {})
+            if any(tag in get_args(fields[d].annotation) for d in _UNIONS.values() if d in fields):
                 return m
         return members[0] if len(members) == 1 else node
     return node
@@ -609,11 +468,18 @@ def _format(err: ValidationError, cls: type[BaseModel], source: str) -> str:
     lines = [f"invalid config ({source}):"]
     for e in err.errors():
         loc = tuple(e["loc"])
-        shown = ".".join(str(p) for p in loc if not (isinstance(p, str) and p in _TAGS))
+        shown = ".".join(str(p) for i, p in enumerate(loc) if not _is_tag(loc, i))
         if e["type"] == "extra_forbidden":
             allowed = _fields_at(cls, loc[:-1])
             hint = f"; allowed fields: {', '.join(allowed)}" if allowed else ""
             lines.append(f"  {shown}: unknown field{hint}")
+        elif e["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            section = str(loc[-1]) if loc else "inference"
+            field = _UNIONS.get(section, "kind")
+            tags = _union_models(section) if section in _UNIONS else {}
+            got = (e.get("ctx") or {}).get("tag")
+            lines.append(f"  {shown + '.' if shown else ''}{field}: unknown {field} {got!r}; "
+                         f"allowed: {', '.join(tags)}")
         elif e["type"] == "missing":
             lines.append(f"  {shown}: required field is missing")
         else:
@@ -621,5 +487,14 @@ def _format(err: ValidationError, cls: type[BaseModel], source: str) -> str:
     return "\n".join(lines)
 
 
-#: the tags of the discriminated unions, which pydantic puts into error locations
-_TAGS = set(_prior_models())
+#: the sections that are unions of registered models, and the field that chooses the member
+_UNIONS = {"prior": "kind", "inference": "engine"}
+
+
+def _is_tag(loc: tuple[Any, ...], i: int) -> bool:
+    """Whether ``loc[i]`` is the tag pydantic puts into an error location after a union
+    section (``('prior', 'ard', 'hyper')``), or at the start when a recipe is validated alone."""
+    tags = {"prior": PRIORS, "inference": ENGINES}
+    if i > 0 and loc[i - 1] in tags:
+        return loc[i] in tags[loc[i - 1]]
+    return i == 0 and len(loc) > 1 and loc[0] in ENGINES

@@ -153,7 +153,7 @@ def plot_diagnostics(post: InferenceData, out: str | os.PathLike, *, num_weights
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .report import save_figure
+    from .plots import save_figure
 
     out = Path(out)
     written = []

@@ -15,13 +15,17 @@ is wrong with it; the CLI adds nothing but the ``error:`` prefix.
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "DataError", "NonFiniteLossError", "RunDirError",
+__all__ = ["CheckpointError", "ConfigError", "DataError", "NonFiniteLossError", "RunDirError",
            "UserInputError"]
 
 
 class UserInputError(ValueError):
     """Something the user gave (a config, a file, an argument) cannot be used; the message
     names it and says what is wrong. The CLI exits 2."""
+
+
+class ConfigError(UserInputError):
+    """An invalid config: the message names the field, the bad value and the allowed ones."""
 
 
 class DataError(UserInputError):

@@ -33,10 +33,10 @@ import torch
 
 from bayesstruct import data, nets, pruning
 from bayesstruct.config import resolve
-from bayesstruct.inference.plain import evaluate_net, train_plain
 from bayesstruct.models import BayesianNet
 from bayesstruct.priors import Gaussian
 from bayesstruct.report import format_table
+from bayesstruct.training.plain import evaluate_net, train_plain
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _results import RESULTS, write_section  # noqa: E402

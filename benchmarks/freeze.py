@@ -30,9 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import markdown_table, provenance, write_section  # noqa: E402
 
 from bayesstruct import data, nets  # noqa: E402
-from bayesstruct.inference import freeze  # noqa: E402
-from bayesstruct.inference.plain import evaluate_net  # noqa: E402
 from bayesstruct.report import write_csv  # noqa: E402
+from bayesstruct.training import freeze  # noqa: E402
+from bayesstruct.training.plain import evaluate_net  # noqa: E402
 
 FIGURES = Path(__file__).with_name("figures")
 NETS = {"mlp": "lenet300", "cnn": "lenet5"}

@@ -274,7 +274,7 @@ def plot(results: dict[tuple[str, int], dict], methods: list[str], path: Path) -
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from bayesstruct.report import save_figure
+    from bayesstruct.plots import save_figure
 
     floor = 0.01
     fig, (ax_m, ax_t) = plt.subplots(1, 2, figsize=(10, 4))

@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import markdown_table, provenance, write_section  # noqa: E402
 
-from bayesstruct.ibp_figures import plot_ibp_prior_predictive  # noqa: E402
+from bayesstruct.plots import plot_ibp_prior_predictive  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "figures" / "ibp-prior-predictive.png"
 

@@ -31,6 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import markdown_table, provenance, write_section  # noqa: E402
+from references import NAS_TOP1  # noqa: E402
 
 from bayesstruct import data, nas  # noqa: E402
 from bayesstruct.data import Split  # noqa: E402
@@ -64,7 +65,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--arch-lr", type=float, default=1e-2)
-    ap.add_argument("--prior", default="uniform", choices=list(nas.PRIORS))
+    ap.add_argument("--prior", default="uniform", choices=list(nas.STRUCTURE_PRIORS))
     ap.add_argument("--random-samples", type=int, default=10)
     ap.add_argument("--random-epochs", type=int, default=2)
     ap.add_argument("--spos-candidates", type=int, default=50)
@@ -128,7 +129,7 @@ def report(args, runs, space, big, cmd, retrain_ds) -> None:
         acc = [100 * r["test_acc"] for r in rs]
         sd = statistics.stdev(acc) if len(acc) > 1 else float("nan")
         mins = statistics.mean(r["search_s"] for r in rs) / 60
-        seed_acc, seed_h = nas.SEED_TABLE.get(m, (None, None))
+        seed_acc, seed_h = NAS_TOP1.get(m, (None, None))
         cross = nas.cross_seed_change([nas.Genotype.from_list(r["genotype"]) for r in rs])
         rows.append([LABEL[m], f"{statistics.mean(acc):.2f} ± {sd:.2f}",
                      f"{min(acc):.2f}-{max(acc):.2f}", " / ".join(f"{a:.2f}" for a in acc),

@@ -37,10 +37,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import markdown_table, provenance, write_section  # noqa: E402
 
 from bayesstruct import config, pruning, runner  # noqa: E402
-from bayesstruct.inference.plain import train_plain  # noqa: E402
 from bayesstruct.models import BayesianNet  # noqa: E402
-from bayesstruct.report import plot_snr_curves, write_csv  # noqa: E402
+from bayesstruct.plots import plot_snr_curves  # noqa: E402
+from bayesstruct.report import write_csv  # noqa: E402
 from bayesstruct.training import evaluate  # noqa: E402
+from bayesstruct.training.plain import train_plain  # noqa: E402
 
 FIGURES = Path(__file__).with_name("figures")
 VARIANTS = {

@@ -31,6 +31,15 @@ SPARSE_GRID = [
     ("log_uniform", {"level": "unit"}),
 ]
 SPARSE_IDS = [f"{k}-{kw['level']}" for k, kw in SPARSE_GRID]
+# priors with discrete structure latents (IBP unit masks): relaxed in SVI, enumerated by MCMC,
+# checked in tests/priors/test_ibp.py
+DISCRETE_GRID = [
+    ("ibp", {}),
+    ("ibp", {"alpha": 2.0, "temperature": 0.3, "init_inclusion": 0.9}),
+]
+#: every prior configuration the tests use; tests/priors/test_registry.py checks that it covers
+#: every registered prior
+ALL_PRIORS = PRIOR_GRID + SPARSE_GRID + DISCRETE_GRID
 PRIOR_IDS = [f"{k}-{'-'.join(f'{a}={b}' for a, b in kw.items())}" for k, kw in PRIOR_GRID]
 
 

@@ -43,11 +43,10 @@ def test_every_catalog_entry_and_recipe_is_valid():
 
 @pytest.mark.parametrize("override,field,allowed", [
     ("prior.per=column", "prior.per", "'weight' or 'unit'"),
-    ("prior.kind=spike_and_slab", "prior", "'gaussian', 'ard', 'log_uniform', 'horseshoe'"),
+    ("prior.kind=spike_and_slab", "prior.kind", "gaussian, ard, log_uniform, horseshoe, ibp"),
     ("prior.hyper=jeffreys", "prior.hyper", "'gamma' or 'empirical_bayes'"),
     ("inference.guide=laplace", "inference.guide", "'meanfield' or 'delta'"),
-    ("inference.engine=gibbs", "inference.engine",
-     "'svi', 'nuts', 'hmc', 'sgld' or 'psgld'"),
+    ("inference.engine=gibbs", "inference.engine", "svi, nuts, hmc, sgld, psgld"),
     ("inference.lr_schedule=step", "inference.lr_schedule", "'constant' or 'cosine'"),
     ("net.kind=resnet", "net.kind", "'logreg', 'mlp', 'lenet300', 'lenet5', 'rnn' or 'gru'"),
     ("inference.prior_update=always", "inference.prior_update",
@@ -129,7 +128,7 @@ def test_apply_overrides_copies():
 
 def test_compare_methods_match_the_library():
     from bayesstruct import pruning
-    from bayesstruct.config import COMPARE_METHODS, CompareConfig
+    from bayesstruct.experiments.compare import COMPARE_METHODS, CompareConfig
 
     assert COMPARE_METHODS == pruning.METHODS
     assert tuple(CompareConfig().methods) == pruning.DEFAULT_METHODS

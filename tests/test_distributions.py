@@ -18,7 +18,7 @@ from bayesstruct.distributions import (
     lof_classes,
     to_left_ordered_form,
 )
-from bayesstruct.ibp_figures import plot_ibp_prior_predictive
+from bayesstruct.plots import plot_ibp_prior_predictive
 from tests.helpers import P_5SE, iid_se_var, seed
 
 #: the seed's (alpha, beta) grid

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from bayesstruct import config, posterior
+from bayesstruct import config, inference, posterior
 from bayesstruct.cli import app
 
 runner = CliRunner()
@@ -81,7 +81,7 @@ def test_sampling_engines_refuse_empirical_bayes_and_improper_priors(tmp_path):
 
 
 def test_engine_and_likelihood_fields_name_the_allowed_values(tmp_path):
-    with pytest.raises(config.ConfigError, match="inference.engine.*'svi', 'nuts', 'hmc'"):
+    with pytest.raises(config.ConfigError, match="engine 'gibbs'; allowed: svi, nuts, hmc"):
         config.resolve("logreg-digits01", "nuts", ["inference.engine=gibbs"])
     with pytest.raises(config.ConfigError, match="inference.chain_method"):
         config.resolve("logreg-digits01", "nuts", ["inference.chain_method=threads"])
@@ -92,8 +92,9 @@ def test_engine_and_likelihood_fields_name_the_allowed_values(tmp_path):
 
 def test_recipes_validate_and_ship():
     for name in ("nuts", "hmc", "sgld", "psgld"):
-        raw = yaml.safe_load(config.find_recipe(name).read_text())
-        assert config.InferenceConfig.model_validate(raw).engine == name
+        path = config.find_recipe(name)
+        rec = config.validate(config.InferenceConfig, yaml.safe_load(path.read_text()), str(path))
+        assert rec.engine == name and isinstance(rec, inference.ENGINES[name].config)
 
 
 def test_diagnose_without_a_posterior_says_what_it_needs(tmp_path):

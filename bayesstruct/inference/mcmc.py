@@ -46,11 +46,12 @@ import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyro
 import torch
+from pydantic import Field
 from pyro import poutine
 from pyro.infer import HMC, MCMC, NUTS, infer_discrete
 from pyro.infer.reparam import LocScaleReparam
@@ -58,11 +59,12 @@ from tqdm.auto import tqdm
 
 from .. import posterior as posterior_mod
 from ..data import Dataset, Split
-from ..errors import CheckpointError, NonFiniteLossError
+from ..errors import CheckpointError, ConfigError, NonFiniteLossError
 from ..files import load_checkpoint, save_checkpoint
 from ..models.bayesnet import BayesianNet
+from .registry import EngineConfig, FitOptions, register_engine, require_fixed_prior
 
-__all__ = ["CHAIN_METHODS", "KERNELS", "mcmc"]
+__all__ = ["CHAIN_METHODS", "KERNELS", "MCMCConfig", "fit_mcmc", "mcmc"]
 
 KERNELS = ("nuts", "hmc")
 CHAIN_METHODS = ("sequential", "parallel")
@@ -299,3 +301,46 @@ def _load_chain(path: Path, settings: dict[str, Any], seed: int) -> dict[str, An
 
 def _key(settings: dict[str, Any], seed: int) -> str:
     return repr(sorted({**settings, "seed": seed}.items()))
+
+
+# -- the recipe: ``engine: nuts`` / ``engine: hmc`` ---------------------------------------------
+class MCMCConfig(EngineConfig):
+    """``engine: nuts`` or ``hmc``: :func:`mcmc` with that kernel on the whole training set
+    (``chain_method: parallel`` runs the chains in worker processes on CPU; on CUDA they run
+    one after another)."""
+
+    engine: Literal["nuts", "hmc"]
+    num_samples: int = Field(500, ge=1)
+    num_chains: int = Field(4, ge=1)
+    num_warmup: int = Field(500, ge=0)
+    chain_method: Literal["sequential", "parallel"] = "parallel"
+    jit_compile: bool = True
+    target_accept: float = Field(0.8, gt=0, lt=1)
+    max_tree_depth: int = Field(10, ge=1)
+    step_size: float = Field(0.1, gt=0)
+    num_steps: int = Field(10, ge=1)
+    noncentred: bool = True
+
+    def summary(self) -> str:
+        return f"{self.num_chains} chains"
+
+
+@register_engine(MCMCConfig)
+def fit_mcmc(cfg: MCMCConfig, model: BayesianNet, data: Dataset, options: FitOptions
+             ) -> posterior_mod.InferenceData:
+    """Run :func:`mcmc` as the recipe ``cfg`` says (a prior the sampler cannot take is a
+    ``ConfigError`` in the sampler's words)."""
+    require_fixed_prior(model, cfg.engine)
+    chain_method = (cfg.chain_method if torch.device(options.device).type == "cpu"
+                    else "sequential")
+    try:
+        return mcmc(model, data, kernel=cfg.engine, num_warmup=cfg.num_warmup,
+                    num_samples=cfg.num_samples, num_chains=cfg.num_chains,
+                    chain_method=chain_method, jit_compile=cfg.jit_compile,
+                    target_accept=cfg.target_accept, max_tree_depth=cfg.max_tree_depth,
+                    step_size=cfg.step_size, num_steps=cfg.num_steps,
+                    noncentred=cfg.noncentred, seed=options.seed, device=options.device,
+                    checkpoint_dir=options.checkpoint_dir, resume=options.resume,
+                    progress=options.progress)
+    except ValueError as e:  # improper priors and the like
+        raise ConfigError(f"engine {cfg.engine!r}: {e}") from None

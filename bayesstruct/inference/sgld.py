@@ -34,11 +34,12 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyro
 import torch
+from pydantic import Field
 from pyro import poutine
 from pyro.distributions.transforms import biject_to
 from pyro.infer.autoguide.initialization import init_to_median
@@ -47,12 +48,14 @@ from tqdm.auto import tqdm
 
 from .. import posterior as posterior_mod
 from ..data import Dataset, Split
-from ..errors import CheckpointError, NonFiniteLossError
+from ..errors import CheckpointError, ConfigError, NonFiniteLossError
 from ..files import load_checkpoint, save_checkpoint
 from ..models.bayesnet import BayesianNet
 from ..training import Minibatches
+from .registry import EngineConfig, FitOptions, register_engine, require_fixed_prior
 
-__all__ = ["LangevinTarget", "psgld", "sgld"]
+__all__ = ["LangevinTarget", "PSGLDConfig", "SGLDConfig", "fit_psgld", "fit_sgld", "psgld",
+           "sgld"]
 
 
 class LangevinTarget:
@@ -372,3 +375,61 @@ def psgld(model: BayesianNet, data: Dataset | Split, *, num_samples: int = 1000,
                      lr=lr, gamma=gamma, decay_steps=decay_steps, beta=beta, eps=eps,
                      init_jitter=init_jitter, seed=seed, device=device, progress=progress,
                      checkpoint_dir=checkpoint_dir, resume=resume)
+
+
+# -- the recipes: ``engine: sgld`` / ``engine: psgld`` -----------------------------------------
+class SGLDConfig(EngineConfig):
+    """``engine: sgld``: :func:`sgld` with step size ``lr * (1 + t / decay_steps)^-gamma``,
+    ``burn_in`` steps, then ``num_samples`` draws kept every ``thin`` steps, per chain."""
+
+    engine: Literal["sgld"]
+    num_samples: int = Field(500, ge=1)
+    num_chains: int = Field(4, ge=1)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    burn_in: int = Field(1000, ge=0)
+    thin: int = Field(1, ge=1)
+    gamma: float = Field(0.0, ge=0)
+    decay_steps: float = Field(1000.0, gt=0)
+    init_jitter: float = Field(0.1, ge=0)
+
+    def summary(self) -> str:
+        return f"{self.num_chains} chains"
+
+    def sampler_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of the sampler function (all but the engine's name)."""
+        return self.model_dump(exclude={"engine", "description"})
+
+
+class PSGLDConfig(SGLDConfig):
+    """``engine: psgld``: :func:`psgld`, SGLD with the RMSprop preconditioner (``beta``, the
+    decay of the running mean of squared gradients; ``eps``, its floor)."""
+
+    engine: Literal["psgld"]  # type: ignore[assignment]
+    beta: float = Field(0.99, ge=0, lt=1)
+    eps: float = Field(1e-5, gt=0)
+
+
+def _fit_langevin(sampler, cfg: SGLDConfig, model: BayesianNet, data: Dataset,
+                  options: FitOptions) -> posterior_mod.InferenceData:
+    require_fixed_prior(model, cfg.engine)
+    try:
+        return sampler(model, data, seed=options.seed, device=options.device,
+                       checkpoint_dir=options.checkpoint_dir, resume=options.resume,
+                       progress=options.progress, **cfg.sampler_kwargs())
+    except ValueError as e:  # improper priors, discrete structure
+        raise ConfigError(f"engine {cfg.engine!r}: {e}") from None
+
+
+@register_engine(SGLDConfig)
+def fit_sgld(cfg: SGLDConfig, model: BayesianNet, data: Dataset, options: FitOptions
+             ) -> posterior_mod.InferenceData:
+    """Run :func:`sgld` as the recipe ``cfg`` says."""
+    return _fit_langevin(sgld, cfg, model, data, options)
+
+
+@register_engine(PSGLDConfig)
+def fit_psgld(cfg: PSGLDConfig, model: BayesianNet, data: Dataset, options: FitOptions
+              ) -> posterior_mod.InferenceData:
+    """Run :func:`psgld` as the recipe ``cfg`` says."""
+    return _fit_langevin(psgld, cfg, model, data, options)

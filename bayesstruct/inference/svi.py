@@ -21,14 +21,17 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, ClassVar, Literal
 
 import pyro
 import torch
+from pydantic import Field
 from tqdm.auto import tqdm
 
+from .. import guides as guides_mod
 from .. import posterior as posterior_mod
 from ..data import Dataset, Split
-from ..errors import CheckpointError, NonFiniteLossError
+from ..errors import CheckpointError, ConfigError, NonFiniteLossError
 from ..files import load_latest_checkpoint, previous_path, save_checkpoint
 from ..guides.base import Guide
 from ..models.bayesnet import BayesianNet
@@ -40,9 +43,11 @@ from ..training import (
     macro_f1,
     make_adam,
 )
+from .registry import EngineConfig, FitOptions, register_engine
 
-__all__ = ["Minibatches", "NonFiniteLossError", "check_resume", "confusion_matrix", "evaluate",
-           "macro_f1", "make_adam", "prior_updates", "svi", "training_settings"]
+__all__ = ["Minibatches", "NonFiniteLossError", "SVIConfig", "check_resume", "confusion_matrix",
+           "evaluate", "fit_svi", "macro_f1", "make_adam", "prior_updates", "svi",
+           "training_settings"]
 
 CHECKPOINT = "last.pt"
 LR_SCHEDULES = ("constant", "cosine")
@@ -364,3 +369,80 @@ def _svi_pyro(model, guide, train: Split, val: Split | None, *, epochs, batch_si
                  for k, v in predictive(train.x[:1]).items()}
     return posterior_mod.from_draws(model, draws, observed=train.y, history=history,
                                     attrs={"engine": "svi", "guide": type(guide).__name__})
+
+
+# -- the recipe: ``engine: svi`` ---------------------------------------------------------------
+class SVIConfig(EngineConfig):
+    """``engine: svi`` (the default): :func:`svi` with the guide ``guide`` (``meanfield``:
+    :class:`~bayesstruct.guides.MeanField` with ``init_scale``, ``covariance`` and ``reparam``;
+    ``delta``: a MAP point estimate)."""
+
+    engine: Literal["svi"] = "svi"
+    guide: Literal["meanfield", "delta"] = "meanfield"
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    kl_weight: float = Field(1.0, ge=0)
+    kl_warmup_epochs: float = Field(0.0, ge=0)
+    patience: int | None = Field(None, ge=1)
+    prior_update: Literal["auto", "none", "closed_form"] = "auto"
+    eb_every: int = Field(1, ge=1)
+    num_draws: int = Field(100, ge=1)
+    init_scale: float = Field(1e-3, gt=0)
+    covariance: Literal["diagonal", "scalar"] = "diagonal"
+    reparam: Literal["auto", "local", "weights"] = "auto"
+    temperature: float | None = Field(None, gt=0)
+    temperature_final: float | None = Field(None, gt=0)
+
+    supports_init_from: ClassVar[bool] = True
+
+    def summary(self) -> str:
+        return f"guide {self.guide}"
+
+    def check_resume(self, saved: dict[str, Any], checkpoint_dir: Path,
+                     echo: Callable[[str], Any]) -> None:
+        """Refuse ``epochs`` below the checkpoint's epoch; say what a raised one does."""
+        path = Path(checkpoint_dir) / CHECKPOINT
+        if path.exists() or previous_path(path).exists():
+            at = load_latest_checkpoint(path)[0].get("epoch", 0)
+            if at > self.epochs:
+                raise ConfigError(f"--resume: inference.epochs={self.epochs} is below the "
+                                  f"checkpoint's epoch {at} in {path}; allowed: "
+                                  f"inference.epochs >= {at}")
+        old = saved.get("epochs")
+        if old is not None and self.epochs != old:
+            sched = (" The cosine lr schedule is recomputed over the new length: from the "
+                     "current step on, the lr follows the longer curve."
+                     if self.lr_schedule == "cosine" else "")
+            echo(f"resume: inference.epochs {old} -> {self.epochs}; training continues from "
+                 f"the checkpoint to epoch {self.epochs}.{sched}")
+
+
+@register_engine(SVIConfig)
+def fit_svi(cfg: SVIConfig, model: BayesianNet, data: Dataset, options: FitOptions
+            ) -> posterior_mod.InferenceData:
+    """Run :func:`svi` as the recipe ``cfg`` says; a setting the model cannot take is a
+    ``ConfigError`` naming the recipe field."""
+    if cfg.prior_update == "closed_form":
+        try:
+            model.prior.enable_empirical_bayes()
+        except ValueError as e:
+            raise ConfigError(f"inference.prior_update: {e}") from None
+    if (cfg.temperature is not None or cfg.temperature_final is not None) and not \
+            hasattr(model.prior, "temperature"):
+        raise ConfigError(f"inference.temperature: prior {model.prior.kind!r} has no relaxed "
+                          "structure to anneal (the temperature applies to prior.kind=ibp)")
+    if cfg.guide == "delta" and model.prior.discrete:
+        raise ConfigError(f"inference.guide: 'delta' cannot hold the {model.prior.kind} "
+                          "prior's discrete masks; allowed with it: meanfield")
+    guide_kw = ({"init_scale": cfg.init_scale, "covariance": cfg.covariance,
+                 "reparam": cfg.reparam} if cfg.guide == "meanfield" else {})
+    return svi(model, guides_mod.get(cfg.guide, **guide_kw), data, epochs=cfg.epochs,
+               batch_size=cfg.batch_size, lr=cfg.lr, lr_schedule=cfg.lr_schedule,
+               kl_weight=cfg.kl_weight, kl_warmup_epochs=cfg.kl_warmup_epochs,
+               device=options.device, seed=options.seed, patience=cfg.patience,
+               checkpoint_dir=options.checkpoint_dir, resume=options.resume,
+               num_draws=cfg.num_draws, eb_every=cfg.eb_every, prior_update=cfg.prior_update,
+               temperature=cfg.temperature, temperature_final=cfg.temperature_final,
+               progress=options.progress, init_from=options.init_from)

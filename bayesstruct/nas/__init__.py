@@ -6,13 +6,20 @@ structure posterior of variational DARTS, and four searchers through one interfa
 >>> space = nas.SearchSpace(channels=8)
 >>> found = nas.VariationalDARTS(epochs=10).search(ds, space, seed=0)
 >>> score = nas.retrain(found.genotype, space, ds, epochs=10)
+
+Here: the :class:`SearchSpace`, the searchers (:class:`DARTS`, :class:`VariationalDARTS` with
+its :data:`STRUCTURE_PRIORS`, :class:`RandomSearch`, :class:`SPOS`; by name through
+:data:`SEARCHERS`, :func:`make_searcher` and :func:`build_searcher`), what a search finds (a
+:class:`SearchResult` holding a :class:`Genotype`), :func:`retrain` (a :class:`RetrainResult`),
+and the stability report (:func:`cross_seed_change`, :func:`perturbation_change`,
+:func:`plot_stability`). The rest is in the submodules: the operations
+(:mod:`~bayesstruct.nas.ops`), the super- and derived networks (:mod:`~bayesstruct.nas.networks`),
+deriving a genotype and the architecture-change measure (:mod:`~bayesstruct.nas.space`), the
+relaxed structure distribution (:mod:`~bayesstruct.nas.structure`).
 """
 
 from __future__ import annotations
 
-from ..pruning.compression import count_parameters
-from .networks import DerivedNet, SuperNet
-from .ops import DEFAULT_OPS, OPS, MixedOp, make_op
 from .searchers import (
     DARTS,
     SEARCHERS,
@@ -24,20 +31,12 @@ from .searchers import (
     build_searcher,
     make_searcher,
 )
-from .space import Genotype, SearchSpace, architecture_change, derive
+from .space import Genotype, SearchSpace
 from .stability import cross_seed_change, perturbation_change, plot_stability
-from .structure import PRIORS, OperationChoice, relaxed_kl_integrand
+from .structure import STRUCTURE_PRIORS
 from .train import RetrainResult, retrain
 
-#: seed 003's table: Fashion-MNIST top-1 (%) of the retrained cell / search hours on a GPU
-SEED_TABLE: dict[str, tuple[float, float]] = {
-    "darts": (91.22, 2.0), "random": (90.79, 1.5), "spos": (89.54, 0.5),
-    "vardarts": (91.36, 5.0)}
-
-__all__ = ["DARTS", "DEFAULT_OPS", "OPS", "PRIORS", "SEARCHERS", "SEED_TABLE", "SPOS",
-           "DerivedNet",
-           "Genotype", "MixedOp", "OperationChoice", "RandomSearch", "RetrainResult",
-           "SearchResult", "SearchSpace", "Searcher", "SuperNet", "VariationalDARTS",
-           "architecture_change", "build_searcher", "count_parameters", "cross_seed_change",
-           "derive", "make_op", "make_searcher", "perturbation_change", "plot_stability",
-           "relaxed_kl_integrand", "retrain"]
+__all__ = ["DARTS", "SEARCHERS", "SPOS", "STRUCTURE_PRIORS", "Genotype",
+           "RandomSearch", "RetrainResult", "SearchResult", "SearchSpace", "Searcher",
+           "VariationalDARTS", "build_searcher", "cross_seed_change", "make_searcher",
+           "perturbation_change", "plot_stability", "retrain"]

@@ -52,10 +52,10 @@ from ..data import Dataset, Split
 from ..errors import NonFiniteLossError
 from ..guides.meanfield import MeanField
 from ..inference.hypergrad import HyperProblem, InnerOptimizer, flat_params, unflatten, unrolled
-from ..inference.plain import evaluate_net, train_plain
 from ..models.bayesnet import BayesianNet
 from ..priors.gaussian import Gaussian
 from ..training import Minibatches, cosine_factor
+from ..training.plain import evaluate_net, train_plain
 from .networks import DerivedNet, SuperNet
 from .space import Genotype, SearchSpace, derive
 from .structure import OperationChoice

@@ -38,9 +38,9 @@ import torch
 from torch import Tensor, nn
 from torch.distributions.relaxed_categorical import ExpRelaxedCategorical
 
-__all__ = ["PRIORS", "OperationChoice", "relaxed_kl_integrand"]
+__all__ = ["STRUCTURE_PRIORS", "OperationChoice", "relaxed_kl_integrand"]
 
-PRIORS = ("uniform", "dirichlet")
+STRUCTURE_PRIORS = ("uniform", "dirichlet")
 
 
 def relaxed_kl_integrand(x: Tensor, logits: Tensor, temperature: float | Tensor,
@@ -56,7 +56,7 @@ def relaxed_kl_integrand(x: Tensor, logits: Tensor, temperature: float | Tensor,
         c = float(concentration)
         log_dir = (math.lgamma(k * c) - k * math.lgamma(c)) + (c - 1.0) * x.sum(-1)
         return log_q - x.sum(-1) - log_dir
-    raise ValueError(f"structure prior {prior!r}; allowed: {', '.join(PRIORS)}")
+    raise ValueError(f"structure prior {prior!r}; allowed: {', '.join(STRUCTURE_PRIORS)}")
 
 
 class OperationChoice(nn.Module):
@@ -74,8 +74,8 @@ class OperationChoice(nn.Module):
                  prior: str = "uniform", concentration: float = 1.0, init_scale: float = 1e-3,
                  generator: torch.Generator | None = None) -> None:
         super().__init__()
-        if prior not in PRIORS:
-            raise ValueError(f"structure prior {prior!r}; allowed: {', '.join(PRIORS)}")
+        if prior not in STRUCTURE_PRIORS:
+            raise ValueError(f"structure prior {prior!r}; allowed: {', '.join(STRUCTURE_PRIORS)}")
         if not temperature > 0 or not concentration > 0:
             raise ValueError("temperature and concentration must be > 0")
         self.alpha = nn.Parameter(init_scale * torch.randn(n_edges, n_ops, generator=generator))

@@ -9,8 +9,8 @@ import torch
 
 from ..data import Dataset
 from ..errors import NonFiniteLossError
-from ..inference.plain import evaluate_net, train_plain
 from ..pruning.compression import count_parameters
+from ..training.plain import evaluate_net, train_plain
 from .networks import DerivedNet
 from .space import Genotype, SearchSpace
 

@@ -17,26 +17,40 @@ Neal 1996). The precisions are either
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import pyro.distributions as dist
 import torch
+from pydantic import Field
 from torch import Tensor
 
 from .base import (
     LatentSite,
     ParamSite,
     Prior,
+    PriorConfig,
     expand_group,
     kl_lognormal_gamma,
 )
 
-__all__ = ["ARD"]
+__all__ = ["ARD", "ARDConfig"]
 
 PER = ("weight", "unit")
 HYPER = ("gamma", "empirical_bayes")
 
 
-class ARD(Prior):
+class ARDConfig(PriorConfig):
+    """Settings of :class:`ARD` (``prior.kind: ard``)."""
+
+    kind: Literal["ard"]
+    per: Literal["weight", "unit"] = "weight"
+    hyper: Literal["gamma", "empirical_bayes"] = "empirical_bayes"
+    a: float = Field(1.0, gt=0)
+    b: float = Field(1.0, gt=0)
+    init_precision: float = Field(1.0, gt=0)
+
+
+class ARD(Prior, config=ARDConfig):
     """Gaussian ARD prior; see the module docstring for the formulas.
 
     With ``hyper="gamma"`` the closed-form ``E_q KL`` for ``q(w) = N(m, s^2)``,
@@ -47,8 +61,6 @@ class ARD(Prior):
     with ``E[log alpha] = mu_a`` and ``E[alpha] = exp(mu_a + sigma_a^2 / 2)``, plus
     ``KL(LogNormal || Gamma)`` (:func:`~bayesstruct.priors.base.kl_lognormal_gamma`).
     """
-
-    kind = "ard"
 
     def __init__(self, per: str = "weight", hyper: str = "empirical_bayes", a: float = 1.0,
                  b: float = 1.0, init_precision: float = 1.0, bias_scale: float = 1.0) -> None:

@@ -17,16 +17,22 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Any, ClassVar, get_args
 
 import pyro
 import pyro.distributions as dist
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
+from ..schema import Strict
+
 __all__ = [
+    "PRIORS",
     "LatentSite",
     "ParamSite",
     "Prior",
+    "PriorConfig",
     "expand_group",
     "kl_lognormal_gamma",
     "kl_normal_normal",
@@ -191,6 +197,19 @@ def kl_lognormal_gamma(loc: Tensor, scale: Tensor, a: float, b: float) -> Tensor
     return -entropy - e_log_p
 
 
+class PriorConfig(Strict):
+    """The settings every prior takes. A prior's own config model (beside the prior, e.g.
+    ``GaussianConfig``) adds ``kind``, a one-value ``Literal`` (its registry name), and the
+    rest of its constructor's arguments with their allowed ranges; ``prior:`` in a catalog entry
+    is validated against it."""
+
+    bias_scale: float = Field(1.0, gt=0)
+
+
+#: ``kind -> Prior subclass``; a subclass registers itself with ``class X(Prior, config=XConfig)``
+PRIORS: dict[str, type[Prior]] = {}
+
+
 class Prior(nn.Module, ABC):
     """Base class: a prior over a network's parameters (and structure).
 
@@ -209,8 +228,10 @@ class Prior(nn.Module, ABC):
     * :meth:`mode` -- the prior's mode for a site (the numerator point of rho, M5).
     """
 
-    #: name used by the registry / YAML
-    kind: str = ""
+    #: name used by the registry / YAML (``prior.kind``), read from :attr:`Config`
+    kind: ClassVar[str] = ""
+    #: the config model whose fields are the constructor's arguments (set at registration)
+    Config: ClassVar[type[PriorConfig]] = PriorConfig
     #: whether :meth:`empirical_bayes_` updates anything
     empirical_bayes: bool = False
     #: whether the prior is a normalisable density (MAP and prior draws make sense)
@@ -221,6 +242,27 @@ class Prior(nn.Module, ABC):
     #: whether the prior has discrete structure latents (IBP masks): guides relax them
     #: (:meth:`relaxed_sample`), MCMC enumerates them, point-mass guides and Langevin refuse
     discrete: bool = False
+
+    def __init_subclass__(cls, config: type[PriorConfig] | None = None, **kwargs: Any) -> None:
+        """``class Gaussian(Prior, config=GaussianConfig)`` registers the prior in
+        :data:`PRIORS` under its config's ``kind``; subclasses without ``config`` (shared
+        bases such as :class:`~bayesstruct.priors.group.GroupScalePrior`) are not registered."""
+        super().__init_subclass__(**kwargs)
+        if config is None:
+            return
+        kinds = get_args(config.model_fields["kind"].annotation)
+        if len(kinds) != 1:
+            raise TypeError(f"{config.__name__}.kind must be a one-value Literal, got {kinds}")
+        if kinds[0] in PRIORS:
+            raise TypeError(f"prior kind {kinds[0]!r} is registered twice "
+                            f"({PRIORS[kinds[0]].__name__} and {cls.__name__})")
+        cls.kind, cls.Config = kinds[0], config
+        PRIORS[kinds[0]] = cls
+
+    @classmethod
+    def from_config(cls, config: PriorConfig) -> Prior:
+        """The prior a validated config describes (its fields are the constructor's)."""
+        return PRIORS[config.kind](**config.model_dump(exclude={"kind"}))
 
     def __init__(self, bias_scale: float = 1.0) -> None:
         super().__init__()

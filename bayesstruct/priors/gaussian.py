@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
+from pydantic import Field
 from torch import Tensor
 
-from .base import ParamSite, Prior, expand_group
+from .base import ParamSite, Prior, PriorConfig, expand_group
 
-__all__ = ["Gaussian"]
+__all__ = ["Gaussian", "GaussianConfig"]
 
 PER = ("layer", "unit")
 
 
-class Gaussian(Prior):
+class GaussianConfig(PriorConfig):
+    """Settings of :class:`Gaussian` (``prior.kind: gaussian``)."""
+
+    kind: Literal["gaussian"]
+    scale: float = Field(1.0, gt=0)
+    loc: float = 0.0
+    empirical_bayes: bool = False
+    per: Literal["layer", "unit"] = "layer"
+
+
+class Gaussian(Prior, config=GaussianConfig):
     """Gaussian prior on every weight tensor: ``w ~ N(mu_g, sigma_g^2)`` for the weights of group
     ``g``: the whole site (``per="layer"``, one ``(mu_l, sigma_l)`` per weight tensor) or an
     input unit / input channel of it (``per="unit"``, a column of ``W[out, in]``).
@@ -28,8 +41,6 @@ class Gaussian(Prior):
     ``(mu_g, sigma_g^2)`` (a scalar posterior covariance, ``s_i = beta``, gives the talk's
     ``sigma_hat^2 = mean (mu - m_i)^2 + beta^2``).
     """
-
-    kind = "gaussian"
 
     def __init__(self, scale: float = 1.0, loc: float = 0.0, empirical_bayes: bool = False,
                  bias_scale: float = 1.0, per: str = "layer") -> None:

@@ -41,17 +41,19 @@ its prior ``N(0, 1)`` (``m -> 0``), hence ``rho_g -> 1``. Tested against a sampl
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import numpy as np
 import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import Tensor
 
-from .base import LatentSite, ParamSite
+from .base import LatentSite, ParamSite, PriorConfig
 from .group import GroupScalePrior
 
-__all__ = ["Horseshoe", "gauss_hermite_normal", "kl_lognormal_halfcauchy"]
+__all__ = ["Horseshoe", "HorseshoeConfig", "gauss_hermite_normal", "kl_lognormal_halfcauchy"]
 
 _GH_NODES = 32
 _GH_CACHE: dict[tuple, tuple[Tensor, Tensor]] = {}
@@ -79,7 +81,16 @@ def kl_lognormal_halfcauchy(mu: Tensor, sd: Tensor, scale: float) -> Tensor:
     return -entropy - math.log(2.0 / (math.pi * scale)) + e_log1p
 
 
-class Horseshoe(GroupScalePrior):
+class HorseshoeConfig(PriorConfig):
+    """Settings of :class:`Horseshoe` (``prior.kind: horseshoe``)."""
+
+    kind: Literal["horseshoe"]
+    tau0: float = Field(1.0, gt=0)
+    slab_scale: float | None = Field(None, gt=0)
+    init_group_scale: float = Field(1.0, gt=0)
+
+
+class Horseshoe(GroupScalePrior, config=HorseshoeConfig):
     """Group horseshoe prior, non-centred; see the module docstring.
 
     Args:
@@ -89,7 +100,6 @@ class Horseshoe(GroupScalePrior):
             starts at the initial weights divided by it (see :class:`LogUniform`).
     """
 
-    kind = "horseshoe"
     criterion = "unit"
 
     def __init__(self, tau0: float = 1.0, slab_scale: float | None = None,

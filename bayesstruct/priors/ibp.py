@@ -55,17 +55,20 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
+from typing import Annotated, Literal
 
 import pyro
 import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import Tensor
 
-from .base import LatentSite, ParamSite
+from .base import LatentSite, ParamSite, PriorConfig
 from .group import GroupScalePrior
 
-__all__ = ["IBP", "cascade_log_probs", "kl_kumaraswamy_beta1", "kumaraswamy_log_rsample"]
+__all__ = ["IBP", "IBPConfig", "cascade_log_probs",
+           "kl_kumaraswamy_beta1", "kumaraswamy_log_rsample"]
 
 _EULER_GAMMA = 0.5772156649015329
 #: the most units of one layer whose 2^K mask configurations MCMC enumerates
@@ -112,7 +115,18 @@ def _relaxed_bernoulli(logits: Tensor, temperature: float, shape: torch.Size) ->
     return torch.sigmoid((logits + torch.log(u) - torch.log1p(-u)) / temperature)
 
 
-class IBP(GroupScalePrior):
+class IBPConfig(PriorConfig):
+    """Settings of :class:`IBP` (``prior.kind: ibp``): cascading IBP unit masks on an MLP's
+    hidden layers (their widths are the truncations ``K``); ``temperature`` is the masks'
+    Concrete relaxation in SVI."""
+
+    kind: Literal["ibp"]
+    alpha: float = Field(5.0, gt=0)
+    temperature: float = Field(0.5, gt=0)
+    init_inclusion: Annotated[float, Field(gt=0, lt=1)] | Literal["prior"] = "prior"
+
+
+class IBP(GroupScalePrior, config=IBPConfig):
     """Cascading IBP unit masks with stick-breaking weights; see the module docstring.
 
     Args:
@@ -132,7 +146,6 @@ class IBP(GroupScalePrior):
     weights (read by the data) are plain ``N(0, 1)`` weights.
     """
 
-    kind = "ibp"
     criterion = "unit"
     discrete = True
 

@@ -36,17 +36,19 @@ both the unit it leaves and the unit it enters survive (M5).
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import pyro.distributions as dist
 import torch
+from pydantic import Field
 from pyro.distributions import constraints
 from torch import Tensor
 
-from .base import LatentSite, ParamSite
+from .base import LatentSite, ParamSite, PriorConfig
 from .group import GroupScalePrior
 
-__all__ = ["K1", "K2", "K3", "LOG_ALPHA_CLIP", "LogUniform", "LogUniformImproper",
-           "kl_log_uniform"]
+__all__ = ["K1", "K2", "K3", "LOG_ALPHA_CLIP", "LogUniform", "LogUniformConfig",
+           "LogUniformImproper", "kl_log_uniform"]
 
 K1, K2, K3 = 0.63576, 1.87320, 1.48695
 LOG_ALPHA_CLIP = (-8.0, 8.0)
@@ -94,7 +96,16 @@ class LogUniformImproper(dist.TorchDistribution):
                                   "run it under a guide (SVI)")
 
 
-class LogUniform(GroupScalePrior):
+class LogUniformConfig(PriorConfig):
+    """Settings of :class:`LogUniform` (``prior.kind: log_uniform``)."""
+
+    kind: Literal["log_uniform"]
+    level: Literal["weight", "unit"] = "weight"
+    init_log_alpha: float = Field(-8.0, le=8, ge=-20)
+    init_group_scale: float = Field(1.0, gt=0)
+
+
+class LogUniform(GroupScalePrior, config=LogUniformConfig):
     """Log-uniform prior per weight (``level="weight"``, sparse VD) or per input unit
     (``level="unit"``, BC-GNJ); see the module docstring for the formulas.
 
@@ -107,7 +118,6 @@ class LogUniform(GroupScalePrior):
             while ``w~`` starts nearer the scale of its ``N(0, 1)`` prior.
     """
 
-    kind = "log_uniform"
     proper = False
 
     def __init__(self, level: str = "weight", init_log_alpha: float = -8.0,

@@ -2,7 +2,7 @@
 into "fraction removed vs test metric" (M5; the exercise of seed 000).
 
 Every scorer returns ``name -> array`` of *prunability* (larger = removed first) over the
-weight tensors of :func:`~bayesstruct.inference.plain.weight_names`, so :func:`decide` ranks
+weight tensors of :func:`~bayesstruct.training.plain.weight_names`, so :func:`decide` ranks
 them jointly over the layers:
 
 =================  =====================================================  =====================
@@ -34,7 +34,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data import Split
-from ..inference.plain import evaluate_net, weights
+from ..training.plain import evaluate_net, weights
 from .compression import apply_masks
 from .decisions import decide, fraction_removed
 from .hessian import diag_hessian, flatten_weights, hessian, unflatten_weights

@@ -37,7 +37,7 @@ from torch import nn
 from ..data import Dataset
 from ..errors import NonFiniteLossError
 from ..files import load_checkpoint, save_checkpoint, write_text
-from ..inference.plain import evaluate_net, train_plain, weight_names
+from ..training.plain import evaluate_net, train_plain, weight_names
 from .baselines import magnitude_scores, obd_scores, obs_scores, random_scores, sweep
 from .curve import DEFAULT_FRACTIONS
 from .density import log_relative_density

@@ -1,6 +1,6 @@
 """Hessians of the training loss with respect to the weights, for OBD and OBS (M5).
 
-The loss is :func:`bayesstruct.inference.plain.regularised_loss` averaged over the training
+The loss is :func:`bayesstruct.training.plain.regularised_loss` averaged over the training
 split: ``L(w) = (1/N) sum_n CE_n(w) + l1 ||W||_1 + (l2/2) ||W||^2``. Its Hessian over the weight
 vector ``w`` (the Linear / Conv weights of :func:`weight_names`, flattened row-major and
 concatenated; biases held fixed) is ``H = H_CE + l2 I`` (the L1 term has zero curvature away
@@ -37,7 +37,7 @@ from torch import nn
 from torch.func import functional_call, jacfwd, jacrev, vmap
 
 from ..data import Split
-from ..inference.plain import weight_names, weights
+from ..training.plain import weight_names, weights
 
 __all__ = ["DIAG_METHODS", "FULL_METHODS", "diag_hessian", "flatten_weights", "hessian",
            "softmax_regression", "unflatten_weights"]

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from bayesstruct import nas
-from bayesstruct.nas.ops import OPS
+from bayesstruct.nas.networks import SuperNet
+from bayesstruct.nas.ops import DEFAULT_OPS, OPS, MixedOp, make_op
 
 ALL_OPS = tuple(OPS)
 
@@ -21,7 +22,7 @@ def x():
 @pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("chosen", ALL_OPS)
 def test_one_hot_gamma_equals_the_chosen_op(chosen, train, x):
-    op = nas.MixedOp(3, ALL_OPS)
+    op = MixedOp(3, ALL_OPS)
     op.train(train)
     i = ALL_OPS.index(chosen)
     gamma = torch.zeros(len(ALL_OPS))
@@ -34,24 +35,24 @@ def test_one_hot_gamma_equals_the_chosen_op(chosen, train, x):
 
 
 def test_mixed_op_is_the_weighted_sum(x):
-    op = nas.MixedOp(3, ALL_OPS).eval()
+    op = MixedOp(3, ALL_OPS).eval()
     gamma = torch.softmax(torch.randn(len(ALL_OPS)), 0)
     expected = sum(g * o(x) for g, o in zip(gamma, op.ops, strict=True))
     torch.testing.assert_close(op(x, gamma), expected, rtol=1e-6, atol=1e-6)
 
 
 def test_zero_op_and_shapes(x):
-    op = nas.make_op("none", 3)
+    op = make_op("none", 3)
     assert torch.equal(op(x), torch.zeros_like(x))
     for name in ALL_OPS:
-        assert nas.make_op(name, 3, search=True)(x).shape == x.shape
+        assert make_op(name, 3, search=True)(x).shape == x.shape
 
 
 def test_bad_gamma_and_names_are_refused(x):
     with pytest.raises(ValueError, match="7 operations"):
-        nas.MixedOp(3, nas.DEFAULT_OPS)(x, torch.ones(3) / 3)
+        MixedOp(3, DEFAULT_OPS)(x, torch.ones(3) / 3)
     with pytest.raises(ValueError, match="allowed: conv_3x3"):
-        nas.make_op("conv_7x7", 3)
+        make_op("conv_7x7", 3)
 
 
 def _one_hot_structure(space: nas.SearchSpace, genotype: nas.Genotype) -> torch.Tensor:
@@ -71,7 +72,7 @@ def _one_hot_structure(space: nas.SearchSpace, genotype: nas.Genotype) -> torch.
 def test_supernet_under_a_one_hot_structure_is_the_single_path(seed, n_cells):
     space = nas.SearchSpace(channels=4, n_cells=n_cells, stem_stride=1)
     torch.manual_seed(seed)
-    net = nas.SuperNet(space, in_channels=1, n_classes=10).eval()
+    net = SuperNet(space, in_channels=1, n_classes=10).eval()
     g = space.random_genotype(np.random.default_rng(seed))
     x = torch.randn(5, 1, 8, 8)
     torch.testing.assert_close(net(x, _one_hot_structure(space, g)), net(x, g),

@@ -12,6 +12,9 @@ import torch
 
 from bayesstruct import nas
 from bayesstruct.data import Split
+from bayesstruct.nas.networks import DerivedNet, SuperNet
+from bayesstruct.nas.space import derive
+from bayesstruct.pruning import count_parameters
 
 SPACE = nas.SearchSpace(ops=("conv_3x3", "max_pool_3x3", "skip_connect", "none"), n_nodes=2,
                         channels=3, stem_stride=1)
@@ -43,7 +46,7 @@ def test_every_searcher_returns_a_valid_architecture(name, small):
     if name in ("darts", "darts2", "vardarts"):
         assert result.logits.shape == (SPACE.n_edges, SPACE.n_ops)
         assert result.logits.abs().max() > 1e-2  # the structure moved from its 1e-3 start
-        assert nas.derive(result.weights, SPACE) == g
+        assert derive(result.weights, SPACE) == g
     else:
         assert len(result.candidates) == FAST[name].get("n_samples",
                                                           FAST[name].get("n_candidates"))
@@ -55,7 +58,7 @@ def test_every_searcher_returns_a_valid_architecture(name, small):
 def test_bilevel_split_structure_on_val_weights_on_train(name, small):
     """A structure step changes alpha only, a weight step the weights only."""
     s = nas.make_searcher(name, epochs=1)
-    net = nas.SuperNet(SPACE, 1, 10)
+    net = SuperNet(SPACE, 1, 10)
     weights, alpha = s._setup(net, small.train, small.val, SPACE, torch.Generator())
     s.w_opt = torch.optim.Adam(weights, lr=1e-2)
     s.a_opt = torch.optim.Adam([alpha], lr=1e-2)
@@ -82,7 +85,7 @@ def test_darts_structure_gradient_matches_finite_differences(order, small):
     torch.set_default_dtype(torch.float64)
     try:
         s = nas.DARTS(order=order, xi=0.05, epochs=1)
-        net = nas.SuperNet(SPACE, 1, 10).double().eval()
+        net = SuperNet(SPACE, 1, 10).double().eval()
         _, alpha = s._setup(net, small.train, small.val, SPACE, torch.Generator().manual_seed(0))
         with torch.no_grad():
             alpha.normal_(0.0, 0.5)
@@ -113,7 +116,7 @@ def test_darts_structure_gradient_matches_finite_differences(order, small):
 
 
 def test_spos_step_trains_only_the_sampled_path(small):
-    net = nas.SuperNet(SPACE, 1, 10)
+    net = SuperNet(SPACE, 1, 10)
     g = nas.Genotype(((("conv_3x3", 0), ("skip_connect", 1)), (("conv_3x3", 2),
                                                                 ("max_pool_3x3", 0))))
     before = {k: v.detach().clone() for k, v in net.named_parameters()}
@@ -130,7 +133,7 @@ def test_spos_step_trains_only_the_sampled_path(small):
 
 def test_vardarts_uses_both_kl_terms(small):
     s = nas.VariationalDARTS(prior="dirichlet", concentration=0.5, epochs=1)
-    net = nas.SuperNet(SPACE, 1, 10)
+    net = SuperNet(SPACE, 1, 10)
     s._setup(net, small.train, small.val, SPACE, torch.Generator())
     assert s.guide.local  # the supernet runs under the local reparameterisation
     torch.manual_seed(3)
@@ -147,8 +150,8 @@ def test_retrain_reports_accuracy_and_size(small):
     wide = replace(SPACE, channels=4)
     r = nas.retrain(g, wide, small, epochs=1, batch_size=64)
     assert 0.0 <= r.test_acc <= 1.0 and 0.0 <= r.val_acc <= 1.0
-    assert r.n_params == nas.count_parameters(nas.DerivedNet(wide, g, 1, 10))
-    assert r.n_params < nas.count_parameters(nas.SuperNet(wide, 1, 10))
+    assert r.n_params == count_parameters(DerivedNet(wide, g, 1, 10))
+    assert r.n_params < count_parameters(SuperNet(wide, 1, 10))
 
 
 @pytest.mark.parametrize(("kw", "match"), [

@@ -10,8 +10,10 @@ import pytest
 import torch
 
 from bayesstruct import nas
+from bayesstruct.nas.ops import DEFAULT_OPS
+from bayesstruct.nas.space import architecture_change, derive
 
-OPS = nas.DEFAULT_OPS  # conv_3x3 conv_5x5 dil_conv_3x3 max_pool avg_pool skip none
+OPS = DEFAULT_OPS  # conv_3x3 conv_5x5 dil_conv_3x3 max_pool avg_pool skip none
 
 
 def test_edges_are_indexed_node_by_node():
@@ -75,7 +77,7 @@ def test_derivation_picks_the_expected_edges_on_hand_set_logits():
         (3, 3): {"avg_pool_3x3": 3.0},
         (3, 0): {"conv_5x5": 2.0},
     })
-    g = nas.derive(torch.softmax(logits, -1), space)
+    g = derive(torch.softmax(logits, -1), space)
     assert g == nas.Genotype((
         (("conv_5x5", 0), ("avg_pool_3x3", 1)),
         (("max_pool_3x3", 0), ("dil_conv_3x3", 2)),
@@ -92,21 +94,21 @@ def test_derivation_uses_the_softmax_weights_not_the_raw_logits():
     a[space.edge_index(1, 0), :2] = 3.0
     a[space.edge_index(1, 1), 0] = 2.5
     a[space.edge_index(1, 2), 0] = 2.4
-    g = nas.derive(torch.softmax(a, -1), space)
+    g = derive(torch.softmax(a, -1), space)
     assert [j for _, j in g.nodes[1]] == [1, 2]
 
 
 def test_architecture_change():
     space = nas.SearchSpace()
     g = space.random_genotype(np.random.default_rng(0))
-    assert nas.architecture_change(g, g) == 0.0
+    assert architecture_change(g, g) == 0.0
     nodes = [list(n) for n in g.nodes]
     op, j = nodes[2][0]
     nodes[2][0] = ("conv_3x3" if op != "conv_3x3" else "conv_5x5", j)
-    assert nas.architecture_change(g, nas.Genotype(tuple(map(tuple, nodes)))) == 1 / 8
+    assert architecture_change(g, nas.Genotype(tuple(map(tuple, nodes)))) == 1 / 8
     other = nas.Genotype(tuple(tuple(("skip_connect" if o != "skip_connect" else "conv_3x3",
                                       k) for o, k in n) for n in g.nodes))
-    assert nas.architecture_change(g, other) == 1.0
+    assert architecture_change(g, other) == 1.0
 
 
 def test_bad_spaces_name_the_field():
@@ -115,4 +117,4 @@ def test_bad_spaces_name_the_field():
     with pytest.raises(ValueError, match="channels must be >= 1"):
         nas.SearchSpace(channels=0)
     with pytest.raises(ValueError, match=r"\(14, 7\)"):
-        nas.derive(torch.zeros(3, 7), nas.SearchSpace())
+        derive(torch.zeros(3, 7), nas.SearchSpace())

@@ -11,7 +11,7 @@ import pytest
 import torch
 from scipy import integrate, special, stats
 
-from bayesstruct import nas
+from bayesstruct.nas.structure import OperationChoice, relaxed_kl_integrand
 from tests.helpers import seed
 
 
@@ -59,7 +59,7 @@ def test_kl_estimator_is_unbiased_against_a_brute_force_integral(logits, tau, pr
     sqrt(n)``, plus 1e-4 for the quadrature), and the module's own float32 estimate from 20k
     draws (bound: 5 SE plus 1e-3 for float32)."""
     exact = _brute_force_kl(logits, tau, prior, c)
-    choice = nas.OperationChoice(1, 2, temperature=tau, prior=prior, concentration=c)
+    choice = OperationChoice(1, 2, temperature=tau, prior=prior, concentration=c)
     with torch.no_grad():
         choice.alpha.copy_(torch.tensor([logits]))
     torch.manual_seed(seed(0))
@@ -67,7 +67,7 @@ def test_kl_estimator_is_unbiased_against_a_brute_force_integral(logits, tau, pr
     q = torch.distributions.relaxed_categorical.ExpRelaxedCategorical(
         torch.tensor(tau, dtype=torch.float64), logits=choice.alpha.detach().double())
     x = q.sample((n,))
-    terms = nas.relaxed_kl_integrand(x, choice.alpha.detach().double(), tau, prior, c)[:, 0]
+    terms = relaxed_kl_integrand(x, choice.alpha.detach().double(), tau, prior, c)[:, 0]
     est, se = float(terms.mean()), float(terms.std()) / math.sqrt(n)
     assert abs(est - exact) < 5 * se + 1e-4, (est, exact, se)
     # the module's own estimate (float32, reparameterised draws) agrees as well
@@ -86,12 +86,12 @@ def test_log_ratio_matches_pyro_densities(prior):
     """On draws away from the simplex's edges, log q(gamma) - log p(gamma) equals Pyro's
     RelaxedOneHotCategorical / Dirichlet log-densities of gamma."""
     torch.manual_seed(1)
-    choice = nas.OperationChoice(5, 4, temperature=2.0, prior=prior, concentration=1.5,
-                                 init_scale=1.0)
+    choice = OperationChoice(5, 4, temperature=2.0, prior=prior, concentration=1.5,
+                             init_scale=1.0)
     x = torch.distributions.relaxed_categorical.ExpRelaxedCategorical(
         torch.tensor(2.0), logits=choice.alpha.detach()).sample((64,)).double()
     alpha = choice.alpha.detach().double()
-    ratio = nas.relaxed_kl_integrand(x, alpha, 2.0, prior, 1.5)
+    ratio = relaxed_kl_integrand(x, alpha, 2.0, prior, 1.5)
     gamma = x.exp()
     q = dist.RelaxedOneHotCategorical(torch.tensor(2.0, dtype=torch.float64), logits=alpha)
     p = (dist.RelaxedOneHotCategorical(torch.tensor(2.0, dtype=torch.float64),
@@ -102,7 +102,7 @@ def test_log_ratio_matches_pyro_densities(prior):
 
 
 def test_rsample_is_differentiable_and_on_the_simplex():
-    choice = nas.OperationChoice(14, 7, temperature=0.5, init_scale=1.0)
+    choice = OperationChoice(14, 7, temperature=0.5, init_scale=1.0)
     gamma, kl = choice.rsample()
     assert gamma.shape == (14, 7)
     torch.testing.assert_close(gamma.sum(-1), torch.ones(14))
@@ -114,10 +114,10 @@ def test_rsample_is_differentiable_and_on_the_simplex():
 def test_low_temperature_draws_keep_a_finite_dirichlet_kl():
     # at tau = 0.05 most components of gamma underflow to 0 in float32; the log-space
     # density stays finite
-    choice = nas.OperationChoice(14, 7, temperature=0.05, prior="dirichlet", init_scale=3.0)
+    choice = OperationChoice(14, 7, temperature=0.05, prior="dirichlet", init_scale=3.0)
     assert torch.isfinite(choice.kl(256))
 
 
 def test_bad_prior_is_refused():
     with pytest.raises(ValueError, match="allowed: uniform, dirichlet"):
-        nas.OperationChoice(2, 2, prior="beta")
+        OperationChoice(2, 2, prior="beta")

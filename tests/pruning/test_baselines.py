@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from bayesstruct import nets, pruning
-from bayesstruct.inference.plain import evaluate_net, train_plain
 from bayesstruct.pruning.baselines import (
     magnitude_scores,
     obd_scores,
@@ -16,6 +15,7 @@ from bayesstruct.pruning.baselines import (
     sweep,
 )
 from bayesstruct.pruning.hessian import diag_hessian
+from bayesstruct.training.plain import evaluate_net, train_plain
 
 FRACTIONS = (0.0, 0.5, 0.8, 0.9, 0.95)
 

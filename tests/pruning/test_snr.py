@@ -9,6 +9,7 @@ import torch
 from bayesstruct import guides, nets, posterior, priors, pruning
 from bayesstruct.inference import evaluate
 from bayesstruct.models import BayesianNet
+from bayesstruct.pruning.snr import lambda_grid
 from tests.helpers import randomize_guide
 
 
@@ -48,7 +49,7 @@ def test_per_unit_prior_modes_enter_rho(digits):
 def test_snr_curve_starts_dense_and_removes_by_threshold(digits):
     model, guide, post = _post(digits)
     scores = pruning.snr(post, model)
-    lambdas = pruning.lambda_grid(scores)
+    lambdas = lambda_grid(scores)
     assert lambdas[0] == 0 and np.all(np.diff(lambdas) > 0)
     rows = pruning.snr_curve(model, post, digits.test, lambdas, scores=scores)
     params = {k: torch.as_tensor(v) for k, v in posterior.point_estimate(post).items()}

@@ -12,6 +12,9 @@ from typer.testing import CliRunner
 from bayesstruct import guides, nets, posterior, priors, pruning
 from bayesstruct.cli import app
 from bayesstruct.models import BayesianNet
+from bayesstruct.pruning.coding import layer_code_size
+from bayesstruct.pruning.criteria import calibrate_unit_thresholds
+from bayesstruct.pruning.units import unit_keep, unit_log_alpha, weight_masks_from_units
 from tests.helpers import randomize_guide
 
 
@@ -23,7 +26,7 @@ def test_outer_product_masks_through_flatten():
             "fc1.weight": np.zeros(800, dtype=bool),
             "fc2.weight": np.arange(500) < 100}
     keep["fc1.weight"][16 * 3 + 5] = True  # only channel 3 of conv2 is read, by one column
-    masks = pruning.weight_masks_from_units(model, keep)
+    masks = weight_masks_from_units(model, keep)
     assert masks["conv1.weight"].shape == (20, 1, 5, 5)
     np.testing.assert_array_equal(masks["conv1.weight"][:, 0, 0, 0], np.arange(20) % 2 == 0)
     np.testing.assert_array_equal(masks["conv2.weight"].any(axis=(1, 2, 3)),
@@ -35,11 +38,11 @@ def test_outer_product_masks_through_flatten():
 
 def test_unit_keep_per_layer_thresholds():
     scores = {"fc1.weight": np.array([-5.0, 0.5, 2.0]), "fc2.weight": np.array([-1.0, 1.0])}
-    keep = pruning.unit_keep(scores, 1.0, {"fc2": 0.0})
+    keep = unit_keep(scores, 1.0, {"fc2": 0.0})
     np.testing.assert_array_equal(keep["fc1.weight"], [True, True, False])
     np.testing.assert_array_equal(keep["fc2.weight"], [True, False])
     with pytest.raises(ValueError, match="unknown layers"):
-        pruning.unit_keep(scores, 1.0, {"fc9": 0.0})
+        unit_keep(scores, 1.0, {"fc9": 0.0})
 
 
 def _post(prior, seed=0):
@@ -68,7 +71,7 @@ def test_log_alpha_criterion_is_molchanovs():
                          ids=["gnj", "horseshoe"])
 def test_unit_criterion_masks_are_outer_products(prior):
     model, post = _post(prior)
-    units = pruning.unit_log_alpha(post, model)
+    units = unit_log_alpha(post, model)
     thr = float(np.median(np.concatenate(list(units.values()))))
     d = pruning.make_decision(post, model, unit_threshold=thr)
     assert d.criterion == "unit"
@@ -96,7 +99,7 @@ def test_compression_summary_adds_up():
     han = 0
     for layer, s in zip(summary["layers"], model.weight_sites, strict=True):
         mean = moments[s.name][0].astype(np.float32) * d.masks[s.name]
-        code = pruning.layer_code_size(mean, d.masks[s.name], bits=3, index_bits=3)
+        code = layer_code_size(mean, d.masks[s.name], bits=3, index_bits=3)
         assert layer["huffman_bytes"] == code["total_bytes"]
         han += 8 * code["total_bytes"] + 32 * layer["out_units_kept"]
     assert summary["deep_compression_bytes"] == -(-han // 8)
@@ -137,15 +140,15 @@ def test_calibrated_thresholds_are_the_boldest_within_tolerance(digits):
                         num_data=len(digits.train))
     post = svi(model, guides.MeanField(), digits, epochs=4, lr=0.01, batch_size=64,
                progress=False, num_draws=2)
-    units = pruning.unit_log_alpha(post, model)
+    units = unit_log_alpha(post, model)
     tol = 0.02
-    chosen = pruning.calibrate_unit_thresholds(post, model, units, digits.val, tol)
+    chosen = calibrate_unit_thresholds(post, model, units, digits.val, tol)
     point = {k: torch.as_tensor(v) for k, v in posterior.point_estimate(post).items()}
     base = evaluate(model, point, digits.val)["acc"]
 
     def acc(thresholds):
-        keep = pruning.unit_keep(units, float("inf"), thresholds)
-        masks = pruning.weight_masks_from_units(model, keep)
+        keep = unit_keep(units, float("inf"), thresholds)
+        masks = weight_masks_from_units(model, keep)
         return evaluate(model, {k: v * torch.as_tensor(masks[k]) if k in masks else v
                                 for k, v in point.items()}, digits.val)["acc"]
 

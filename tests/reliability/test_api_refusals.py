@@ -14,14 +14,16 @@ import torch
 from bayesstruct import nas, nets, posterior, priors, pruning
 from bayesstruct.data import Dataset, Split
 from bayesstruct.errors import UserInputError
+from bayesstruct.experiments import hypergrad_tasks
 from bayesstruct.guides import MeanField
-from bayesstruct.inference import freeze
 from bayesstruct.inference import hypergrad as hg
 from bayesstruct.inference.mcmc import mcmc
-from bayesstruct.inference.plain import train_plain
 from bayesstruct.inference.sgld import psgld, sgld
 from bayesstruct.models import BayesianNet
 from bayesstruct.models.likelihoods import Gaussian as GaussianLikelihood
+from bayesstruct.pruning.units import unit_keep
+from bayesstruct.training import freeze
+from bayesstruct.training.plain import train_plain
 
 NAN, INF = math.nan, math.inf
 
@@ -148,13 +150,13 @@ CASES = [
      "need hyper_lr > 0", "hyper_lr=0.0"),
     ("honest outer_steps=0", lambda: hg.honest(_problem(), LAM, outer_steps=0),
      "outer_steps must be >= 1", "outer_steps=0"),
-    ("l2 epochs_hyper=0", lambda: hg.experiments.l2_experiment(
+    ("l2 epochs_hyper=0", lambda: hypergrad_tasks.l2_experiment(
         lambda: nets.mlp([5, 3]), _data().train, _data().val, _data().test, "shared",
         epochs_hyper=0, progress=False), "epochs_hyper must be >= 1", "epochs_hyper=0"),
-    ("l2 batch_size=0", lambda: hg.experiments.l2_experiment(
+    ("l2 batch_size=0", lambda: hypergrad_tasks.l2_experiment(
         lambda: nets.mlp([5, 3]), _data().train, _data().val, _data().test, "shared",
         batch_size=0, progress=False), "batch_size must be >= 1", "batch_size=0"),
-    ("klr width0=0", lambda: hg.experiments.klr_experiment(
+    ("klr width0=0", lambda: hypergrad_tasks.klr_experiment(
         _data().train, _data().val, _data().test, width0=0.0, progress=False),
      "need width0 > 0", "width0=0.0"),
     # --- the pruning comparison's settings (refused before any training)
@@ -208,7 +210,7 @@ CASES = [
      lambda: pruning.make_decision(_post(), _model(), "unit", unit_threshold=0.0,
                                    layer_thresholds={"fc1": NAN}),
      r"layer_thresholds\['fc1'\]=nan", "+inf"),
-    ("unit_keep threshold=nan", lambda: pruning.unit_keep({"fc1.weight": np.zeros(3)}, NAN),
+    ("unit_keep threshold=nan", lambda: unit_keep({"fc1.weight": np.zeros(3)}, NAN),
      "threshold=nan is not a number", ""),
     # --- a posterior of another model
     ("make_decision of another model's posterior",

@@ -17,10 +17,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from bayesstruct import config, data, pairs
+from bayesstruct import config, data
 from bayesstruct.cli import app
 from bayesstruct.config import ConfigError
-from bayesstruct.data import DataNotFoundError
+from bayesstruct.data import DataNotFoundError, pairs
 from bayesstruct.errors import DataError, UserInputError
 
 runner = CliRunner()
@@ -62,7 +62,7 @@ def no_other_copies(tmp_path, monkeypatch):
     $BAYESSTRUCT_DATA."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("BAYESSTRUCT_DATA", raising=False)
-    monkeypatch.setattr(data, "FMNIST_SYSTEM_DIR", tmp_path / "system")
+    monkeypatch.setattr(data.idx, "FMNIST_SYSTEM_DIR", tmp_path / "system")
 
 
 @pytest.fixture
@@ -127,7 +127,7 @@ def test_truncated_idx_gz_is_a_data_error_naming_the_file(truncated_dir):
 
 
 def test_truncated_debian_copy_says_reinstall(tmp_path, no_other_copies):
-    system = idx_dir(data.FMNIST_SYSTEM_DIR)
+    system = idx_dir(data.idx.FMNIST_SYSTEM_DIR)
     raw = (system / TRAIN_IMAGES).read_bytes()
     (system / TRAIN_IMAGES).write_bytes(raw[:100])
     with pytest.raises(DataError, match="reinstall dataset-fashion-mnist") as e:
@@ -375,7 +375,7 @@ def test_cli_bad_yaml_entry_and_recipe_exit_2(tmp_path):
 def test_absent_data_dir_is_refused_not_replaced(tmp_path, monkeypatch, no_other_copies):
     # a complete copy elsewhere must not be picked instead
     monkeypatch.setenv("BAYESSTRUCT_DATA", str(idx_dir(tmp_path / "env")))
-    idx_dir(data.FMNIST_SYSTEM_DIR)
+    idx_dir(data.idx.FMNIST_SYSTEM_DIR)
     absent = tmp_path / "typo"
     with pytest.raises(DataNotFoundError) as e:
         data.load("fashion-mnist", data_dir=absent)
@@ -405,7 +405,7 @@ def test_data_dir_with_two_of_four_files_names_the_missing_ones(tmp_path, no_oth
 def test_dataset_source_is_the_directory_actually_read(tmp_path, monkeypatch, sts_files,
                                                       no_other_copies):
     explicit = idx_dir(tmp_path / "explicit")
-    idx_dir(data.FMNIST_SYSTEM_DIR)
+    idx_dir(data.idx.FMNIST_SYSTEM_DIR)
     ds = data.load("fashion-mnist", data_dir=explicit)
     assert ds.source == str(explicit.resolve())
     nested = idx_dir(tmp_path / "root" / "fashion-mnist")  # <data_dir>/<name>/ layout
@@ -417,7 +417,7 @@ def test_dataset_source_is_the_directory_actually_read(tmp_path, monkeypatch, st
     assert data.load("fashion-mnist", data_dir=unzipped).source == str(unzipped.resolve())
     monkeypatch.chdir(tmp_path)
     assert data.load("fashion-mnist", data_dir="explicit").source == str(explicit.resolve())
-    assert data.load("fashion-mnist").source == str(data.FMNIST_SYSTEM_DIR.resolve())
+    assert data.load("fashion-mnist").source == str(data.idx.FMNIST_SYSTEM_DIR.resolve())
     assert data.load("digits").source is None
     tsv, vec = sts_files
     assert data.load("sts", pairs_file=os.path.relpath(tsv), word_vectors=vec).source == str(
@@ -425,7 +425,7 @@ def test_dataset_source_is_the_directory_actually_read(tmp_path, monkeypatch, st
 
 
 def test_cli_absent_data_dir_exits_2(tmp_path, no_other_copies):
-    idx_dir(data.FMNIST_SYSTEM_DIR)  # present, but --data-dir names another folder
+    idx_dir(data.idx.FMNIST_SYSTEM_DIR)  # present, but --data-dir names another folder
     absent = tmp_path / "nowhere"
     res = run_cli(tmp_path, "ard-logreg-fashion-mnist", "--data-dir", str(absent))
     first = cli_error(res, str(absent), "does not exist", one_line=False).splitlines()[0]

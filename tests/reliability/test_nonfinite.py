@@ -15,11 +15,12 @@ import torch
 from bayesstruct import nas, nets, pruning
 from bayesstruct.data import Dataset, Split
 from bayesstruct.errors import NonFiniteLossError
+from bayesstruct.experiments import hypergrad_tasks
 from bayesstruct.files import load_checkpoint
-from bayesstruct.inference import freeze
 from bayesstruct.inference import hypergrad as hg
-from bayesstruct.inference.plain import train_plain
 from bayesstruct.inference.sgld import psgld, sgld
+from bayesstruct.training import freeze
+from bayesstruct.training.plain import train_plain
 from tests.inference.test_sgld import _linear_model
 
 # the module (``bayesstruct.inference.mcmc`` the attribute is the function)
@@ -200,6 +201,6 @@ def test_l2_experiment_names_the_weight_epoch():
     ds = _tiny()
     with pytest.raises(NonFiniteLossError, match=r"^l2 experiment \(shared\), weight epoch 1: "
                                                  r"inner optimisation"):
-        hg.experiments.l2_experiment(lambda: nets.mlp([5, 4, 3]), ds.train, ds.val, ds.test,
+        hypergrad_tasks.l2_experiment(lambda: nets.mlp([5, 4, 3]), ds.train, ds.val, ds.test,
                                      "shared", epochs_weights=1, epochs_hyper=1, lr=1e30,
                                      optimizer="sgd", batch_size=16, progress=False)

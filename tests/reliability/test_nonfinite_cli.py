@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from bayesstruct import runner as runner_mod
 from bayesstruct.cli import app
+from bayesstruct.experiments import fit as fit_mod
 from bayesstruct.files import load_checkpoint
 
 cli = CliRunner()
@@ -60,13 +61,13 @@ def test_langevin_divergence_exits_3(tmp_path, recipe):
 
 
 def test_metrics_json_stays_strict_when_a_metric_is_nan(tmp_path, monkeypatch):
-    real = runner_mod.evaluate
+    real = fit_mod.evaluate
 
     def nan_nll(*a, **k):
         r = real(*a, **k)
         return {**r, "nll": float("nan")}
 
-    monkeypatch.setattr(runner_mod, "evaluate", nan_nll)
+    monkeypatch.setattr(fit_mod, "evaluate", nan_nll)
     out = tmp_path / "run"
     res = cli.invoke(app, ["run", "--out", str(out), "--set", "inference.epochs=1", *QUIET])
     assert res.exit_code == 0, res.output

@@ -16,7 +16,9 @@ method              how                                          time           
 
 (The last column counts optimiser states; ``reversible`` stores ``sum_k log2(1/gamma_k)``
 bits per weight and step instead of whole states.) Outer loops: :func:`greedy` and
-:func:`honest` (:mod:`.outer`); the seed's two experiments: :mod:`.experiments`.
+:func:`honest` (:mod:`.outer`); the two experiments that use them (L2 coefficients of a
+network, the kernel width of kernel logistic regression):
+:mod:`bayesstruct.experiments.hypergrad_tasks`.
 
 >>> from bayesstruct.inference import hypergrad as hg
 >>> problem = hg.HyperProblem(train_loss, val_loss, w0, hg.InnerOptimizer("adam", lr=1e-3))
@@ -31,7 +33,6 @@ import torch
 from torch import Tensor
 
 from ...errors import NonFiniteLossError
-from . import experiments
 from .exact import ReversibleTrajectory
 from .implicit import SOLVERS, SolveInfo, implicit
 from .outer import OuterResult, greedy, honest
@@ -57,7 +58,7 @@ from .reverse import (
 
 __all__ = ["METHODS", "OPTIMIZERS", "SOLVERS", "HyperProblem", "InnerOptimizer", "OuterResult",
            "ReverseStats", "ReversibleTrajectory", "SolveInfo", "checkpoint_bound",
-           "checkpointed", "epoch_batches", "experiments", "finite_diff", "flat_params",
+           "checkpointed", "epoch_batches", "finite_diff", "flat_params",
            "greedy", "honest", "hypergradient", "implicit", "init_state", "opt_step",
            "reversible", "run_inner", "step_vjp", "unflatten", "unrolled"]
 

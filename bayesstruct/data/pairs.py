@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import DataNotFoundError
-from .errors import DataError
+from ..errors import DataError
+from .sets import DataNotFoundError
 
 __all__ = ["N_SCORES", "encode_pairs", "read_pairs_tsv", "read_word_vectors", "synthetic_pairs",
            "tokenize"]

@@ -57,7 +57,7 @@ from torch import Tensor, nn
 
 from ..data import Dataset, Split
 from ..errors import NonFiniteLossError
-from ..training import Minibatches
+from .common import Minibatches
 from .plain import check_positive, evaluate_net
 
 __all__ = ["GRANULARITIES", "RULES", "FreezeResult", "GradientStatistics", "converged",

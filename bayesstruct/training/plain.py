@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from ..data import Dataset, Split
 from ..errors import NonFiniteLossError
-from ..training import Minibatches, cosine_factor, make_adam
+from .common import Minibatches, cosine_factor, make_adam
 
 __all__ = ["check_positive", "evaluate_net", "regularised_loss", "train_plain", "weight_names",
            "weights"]

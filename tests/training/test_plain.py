@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from bayesstruct import nets
-from bayesstruct.inference.plain import (
+from bayesstruct.training.plain import (
     evaluate_net,
     regularised_loss,
     train_plain,

@@ -12,8 +12,7 @@ import torch
 from torch import nn
 
 from bayesstruct import nets
-from bayesstruct.inference import freeze
-from bayesstruct.training import Minibatches
+from bayesstruct.training import Minibatches, freeze
 from tests.helpers import seed
 
 

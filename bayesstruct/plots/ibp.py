@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from .distributions import IndianBuffetProcess, expected_num_dishes
-from .files import atomic_path
+from ..distributions import IndianBuffetProcess, expected_num_dishes
+from ..files import atomic_path
 
 __all__ = ["GRID", "ibp_dishes_vs_customers", "plot_ibp_prior_predictive"]
 

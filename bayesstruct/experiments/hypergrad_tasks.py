@@ -1,4 +1,7 @@
-"""The seed's two hypergradient experiments (seed 002; METHODS.md M6), as library calls.
+"""Two hyperparameter experiments by hypergradients, as library calls (the loops of
+:mod:`bayesstruct.inference.hypergrad`: greedy unrolled, Luketina et al. 2016; honest with
+implicit gradients, Pedregosa 2016). :mod:`bayesstruct.experiments.hypergrad` runs them from
+a catalog entry.
 
 1. **L2 coefficients of a network** (:func:`l2_experiment`): the training loss is the MAP
    objective with a Gaussian prior of log-precision ``lambda`` per parameter, per example,
@@ -6,11 +9,11 @@
        L_train(w, lambda) = mean_i CE(f(x_i; w), y_i) + 1/(2N) sum_j exp(lambda_j) w_j^2,
 
    and ``L_val`` the validation cross-entropy. Three variants: no regularisation, one shared
-   coefficient, one per parameter ("individual"). The seed's protocol: 20 epochs of the
+   coefficient, one per parameter ("individual"). The protocol: 20 epochs of the
    weights with ``lambda`` fixed, then 20 epochs of the greedy loop (every ``k`` inner steps a
    ``k``-step unrolled hypergradient updates ``lambda``). Reported: test cross-entropy and
    ``1 - AUC`` (one-vs-rest macro AUC of the class probabilities).
-2. **Kernel width of kernel logistic regression** (:func:`klr_experiment`), the seed's
+2. **Kernel width of kernel logistic regression** (:func:`klr_experiment`), the
    objective on ``(a, b)`` for a fixed RBF kernel ``K_ij = exp(-|x_i - x_j|^2 / (2 s^2))``,
 
        L_train(a, b) = -y^T K a + 1^T log(1 + exp(K a + b 1)) + (c/2) a^T (K + eps I) a,
@@ -36,9 +39,9 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from tqdm.auto import tqdm
 
-from ...errors import NonFiniteLossError
-from .outer import greedy, honest, newton
-from .problem import (
+from ..errors import NonFiniteLossError
+from ..inference.hypergrad.outer import greedy, honest, newton
+from ..inference.hypergrad.problem import (
     HyperProblem,
     InnerOptimizer,
     epoch_batches,

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from bayesstruct import data, nets, pairs
+from bayesstruct import data, nets
+from bayesstruct.data import pairs
 
 
 def _write(path, text):

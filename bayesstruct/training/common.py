@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .data import Split
+from ..data import Split
 
 if TYPE_CHECKING:
-    from .models.bayesnet import BayesianNet
+    from ..models.bayesnet import BayesianNet
 
 __all__ = ["Minibatches", "confusion_matrix", "cosine_factor", "evaluate", "macro_f1",
            "make_adam"]

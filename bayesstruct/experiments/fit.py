@@ -1,0 +1,318 @@
+"""The plain experiment: fit one posterior, decide what to prune, analyse, write, print.
+
+    <out>/config.yaml      the resolved run config (re-used by --resume)
+    <out>/checkpoints/     SVI: last.pt after every epoch, last.prev.pt the one before;
+                           samplers: chain-K.pt per finished chain
+    <out>/posterior.nc     the ArviZ posterior
+    <out>/pruning.csv      the pruning curve (test accuracy against the fraction removed)
+    <out>/pruning.png      its plot
+    <out>/snr_curve.csv    variational runs: parameters kept, test accuracy / macro F1 and test
+    <out>/snr_curve.png    log-likelihood against the threshold lambda on |mu / sigma|
+    <out>/widths.png       IBP runs: each layer's unit inclusion probabilities
+    <out>/metrics.json     test metrics, pruning at the default threshold, timings
+                           (``inferred_widths`` for IBP runs)
+
+The steps, each a function a reader can follow: :func:`fit` (the recipe's engine),
+:func:`decide` (the pruning decision), :func:`analyse` (dense and pruned test metrics, the
+smaller network, compression, the pruning and SNR curves, IBP widths), :func:`write` (CSV,
+figures, ``metrics.json``) and :func:`show` (the tables on the console).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from .. import data as data_mod
+from .. import posterior, pruning
+from ..errors import CheckpointError, ConfigError
+from ..files import load_latest_checkpoint, previous_path, write_json, write_text
+from ..inference import ENGINES, FitOptions
+from ..inference.svi import CHECKPOINT
+from ..models import BayesianNet
+from ..plots import plot_inclusion, plot_pruning_curve, plot_snr_curves
+from ..pruning.criteria import Decision
+from ..report import format_table, write_csv
+from ..rundir import check_out, open_run_dir
+from ..schema import to_yaml
+from ..training import evaluate
+from .base import build_model, load_data, record_data_source, refuse_resume_changes, resolve_device
+from .registry import register_experiment
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
+
+__all__ = ["Analysis", "analyse", "decide", "fit", "run_fit", "show", "write"]
+
+
+@register_experiment("fit", resumable=True, init_from=True,
+                     writes=("config.yaml", "checkpoints/", "posterior.nc", "pruning.csv",
+                             "pruning.png", "snr_curve.csv", "snr_curve.png", "widths.png",
+                             "metrics.json"))
+def run_fit(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bool = True,
+            echo: Callable[[str], Any] = print, init_from: str | Path | None = None
+            ) -> dict[str, Any]:
+    """Fit ``cfg``'s posterior into ``out`` and analyse it; return the metrics (also in
+    ``metrics.json``). ``init_from`` (a run directory or a checkpoint file of an SVI run)
+    starts the variational parameters from that run's last good checkpoint, with a fresh
+    optimiser."""
+    if init_from is not None and (resume or not cfg.inference.supports_init_from):
+        raise ConfigError("--init-from starts a new SVI run from another run's parameters; it "
+                          "does not combine with --resume, compare, hypergrad or nas entries, "
+                          f"or engine {cfg.inference.engine!r}")
+    out = check_out(out, resume)
+    saved = check_resume(cfg, out, echo) if resume else None
+    init = init_checkpoint(init_from) if init_from is not None else None
+    device = resolve_device(cfg)
+    t0 = time.perf_counter()
+    ds = load_data(cfg, device)
+    cfg = record_data_source(cfg, ds)
+    model = build_model(cfg, ds)
+    inf = cfg.inference
+    with open_run_dir(out, resume):
+        if saved is None or cfg.model_dump() != saved:
+            write_text(out / "config.yaml", to_yaml(cfg))
+        echo(f"{cfg.name}: {cfg.net.kind} on {cfg.data.name} ({len(ds.train)} train / "
+             f"{len(ds.val)} val / {len(ds.test)} test), prior {cfg.prior.kind}, "
+             f"{inf.engine} ({inf.summary()}), {model.num_weights()} weights, device {device}")
+        if init is not None:
+            echo(f"starting from the parameters of {init[1]} (epoch {init[0].get('epoch')})")
+        post = fit(cfg, model, ds, device=device, checkpoint_dir=out / "checkpoints",
+                   resume=resume, progress=progress,
+                   init_from=init[0] if init is not None else None)
+        train_seconds = time.perf_counter() - t0
+        posterior.save(post, out / "posterior.nc")
+        decision = decide(cfg, model, post, ds)
+        result = analyse(cfg, model, post, ds, decision, device)
+        extra = {"train_seconds": train_seconds, "device": str(device)}
+        if init is not None:
+            extra["init_from"] = str(init[1])
+        metrics = write(cfg, out, model, post, result, extra)
+        show(metrics, result, out, echo)
+    return metrics
+
+
+# -- step 1: fit ------------------------------------------------------------------------------
+def fit(cfg: RunConfig, model: BayesianNet, ds: data_mod.Dataset, *,
+        device: torch.device | str = "cpu", checkpoint_dir: Path | None = None,
+        resume: bool = False, progress: bool = True,
+        init_from: dict | None = None) -> posterior.InferenceData:
+    """Run the recipe's engine (``ENGINES[cfg.inference.engine]``) on ``model`` and ``ds``;
+    every engine returns the same ``InferenceData`` layout. ``init_from``: an SVI checkpoint
+    whose parameters start the fit."""
+    options = FitOptions(seed=cfg.seed, device=device, checkpoint_dir=checkpoint_dir,
+                         resume=resume, progress=progress, init_from=init_from)
+    return ENGINES[cfg.inference.engine].fit(cfg.inference, model, ds, options)
+
+
+# -- step 2: decide ---------------------------------------------------------------------------
+def decide(cfg: RunConfig, model: BayesianNet, post: posterior.InferenceData,
+           ds: data_mod.Dataset) -> Decision:
+    """The pruning decision of ``cfg.pruning`` (criterion ``auto``: the prior's own)."""
+    pc = cfg.pruning
+    return pruning.make_decision(
+        post, model, pc.criterion, rho_threshold=pc.threshold,
+        magnitude_threshold=pc.magnitude_threshold, log_alpha_threshold=pc.log_alpha_threshold,
+        unit_threshold=pc.unit_threshold, layer_thresholds=pc.layer_thresholds, val=ds.val,
+        tolerance=pc.val_tolerance)
+
+
+# -- step 3: analyse --------------------------------------------------------------------------
+@dataclass
+class Analysis:
+    """What :func:`analyse` measured (the figures of ``metrics.json`` and its curves)."""
+
+    decision: Decision
+    dense: dict[str, float]
+    pruned: dict[str, float]
+    mean_net: torch.nn.Module
+    small: torch.nn.Module
+    seconds_dense: float
+    seconds_pruned: float
+    compression: dict[str, Any]
+    curve: list[dict[str, float]]
+    snr_curve: list[dict[str, float]] | None = None
+    snr: dict[str, Any] | None = None
+    widths: dict[str, Any] | None = None
+    inclusion: Any = None
+    prior_inclusion: dict[str, np.ndarray] | None = None
+
+
+def analyse(cfg: RunConfig, model: BayesianNet, post: posterior.InferenceData,
+            ds: data_mod.Dataset, decision: Decision,
+            device: torch.device) -> Analysis:
+    """Test metrics of the posterior mean, dense and pruned; the smaller network and its
+    inference time; the compressed sizes; the pruning curve; for variational posteriors the
+    curves against the ``|mu / sigma|`` threshold; for IBP priors the inferred widths."""
+    pc = cfg.pruning
+    masks = decision.masks
+    params = {k: torch.as_tensor(v, dtype=torch.float32, device=device)
+              for k, v in posterior.point_estimate(post).items()}
+    dense = evaluate(model, params, ds.test)
+    pruned = evaluate(model, pruning.mask_params(params, masks), ds.test)
+    mean_net = pruning.mean_network(post, model)
+    small = pruning.prune(mean_net, masks)
+    seconds_dense = pruning.inference_seconds(mean_net, ds.test.x)
+    seconds_pruned = pruning.inference_seconds(small, ds.test.x)
+    compression = pruning.compression_summary(
+        model, masks, _moments(post, model, decision.criterion, params),
+        bits_conv=pc.kmeans_bits_conv, bits_fc=pc.kmeans_bits_fc, seed=cfg.seed)
+    curve = pruning.pruning_curve(model, post, ds.test, pc.fractions, scores=decision.scores,
+                                  mc_samples=pc.mc_samples, seed=cfg.seed)
+    result = Analysis(decision, dense, pruned, mean_net, small, seconds_dense, seconds_pruned,
+                      compression, curve)
+    if "variational_loc" in post.groups():  # the three curves against lambda on |mu/sigma|
+        scores = pruning.snr(post, model)
+        result.snr_curve = pruning.snr_curve(model, post, ds.test, scores=scores)
+        result.snr = _snr_metrics(model, post, ds, scores, result.snr_curve, pc.snr_tolerance)
+    if model.prior.discrete:  # IBP: the widths read from the posterior's masks
+        result.widths = pruning.inferred_widths(post, model)
+        result.prior_inclusion = {k: v.numpy() for k, v in
+                                  model.prior.prior_inclusions().items()}
+        result.inclusion = pruning.inclusion_probabilities(post, model)
+    return result
+
+
+def _moments(post: posterior.InferenceData, model: BayesianNet, criterion: str,
+             params: dict[str, torch.Tensor]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each weight's posterior mean and variance (what the compressed sizes are coded from)."""
+    if "variational_loc" in post.groups():
+        return pruning.effective_moments(post, model)
+    if criterion == "rho":  # draws of a sampler: their mean and variance per weight
+        draws = post.posterior
+        return {s.name: (draws[s.name].mean(("chain", "draw")).values,
+                         draws[s.name].var(("chain", "draw")).values) for s in model.sites}
+    return {k: (v.cpu().numpy(), np.zeros(v.shape))
+            for k, v in model.prior.net_params(params).items()}
+
+
+def _snr_metrics(model: BayesianNet, post: posterior.InferenceData, ds: data_mod.Dataset,
+                 scores: dict[str, np.ndarray], test_rows: list[dict[str, float]],
+                 tolerance: float) -> dict[str, Any]:
+    """How much the lambda rule removes within ``tolerance`` of the dense accuracy: read off
+    the test curve (an oracle), and with lambda chosen on the validation split."""
+    oracle = pruning.removable(test_rows, tolerance)
+    val_rows = pruning.snr_curve(model, post, ds.val, scores=scores)
+    chosen = pruning.removable(val_rows, tolerance)
+    at = pruning.snr_curve(model, post, ds.test, [chosen["lambda"]], scores=scores)[0]
+    return {"tolerance": tolerance, "test_oracle": oracle,
+            "val_chosen": {"lambda": chosen["lambda"], "removed": at["removed"],
+                           "test_acc": at["acc"], "test_f1_macro": at["f1_macro"]}}
+
+
+# -- step 4: write ----------------------------------------------------------------------------
+def write(cfg: RunConfig, out: Path, model: BayesianNet, post: posterior.InferenceData,
+          result: Analysis, extra: dict[str, Any]) -> dict[str, Any]:
+    """Write the curves (CSV and figures) and ``metrics.json``; return the metrics.
+    ``extra``: keys added at the end (``train_seconds``, ``device``, ``init_from``)."""
+    decision, criterion = result.decision, result.decision.criterion
+    write_csv(result.curve, out / "pruning.csv")
+    plot_pruning_curve(result.curve, out / "pruning.png",
+                       title=f"{cfg.name}: pruning by {criterion} ({cfg.data.name} test)")
+    if result.snr_curve is not None:
+        write_csv(result.snr_curve, out / "snr_curve.csv")
+        plot_snr_curves(result.snr_curve, out / "snr_curve.png",
+                        title=f"{cfg.name}: removing weights with |mu/sigma| < lambda "
+                              f"({cfg.data.name} test)")
+    if result.widths is not None:
+        plot_inclusion(result.inclusion, out / "widths.png", prior=result.prior_inclusion,
+                       title=f"{cfg.name}: unit inclusion probabilities")
+    hist = post.optimization if "optimization" in post.groups() else None
+    rows, masks = result.curve, decision.masks
+    metrics = {
+        "entry": cfg.name,
+        "recipe": cfg.recipe,
+        "dataset": cfg.data.name,
+        "engine": cfg.inference.engine,
+        "epochs_run": int(post.attrs["epochs_run"]) if "epochs_run" in post.attrs else None,
+        "final_loss_per_example": float(hist["loss"].values[-1]) if hist is not None else None,
+        "test_acc": result.dense["acc"],
+        "test_nll": result.dense["nll"],
+        "test_f1_macro": result.dense["f1_macro"],
+        "test_acc_mc": rows[0]["acc_mc"] if rows and rows[0]["fraction"] == 0 else None,
+        "criterion": criterion,
+        "threshold": decision.threshold,
+        "layer_thresholds": {k: v if np.isfinite(v) else None  # None: keep all units
+                             for k, v in decision.layer_thresholds.items()},
+        "fraction_removed": pruning.fraction_removed(masks),
+        "test_acc_pruned": result.pruned["acc"],
+        "test_nll_pruned": result.pruned["nll"],
+        "test_f1_macro_pruned": result.pruned["f1_macro"],
+        "snr": result.snr,
+        "inferred_widths": result.widths,
+        "weights_total": model.num_weights(),
+        "weights_kept": int(sum(int(m.sum()) for m in masks.values())),
+        "params_dense": pruning.count_parameters(result.mean_net),
+        "params_after_unit_removal": pruning.count_parameters(result.small),
+        "nonzero_params_after": pruning.count_parameters(result.small, nonzero=True),
+        "units_after": {k: list(v) for k, v in pruning.unit_counts(result.small).items()},
+        "test_inference_seconds_dense": result.seconds_dense,
+        "test_inference_seconds_pruned": result.seconds_pruned,
+        "train_seconds": extra.pop("train_seconds", None),
+        "device": extra.pop("device", None),
+        "compression": result.compression,
+        **extra,
+    }
+    write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+# -- step 5: show -----------------------------------------------------------------------------
+def show(metrics: dict[str, Any], result: Analysis, out: Path,
+         echo: Callable[[str], Any]) -> None:
+    """The console summary: accuracy before and after pruning, the compression table, the
+    IBP widths and the ``|mu / sigma|`` rule."""
+    summary, snr, widths = result.compression, result.snr, result.widths
+    echo("")
+    echo(format_table(
+        [[f"{100 * metrics['test_acc']:.2f}", f"{100 * metrics['fraction_removed']:.1f}",
+          f"{100 * metrics['test_acc_pruned']:.2f}",
+          f"{100 * (metrics['test_acc_pruned'] - metrics['test_acc']):+.2f}"]],
+        ["test acc (%) posterior mean",
+         f"weights removed (%) at {metrics['criterion']} threshold",
+         "test acc (%) after pruning", "change (pp)"]))
+    echo("")
+    echo(format_table(*pruning.summary_rows(summary)))
+    echo(f"|W|/|W!=0| = {summary['sparsity_ratio']:.1f}x; compressed size "
+         f"{summary['deep_compression_bytes']} bytes (Deep Compression, "
+         f"{summary['deep_compression_ratio']:.1f}x) and {summary['bit_precision_bytes']} bytes "
+         f"(bit precision, {summary['bit_precision_ratio']:.1f}x) against "
+         f"{summary['dense_bytes']} bytes dense float32")
+    if widths is not None:
+        echo("inferred widths (units with P(z = 1) > 1/2, of the truncation; expected width): "
+             + ", ".join(f"{k} {w['active']}/{w['truncation']} ({w['expected']:.1f})"
+                         for k, w in widths.items()) + " (widths.png)")
+    if snr is not None:
+        o, v = snr["test_oracle"], snr["val_chosen"]
+        echo(f"|mu/sigma| rule: {100 * o['removed']:.1f}% of weights removable within "
+             f"{100 * snr['tolerance']:.0f} pp of the dense test accuracy (lambda "
+             f"{o['lambda']:.3g}, read off the test curve); lambda {v['lambda']:.3g} chosen on "
+             f"validation removes {100 * v['removed']:.1f}% at test accuracy "
+             f"{100 * v['test_acc']:.2f}% (snr_curve.png)")
+    echo(f"\nrun directory: {out}")
+
+
+# -- resume and warm starts -------------------------------------------------------------------
+def check_resume(cfg: RunConfig, out: Path, echo: Callable[[str], Any]) -> dict[str, Any]:
+    """The saved config of the run in ``out`` (as a dict), after refusing a resume that would
+    change what shaped its training or that the engine refuses (an SVI ``epochs`` below the
+    checkpoint's); the engine says what a changed setting does. Writes nothing."""
+    saved = refuse_resume_changes(cfg, out)
+    cfg.inference.check_resume(saved["inference"], out / "checkpoints", echo)
+    return saved
+
+
+def init_checkpoint(init_from: str | Path) -> tuple[dict, Path]:
+    """The last good SVI checkpoint of a run directory (or a checkpoint file)."""
+    path = Path(init_from)
+    if path.is_dir():
+        path = path / "checkpoints" / CHECKPOINT
+    if not path.exists() and not previous_path(path).exists():
+        raise CheckpointError(f"--init-from {init_from}: no SVI checkpoint at {path}")
+    return load_latest_checkpoint(path)
