@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from .base import Guide, site_key
 from .delta import Delta
-from .meanfield import LRTConv2d, LRTLinear, MeanField, lrt_twin
+from .meanfield import LRTLayer, MeanField, lrt_twin
 
-__all__ = ["GUIDES", "Delta", "Guide", "LRTConv2d", "LRTLinear", "MeanField", "get", "lrt_twin",
+__all__ = ["GUIDES", "Delta", "Guide", "LRTLayer", "MeanField", "get", "lrt_twin",
            "site_key"]
 
 GUIDES: dict[str, type[Guide]] = {"meanfield": MeanField, "delta": Delta}

@@ -37,10 +37,11 @@ import torch.nn.functional as F
 from pyro import poutine
 from torch import Tensor, nn
 
+from ..layers import family_of
 from ..models.bayesnet import BayesianNet
 from .base import Guide, site_key
 
-__all__ = ["LRTConv2d", "LRTLinear", "MeanField", "local_reparam_obstacle", "lrt_twin"]
+__all__ = ["LRTLayer", "MeanField", "local_reparam_obstacle", "lrt_twin"]
 
 
 def _inv_softplus(y: float) -> float:
@@ -66,12 +67,17 @@ _FAMILY_NAMES = {"lognormal": "LogNormal", "normal": "Normal", "kumaraswamy": "K
 _NO_SCALE = ("bernoulli",)
 
 
-class _LRTLayer(nn.Module):
-    """A layer that reads ``(loc, var)`` of its weight and bias from a shared state dict."""
+class LRTLayer(nn.Module):
+    """A layer that reads ``(loc, var)`` of its weight and bias from a shared state dict and
+    samples its pre-activations, ``a ~ N(f(x; m, m_b), f(x^2; s^2, s_b^2))``, where ``f`` is
+    the layer family's functional forward (:mod:`bayesstruct.layers`): a product for Linear, a
+    convolution for Conv2d."""
 
-    def __init__(self, state: dict, weight: str, bias: str | None) -> None:
+    def __init__(self, state: dict, weight: str, bias: str | None, layer: nn.Module) -> None:
         super().__init__()
         self.__dict__["state"] = state  # not a submodule, not a parameter
+        self.__dict__["layer"] = layer  # its settings (stride, ...), not its parameters
+        self.__dict__["family"] = family_of(layer)
         self.weight_name, self.bias_name = weight, bias
 
     def _params(self) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
@@ -81,53 +87,38 @@ class _LRTLayer(nn.Module):
             return w, vw, None, None
         return w, vw, loc[self.bias_name], var[self.bias_name]
 
-    def _op(self, x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
-        raise NotImplementedError
-
     def forward(self, x: Tensor) -> Tensor:
         w, vw, b, vb = self._params()
         zeta = self.state.get("input_scale", {}).get(self.weight_name)
         if zeta is not None:  # per-example group scales (w = z * w~, M2.3/M2.4)
             x = x * zeta.view(*zeta.shape, *([1] * (x.dim() - 2)))
-        mean = self._op(x, w, b)
+        op = self.family.forward
+        mean = op(self.layer, w, b, x)
         if self.state.get("mean_only"):
             return mean
-        sd = self._op(x * x, vw, vb).add_(1e-16).sqrt_()  # in place: fewer temporaries
+        sd = op(self.layer, vw, vb, x * x).add_(1e-16).sqrt_()  # in place: fewer temporaries
         return torch.addcmul(mean, sd, torch.randn_like(mean))
 
 
-class LRTLinear(_LRTLayer):
-    """``a ~ N(x m^T + m_b, x^2 (s^2)^T + s_b^2)``."""
-
-    def _op(self, x, w, b):
-        return F.linear(x, w, b)
-
-
-class LRTConv2d(_LRTLayer):
-    """``a ~ N(conv(x, m) + m_b, conv(x^2, s^2) + s_b^2)``."""
-
-    def __init__(self, state: dict, weight: str, bias: str | None, conv: nn.Conv2d) -> None:
-        super().__init__(state, weight, bias)
-        if conv.padding_mode != "zeros":
-            raise NotImplementedError("LRT Conv2d supports padding_mode='zeros' only")
-        self.stride, self.padding = conv.stride, conv.padding
-        self.dilation, self.groups = conv.dilation, conv.groups
-
-    def _op(self, x, w, b):
-        return F.conv2d(x, w, b, self.stride, self.padding, self.dilation, self.groups)
-
-
 def lrt_twin(net: nn.Module, state: dict, prefix: str = "") -> nn.Module:
-    """A copy of ``net``'s structure whose Linear/Conv2d layers are LRT layers on ``state``.
+    """A copy of ``net``'s structure whose layers of a registered family are
+    :class:`LRTLayer` on ``state``.
 
     Parameter-free modules (activations, pooling, flatten) are shared, not copied.
+
+    Raises:
+        NotImplementedError: a layer whose family has no exact local reparameterisation (its
+            reason), or a module with parameters of its own and no family.
     """
-    if isinstance(net, nn.Linear | nn.Conv2d):
+    family = family_of(net)
+    if family is not None:
+        obstacle = family.local_reparam_obstacle(net)
+        if obstacle is not None:
+            raise NotImplementedError(f"the layer {prefix[:-1] or 'top'} "
+                                      f"({type(net).__name__}) {obstacle}")
         w = f"{prefix}weight"
-        b = f"{prefix}bias" if net.bias is not None else None
-        if isinstance(net, nn.Linear):
-            return LRTLinear(state, w, b)
-        return LRTConv2d(state, w, b, net)
+        b = f"{prefix}bias" if getattr(net, "bias", None) is not None else None
+        return LRTLayer(state, w, b, net)
     if len(net._parameters) and any(p is not None for p in net._parameters.values()):
         raise NotImplementedError(
             f"MeanField's local reparameterisation supports Linear and Conv2d layers; "
@@ -146,14 +137,9 @@ REPARAMS = ("auto", "local", "weights")
 
 def local_reparam_obstacle(net: nn.Module) -> str | None:
     """Why the local reparameterisation cannot run ``net`` (``None`` if it can): every
-    parameter must sit in a Linear/Conv2d applied once per example, and recurrent layers reuse
+    parameter must sit in a layer whose family has an exact one (:mod:`bayesstruct.layers`:
+    Linear, Conv2d with zero padding), applied once per example; recurrent layers reuse
     theirs at every time step."""
-    from ..nets import ElmanRNN
-
-    for name, m in net.named_modules():
-        if isinstance(m, ElmanRNN):
-            return f"the recurrent layer {name} ({type(m).__name__}) reuses its weights " \
-                   "at every time step"
     try:
         lrt_twin(net, {})
     except NotImplementedError as e:

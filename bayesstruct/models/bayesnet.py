@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pyro
 import torch
-import torch.nn.functional as F
 from pyro import poutine
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from ..layers import family_of
 from ..priors.base import ParamSite, Prior, param_sites
 from . import likelihoods
 
@@ -100,16 +100,9 @@ def sequential_forward(net: nn.Sequential, weights: dict[str, Tensor], x: Tensor
     the input's batch dimensions (``x[..., in]``), which is how Pyro's enumerated IBP masks
     (M2.5) reach the network."""
     for name, m in net.named_children():
-        if isinstance(m, nn.Linear):
-            w, b = weights[f"{name}.weight"], weights.get(f"{name}.bias")
-            if w.dim() == 2:
-                x = F.linear(x, w, b)
-            else:
-                x = torch.einsum("...oi,...i->...o", w, x)
-                x = x if b is None else x + b
-        elif isinstance(m, nn.Conv2d):
-            x = F.conv2d(x, weights[f"{name}.weight"], weights.get(f"{name}.bias"), m.stride,
-                         m.padding, m.dilation, m.groups)
+        family = family_of(m)
+        if family is not None:
+            x = family.forward(m, weights[f"{name}.weight"], weights.get(f"{name}.bias"), x)
         elif isinstance(m, nn.Flatten):
             x = x.flatten(m.start_dim, m.end_dim)
         else:  # pooling and element-wise activations hold no parameters

@@ -77,6 +77,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..layers import family_of
+
 __all__ = ["SelectInputs", "apply_masks", "count_parameters", "inference_seconds", "mask_params",
            "prune", "unit_counts"]
 
@@ -142,13 +144,14 @@ def count_parameters(net: nn.Module, nonzero: bool = False, weights_only: bool =
 
 
 def unit_counts(net: nn.Module) -> dict[str, tuple[int, int]]:
-    """``name -> (in_units, out_units)`` of every Linear (features) and Conv (channels)."""
+    """``name -> (in_units, out_units)`` of every layer whose family has units
+    (:mod:`bayesstruct.layers`: Linear features, Conv channels)."""
     counts: dict[str, tuple[int, int]] = {}
     for name, m in net.named_modules():
-        if isinstance(m, nn.Linear):
-            counts[name] = (m.in_features, m.out_features)
-        elif isinstance(m, nn.Conv1d | nn.Conv2d | nn.Conv3d):
-            counts[name] = (m.in_channels, m.out_channels)
+        family = family_of(m)
+        units = family.units(m) if family is not None else None
+        if units is not None:
+            counts[name] = units
     return counts
 
 

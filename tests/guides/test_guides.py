@@ -133,8 +133,8 @@ def test_scalar_covariance_has_one_variance_per_site():
 
 
 def test_local_reparameterisation_is_refused_for_recurrent_nets():
-    with pytest.raises(ValueError, match="reparam='local' is not possible: the recurrent "
-                                         "layer rnn \\(ElmanRNN\\) reuses its weights"):
+    with pytest.raises(ValueError, match="reparam='local' is not possible: the layer rnn "
+                                         "\\(ElmanRNN\\) is recurrent: it reuses its weights"):
         guides.MeanField(small_model("gaussian", {}, net="rnn"), reparam="local")
     with pytest.raises(ValueError, match="covariance='full'; allowed: diagonal, scalar"):
         guides.MeanField(covariance="full")

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bayesstruct.guides.meanfield import LRTConv2d, LRTLinear
+from bayesstruct.guides.meanfield import LRTLayer, lrt_twin
 from tests.helpers import seed
 
 S = 40_000
@@ -49,7 +49,7 @@ def test_linear_lrt_matches_sampled_weights():
     m, s, mb, sb = _params((3, 6), (3,), seed(0))
     x = torch.randn(2, 6)
     state = {"loc": {"w": m, "b": mb}, "var": {"w": s * s, "b": sb * sb}}
-    layer = LRTLinear(state, "w", "b")
+    layer = LRTLayer(state, "w", "b", torch.nn.Linear(6, 3))
     lrt = layer(x.expand(S, 2, 6).reshape(S * 2, 6)).reshape(S, 2, 3)
     w = m + s * torch.randn(S, 3, 6)
     b = mb + sb * torch.randn(S, 3)
@@ -67,7 +67,7 @@ def test_conv_lrt_matches_sampled_weights():
     x = torch.randn(1, 1, 5, 5)
     conv = torch.nn.Conv2d(1, 2, 3, padding=1)
     state = {"loc": {"w": m, "b": mb}, "var": {"w": s * s, "b": sb * sb}}
-    layer = LRTConv2d(state, "w", "b", conv)
+    layer = LRTLayer(state, "w", "b", conv)
     n = 8000
     lrt = layer(x.expand(n, 1, 5, 5).contiguous())
     w = m + s * torch.randn(n, 2, 1, 3, 3)
@@ -84,11 +84,12 @@ def test_mean_only_mode_is_deterministic():
     m, s, mb, sb = _params((3, 4), (3,))
     state = {"loc": {"w": m, "b": mb}, "var": {"w": s * s, "b": sb * sb}, "mean_only": True}
     x = torch.randn(5, 4)
-    torch.testing.assert_close(LRTLinear(state, "w", "b")(x), F.linear(x, m, mb))
+    torch.testing.assert_close(LRTLayer(state, "w", "b", torch.nn.Linear(4, 3))(x),
+                               F.linear(x, m, mb))
 
 
 @pytest.mark.parametrize("padding_mode", ["reflect"])
 def test_conv_other_padding_is_refused(padding_mode):
     conv = torch.nn.Conv2d(1, 2, 3, padding=1, padding_mode=padding_mode)
     with pytest.raises(NotImplementedError, match="padding_mode"):
-        LRTConv2d({}, "w", "b", conv)
+        lrt_twin(conv, {})
