@@ -18,7 +18,6 @@ from bayesstruct.distributions import (
     lof_classes,
     to_left_ordered_form,
 )
-from bayesstruct.plots import plot_ibp_prior_predictive
 from tests.helpers import P_5SE, iid_se_var, seed
 
 #: the seed's (alpha, beta) grid
@@ -293,22 +292,3 @@ def test_default_max_dishes_covers_the_poisson_tail():
     mean = poisson_mean(3.0, 2.0, 30)
     assert stats.poisson.sf(d.max_dishes, mean) < 1e-10
     assert stats.poisson.sf(d.max_dishes - 1, mean) >= 1e-10
-
-
-# -- prior-predictive figure ---------------------------------------------------------------------
-
-
-@pytest.mark.stochastic
-def test_prior_predictive_figure(tmp_path):
-    """The figure and its table; the Monte-Carlo mean K+ of 400 draws against the closed form
-    (bound: 5 SE, the Poisson SE sqrt(mean / 400))."""
-    state = torch.get_rng_state()
-    path, rows = plot_ibp_prior_predictive(tmp_path / "ibp.png", num_customers=12,
-                                           grid=((1, 1), (0.5, 2)), num_draws=400, seed=seed(1))
-    assert torch.equal(torch.get_rng_state(), state)  # the caller's RNG is left alone
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert len(rows) == 2 * 12
-    for r in rows:
-        exact = poisson_mean(r["alpha"], r["beta"], r["N"])
-        assert r["closed_form"] == pytest.approx(exact, rel=1e-12)
-        assert abs(r["mc_mean"] - exact) < 5 * math.sqrt(exact / r["num_draws"]), r
