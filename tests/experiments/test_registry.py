@@ -40,19 +40,19 @@ def test_the_section_decides_whether_net_and_prior_are_needed():
     assert config.resolve("nas-digits").prior is None
 
 
-@pytest.mark.parametrize("key", [k for k, e in EXPERIMENTS.items() if not e.resumable])
-def test_kinds_without_checkpoints_refuse_resume_before_writing(key, tmp_path):
-    name = next(n for n in config.catalog() if experiment_for(config.resolve(n)).key == key)
-    with pytest.raises(config.ConfigError, match="no checkpoints to resume"):
-        experiments.run(config.resolve(name), tmp_path / "r", resume=True)
-    assert not (tmp_path / "r").exists()
+REFUSALS = ([(k, {"resume": True}, "no checkpoints to resume")
+             for k, e in EXPERIMENTS.items() if not e.resumable]
+            + [(k, {"init_from": "elsewhere"}, "--init-from")
+               for k, e in EXPERIMENTS.items() if not e.init_from])
 
 
-@pytest.mark.parametrize("key", [k for k, e in EXPERIMENTS.items() if not e.init_from])
-def test_init_from_is_refused_by_kinds_that_do_not_take_it(key, tmp_path):
+@pytest.mark.parametrize("key,option,message", REFUSALS)
+def test_what_a_kind_cannot_do_is_refused_before_writing(key, option, message, tmp_path):
+    """``--resume`` for kinds without checkpoints, ``--init-from`` for kinds that do not start
+    from another run's parameters."""
     name = next(n for n in config.catalog() if experiment_for(config.resolve(n)).key == key)
-    with pytest.raises(config.ConfigError, match="--init-from"):
-        experiments.run(config.resolve(name), tmp_path / "r", init_from=tmp_path)
+    with pytest.raises(config.ConfigError, match=message):
+        experiments.run(config.resolve(name), tmp_path / "r", **option)
     assert not (tmp_path / "r").exists()
 
 
