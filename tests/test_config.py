@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
+from bayesstruct import config
 from bayesstruct.config import (
     DEFAULT_ENTRY,
     ConfigError,
@@ -159,3 +161,14 @@ def test_an_unknown_prior_field_is_named_the_same_way_for_every_kind(kind):
                 notify=lambda _: None)
     assert "  prior.bogus: unknown field" in str(e.value)
     assert f"prior.{kind}." not in str(e.value)
+
+
+def test_a_config_yaml_from_before_per_engine_recipes_still_loads(tmp_path):
+    """Run directories written when one flat recipe model held every engine's fields: the
+    fields the run's engine does not take are dropped, so those runs still resume."""
+    cfg = config.resolve("ard-logreg-digits01", overrides=["prior.hyper=gamma"])
+    raw = cfg.model_dump(mode="json")
+    raw["inference"].update({"guide": "meanfield", "epochs": 20, "burn_in": 1000, "beta": 0.99})
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(raw))
+    loaded = config.load_run_config(tmp_path)
+    assert loaded == cfg and not hasattr(loaded.inference, "epochs")
