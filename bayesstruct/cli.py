@@ -91,6 +91,7 @@ def run(
     quiet: Quiet = False,
 ) -> None:
     """Train, compute the posterior, prune, and write a run directory."""
+    from .experiments import experiment_for
     from .runner import load_run_config
     from .runner import run as run_experiment
 
@@ -112,8 +113,8 @@ def run(
             if out is None:
                 out = Path("runs") / cfg.name / time.strftime("%Y%m%d-%H%M%S")
         box["out"] = out
-        box["svi"] = (cfg.inference.engine == "svi" and cfg.compare is None
-                      and cfg.hypergrad is None and cfg.nas is None)
+        # whether --init-from is the remedy for a diverged run (a fit by an engine that takes it)
+        box["svi"] = experiment_for(cfg).init_from and cfg.inference.supports_init_from
         run_experiment(cfg, out, resume=resume, progress=not quiet, echo=typer.echo,
                        init_from=init_from)
 
