@@ -6,6 +6,12 @@ overrides:
 
     recipe  <-  entry.defaults (minus ``inference``)  <-  overrides      ->  RunConfig
 
+The sections that vary with what is registered are assembled from the registries, not listed
+here: ``prior:`` is the union of the priors' config models (each beside its prior, keyed on
+``kind``), ``inference:`` the union of the engines' recipe models (keyed on ``engine``, default
+``svi``), and each experiment kind adds its optional section (``compare:``, ``hypergrad:``,
+``nas:``). An entry's ``defaults`` apply where the chosen engine takes the field.
+
 YAML is read with ``yaml.safe_load`` only: a config can never execute code. Every validation
 error is a :class:`ConfigError` naming the file, the field (dotted path), the bad value and the
 allowed values or fields.
