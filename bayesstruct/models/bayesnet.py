@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import pyro
 import torch
 from pyro import poutine
@@ -12,7 +15,7 @@ from ..layers import family_of
 from ..priors.base import ParamSite, Prior, param_sites
 from . import likelihoods
 
-__all__ = ["BayesianNet", "is_functional", "sequential_forward"]
+__all__ = ["BayesianNet", "eval_mode", "is_functional", "sequential_forward"]
 
 
 class BayesianNet(nn.Module):
@@ -77,6 +80,21 @@ class BayesianNet(nn.Module):
 
     def num_weights(self) -> int:
         return sum(s.numel for s in self.weight_sites)
+
+
+@contextlib.contextmanager
+def eval_mode(net: nn.Module) -> Iterator[nn.Module]:
+    """Run ``net`` in evaluation mode inside the block: dropout off, normalisation layers on
+    their running statistics, which are not updated; each submodule's training flag is
+    restored afterwards. Every evaluation of a fitted network (test metrics, pruning curves,
+    Monte-Carlo predictions) runs under it; training runs in training mode."""
+    flags = [(m, m.training) for m in net.modules()]
+    net.eval()
+    try:
+        yield net
+    finally:
+        for m, flag in flags:
+            m.training = flag
 
 
 _ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.ELU, nn.Sigmoid, nn.Identity)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..data import Split
-from ..models.bayesnet import BayesianNet
+from ..models.bayesnet import BayesianNet, eval_mode
 from ..posterior import InferenceData, point_estimate
 from ..training import evaluate
 from .compression import mask_params
@@ -59,13 +59,15 @@ def _draw_sampler(post: InferenceData, sites: list[str], num: int, seed: int, de
 def mc_evaluate(model: BayesianNet, draws, split: Split,
                 masks: Mapping[str, torch.Tensor] | None = None,
                 batch_size: int = 4096) -> dict[str, float]:
-    """NLL and accuracy of the MC-averaged predictive over an iterable of parameter draws."""
+    """NLL and accuracy of the MC-averaged predictive over an iterable of parameter draws (in
+    evaluation mode)."""
     outs = []
-    for params in draws:
-        if masks:
-            params = mask_params(params, masks)
-        outs.append(torch.cat([model.predict(split.x[i: i + batch_size], params)
-                               for i in range(0, len(split), batch_size)]))
+    with eval_mode(model.net):
+        for params in draws:
+            if masks:
+                params = mask_params(params, masks)
+            outs.append(torch.cat([model.predict(split.x[i: i + batch_size], params)
+                                   for i in range(0, len(split), batch_size)]))
     logp = model.likelihood.predictive(torch.stack(outs))
     nll = float(-logp.gather(1, split.y[:, None]).sum()) / len(split)
     acc = float((logp.argmax(1) == split.y).float().mean())

@@ -99,16 +99,17 @@ def effective_moments(post: InferenceData, model: BayesianNet
 
 def mean_network(post: InferenceData, model: BayesianNet) -> nn.Module:
     """A copy of the plain network holding the posterior-mean weights (group scales folded
-    in by :meth:`Prior.net_params`): what :func:`~bayesstruct.pruning.prune` shrinks. The
-    posterior must be ``model``'s (:func:`~bayesstruct.pruning.decisions.check_matches`)."""
+    in by :meth:`Prior.net_params`) and the network's buffers, in evaluation mode: what
+    :func:`~bayesstruct.pruning.prune` shrinks. The posterior must be ``model``'s
+    (:func:`~bayesstruct.pruning.decisions.check_matches`)."""
     check_matches(post, model)
     net = copy.deepcopy(model.net)
     device = next(net.parameters()).device
     values = {k: torch.as_tensor(v, dtype=torch.float32, device=device)
               for k, v in point_estimate(post).items()}
-    with torch.no_grad():
-        net.load_state_dict(model.prior.net_params(values))
-    return net
+    with torch.no_grad():  # the buffers (normalisation statistics) come with the copy
+        net.load_state_dict({**net.state_dict(), **model.prior.net_params(values)})
+    return net.eval()
 
 
 def _layer(site: str) -> str:

@@ -63,16 +63,20 @@ class Minibatches:
 @torch.no_grad()
 def evaluate(model: BayesianNet, params: dict[str, torch.Tensor], split: Split,
              batch_size: int = 4096) -> dict[str, float]:
-    """NLL per example, accuracy and macro F1 of the network at ``params`` on a split."""
+    """NLL per example, accuracy and macro F1 of the network at ``params`` on a split, in
+    evaluation mode (:func:`~bayesstruct.models.bayesnet.eval_mode`)."""
+    from ..models.bayesnet import eval_mode
+
     nll, confusion = 0.0, None
-    for i in range(0, len(split), batch_size):
-        x, y = split.x[i: i + batch_size], split.y[i: i + batch_size]
-        out = model.predict(x, params)
-        nll += float(model.likelihood.nll(out, y))
-        if model.likelihood.classifier:
-            logp = model.likelihood.class_log_probs(out)
-            cm = confusion_matrix(logp.argmax(1), y, logp.shape[-1])
-            confusion = cm if confusion is None else confusion + cm
+    with eval_mode(model.net):
+        for i in range(0, len(split), batch_size):
+            x, y = split.x[i: i + batch_size], split.y[i: i + batch_size]
+            out = model.predict(x, params)
+            nll += float(model.likelihood.nll(out, y))
+            if model.likelihood.classifier:
+                logp = model.likelihood.class_log_probs(out)
+                cm = confusion_matrix(logp.argmax(1), y, logp.shape[-1])
+                confusion = cm if confusion is None else confusion + cm
     n = max(len(split), 1)
     if confusion is None:
         return {"nll": nll / n, "acc": 0.0, "f1_macro": 0.0}
