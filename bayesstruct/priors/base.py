@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, get_args
 
 import pyro
@@ -90,20 +90,34 @@ _DIM_SUFFIX = {2: ("out", "in"), 4: ("out", "in", "kh", "kw"), 3: ("out", "in", 
 
 
 def param_sites(net: nn.Module) -> list[ParamSite]:
-    """The sites of a plain network: one per parameter tensor, dims named per layer."""
+    """The sites of a plain network: one per parameter tensor, dims named per layer
+    (``fc1_out``, ``fc1_in``), so the weight and bias of a layer share the output dim.
+
+    A layer whose parameters would give one dim name two sizes (``torch.nn.RNN``'s
+    ``weight_ih_l0`` is ``(H, in)`` and ``weight_hh_l0`` is ``(H, H)``; a ``ConvTranspose``
+    weight is ``(in, out, ...)`` beside its ``(out,)`` bias) has its dims named per parameter
+    instead (``rnn_weight_ih_l0_out``), which ArviZ needs to hold them in one data set."""
     sites = []
     for name, p in net.named_parameters():
         layer, _, role = name.rpartition(".")
-        tag = layer.replace(".", "_")
-        if role == "bias" or p.dim() == 1:
-            dims = (f"{tag}_out",)
-            role = "bias" if role == "bias" else role
-        else:
-            suffix = _DIM_SUFFIX.get(p.dim(), tuple(f"d{i}" for i in range(p.dim())))
-            dims = tuple(f"{tag}_{s}" for s in suffix)
         sites.append(ParamSite(name, tuple(p.shape), "bias" if role == "bias" else "weight",
-                               layer, dims))
-    return sites
+                               layer, _dims(layer.replace(".", "_"), role, p.dim())))
+    sizes: dict[str, set[int]] = {}
+    for site in sites:
+        for d, n in zip(site.dims, site.shape, strict=True):
+            sizes.setdefault(d, set()).add(n)
+    clashing = {s.layer for s in sites
+                if any(len(sizes[d]) > 1 for d in s.dims)}
+    return [replace(s, dims=_dims(f"{s.layer.replace('.', '_')}_{s.name.rpartition('.')[2]}",
+                                  s.name.rpartition(".")[2], len(s.shape)))
+            if s.layer in clashing else s for s in sites]
+
+
+def _dims(tag: str, role: str, ndim: int) -> tuple[str, ...]:
+    if role == "bias" or ndim == 1:
+        return (f"{tag}_out",)
+    return tuple(f"{tag}_{s}" for s in _DIM_SUFFIX.get(ndim, tuple(f"d{i}" for i in
+                                                                      range(ndim))))
 
 
 def expand_group(values: Tensor, site: ParamSite) -> Tensor:
