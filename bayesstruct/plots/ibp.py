@@ -1,6 +1,7 @@
-"""Prior-predictive figure of the two-parameter Indian Buffet Process (METHODS.md M2.5).
+"""Prior-predictive figure of the two-parameter Indian Buffet Process (Griffiths &
+Ghahramani 2011).
 
-The seed's figures vary ``(alpha, beta)`` over ``{(1, 1), (1, 1/2), (1/2, 1), (1, 2),
+The figures vary ``(alpha, beta)`` over ``{(1, 1), (1, 1/2), (1/2, 1), (1, 2),
 (3/2, 1)}``; :func:`plot_ibp_prior_predictive` draws one left-ordered matrix per setting and
 the number of dishes ``K+`` against the number of customers ``N``: the Monte-Carlo mean of the
 restaurant process against the closed form ``E[K+] = alpha sum_{j<=N} beta / (beta + j - 1)``
@@ -20,7 +21,7 @@ from ..files import atomic_path
 
 __all__ = ["GRID", "ibp_dishes_vs_customers", "plot_ibp_prior_predictive"]
 
-#: the seed's (alpha, beta) settings
+#: the (alpha, beta) settings of the figure
 GRID: tuple[tuple[float, float], ...] = ((1, 1), (1, 0.5), (0.5, 1), (1, 2), (1.5, 1))
 
 

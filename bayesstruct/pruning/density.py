@@ -5,8 +5,8 @@
 For a Normal factor ``q = N(m, s^2)`` and a prior with mode ``mu_p`` (0 for the zero-mean
 priors) this is ``rho = exp(-(m - mu_p)^2 / (2 s^2))``: a function of the signal-to-noise
 ratio ``|m / s|``. ``rho`` near 1 means the posterior puts as much density at the prior's mode
-as at its own: the weight is unimportant and is removed first. (Seed 001 says the opposite in
-words; METHODS.md M5 follows the formula.)
+as at its own: the weight is unimportant and is removed first. (A reading that removes the
+weights with rho near 0 first would invert the formula; the formula is followed.)
 
 A unit's (group's) rho is that of the whole group's factor, the product over its weights:
 ``log rho_g = sum_{i in g} log rho_i`` -- the same definition applied to the vector of the

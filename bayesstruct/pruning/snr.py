@@ -1,11 +1,12 @@
-"""Pruning by the signal-to-noise ratio ``lambda = |mu / sigma|`` (seed 001, METHODS.md M5).
+"""Pruning by the signal-to-noise ratio ``lambda = |mu / sigma|`` (Graves 2011; Blundell et al.
+2015).
 
 For a Normal factor ``q(w_i) = N(mu_i, sigma_i^2)`` and a zero-mode prior the relative density
 is ``rho_i = exp(-lambda_i^2 / 2)``: a weight with small ``lambda_i`` puts nearly as much density
 at 0 as at its mode and is removed. The talk's three curves are the network evaluated at the
 posterior mean with every weight of ``lambda_i < lambda`` set to zero, against ``lambda``:
-parameters kept, test accuracy / macro F1, and test log-likelihood. (The seed's sentence that
-weights with *large* lambda go inverts its own formula; the formula is followed.)
+parameters kept, test accuracy / macro F1, and test log-likelihood. (Removing the weights with
+*large* lambda instead would invert the formula; the formula is followed.)
 
 ``lambda`` is computed from the moments of the *network* weights under ``q``
 (:func:`~bayesstruct.pruning.effective_moments`), so group-scale priors are covered too.

@@ -8,7 +8,7 @@
   empirical risk (:func:`regularised_loss`; the pruning baselines, retraining after pruning)
   and :func:`evaluate_net`, the NLL and accuracy of a plain classifier;
 * :mod:`~bayesstruct.training.freeze`: :func:`train_selective`, which keeps training only the
-  parameters a gradient-statistics rule selects (METHODS.md M8).
+  parameters a gradient-statistics rule selects (Muravyev, Bakhteev & Strijov).
 
 >>> from bayesstruct import data, nets, training
 >>> ds = data.load("digits", seed=0)

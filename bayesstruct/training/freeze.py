@@ -1,7 +1,7 @@
 """Which parameters to keep training: freezing by gradient statistics, then keep-l-largest
-(METHODS.md M8; seed 004, Muravyev, Bakhteev & Strijov).
+(Muravyev, Bakhteev & Strijov).
 
-The seed's problem: with ``T(w) = w - lr grad L(w; D')`` one SGD step on a minibatch and
+The problem: with ``T(w) = w - lr grad L(w; D')`` one SGD step on a minibatch and
 ``T|_alpha(w) = w - lr (alpha * grad L(w; D'))`` the step restricted to a 0/1 mask ``alpha``,
 
     min_{||alpha||_1 = k}  min_{||beta||_1 = l}  L(beta * (T|_alpha)^{eta_1}(T^{eta_0}(w_0)))
@@ -17,8 +17,8 @@ Selection rules for ``alpha`` (each keeps the ``k`` highest-scoring parameters t
 :class:`GradientStatistics` over the last ``t`` steps of the first stage, ``g_s`` the
 minibatch gradients:
 
-* ``random``:   a uniformly random ``k``-subset (the seed's baseline);
-* ``gradient``: score ``sum_s |g_s|`` (the seed's "largest values" method);
+* ``random``:   a uniformly random ``k``-subset (the baseline);
+* ``gradient``: score ``sum_s |g_s|`` (the "largest values" method);
 * ``psgld``:    score ``|mean_s g_s| / sd_s(g_s)``, the drift of a parameter against its noise.
   A parameter whose score is below a threshold (1: the mean gradient is within one noise sd
   of 0) is taken as converged and frozen (:func:`converged`); with ``k`` given, the ``k``
