@@ -1,5 +1,6 @@
-"""Bayesian architecture search (METHODS.md M2.6, M7; seed 003): a DARTS search space, the
-structure posterior of variational DARTS, and four searchers through one interface.
+"""Bayesian architecture search (Liu et al. 2019, with a Gumbel-softmax operation choice): a
+DARTS search space, the structure posterior of variational DARTS, and four searchers through
+one interface.
 
 >>> from bayesstruct import data, nas
 >>> ds = data.load("fashion-mnist", train_size=5000)

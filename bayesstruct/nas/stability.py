@@ -1,4 +1,5 @@
-"""The stability report of M7 (seed 003's claim: the Bayesian search is more stable):
+"""The stability report of architecture search (the claim to test: the Bayesian search is
+more stable):
 how much a derived cell changes when the structure logits are perturbed, how much the cells
 of different seeds differ, and a figure of both beside the spread of accuracy over seeds."""
 

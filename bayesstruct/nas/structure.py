@@ -1,5 +1,5 @@
-"""The operation-choice structure posterior of variational DARTS (METHODS.md M2.6, M7;
-seed 003).
+"""The operation-choice structure posterior of variational DARTS (a relaxed categorical,
+Jang, Gu & Poole 2017; Maddison, Mnih & Teh 2017, over the DARTS space of Liu et al. 2019).
 
 On every edge ``e`` a vector ``gamma_e`` on the simplex weights the candidate operations.
 

@@ -1,5 +1,5 @@
 """Per-weight importance scores of the pruning baselines, and the sweep that turns any of them
-into "fraction removed vs test metric" (M5; the exercise of seed 000).
+into "fraction removed vs test metric".
 
 Every scorer returns ``name -> array`` of *prunability* (larger = removed first) over the
 weight tensors of :func:`~bayesstruct.training.plain.weight_names`, so :func:`decide` ranks
@@ -10,7 +10,7 @@ method             score                                                  source
 =================  =====================================================  =====================
 random             ``u ~ U(0, 1)`` per weight (seeded)                    --
 magnitude          ``-|w|`` (of a net trained with L1 or L2)              Han et al. 2015
-variational        ``log rho = -mu^2 / (2 sigma^2)`` of ``q(w)``          Graves 2011 (M5)
+variational        ``log rho = -mu^2 / (2 sigma^2)`` of ``q(w)``          Graves 2011
 OBD                ``-s``, ``s = H_ii w_i^2 / 2``                         LeCun et al. 1990
 OBS                removal order of the greedy path (:mod:`.obs`)         Hassibi & Stork 1993
 =================  =====================================================  =====================

@@ -1,4 +1,4 @@
-"""The pruning comparison (M5, seed 000's exercise): every baseline on one plot.
+"""The pruning comparison: every baseline on one plot.
 
 :func:`compare` trains each *base* network once -- plain Adam with an L2 penalty, with an L1
 penalty, and a mean-field Gaussian posterior by SVI -- and sweeps each method's scores over the
