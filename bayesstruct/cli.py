@@ -5,6 +5,7 @@
                     [--quiet]
     bayesstruct compare [ENTRY] [--methods a,b,...] [--out DIR] [--set key=value ...] [--resume]
     bayesstruct diagnose RUN_DIR [--weights N] [--no-plots]
+    bayesstruct export RUN_DIR [--format torchscript|onnx] [--out PATH]
     bayesstruct zoo
 """
 
@@ -209,6 +210,35 @@ def diagnose(
             for p in diagnostics.plot_diagnostics(post, run_dir, num_weights=weights,
                                                   log_rho=log_rho):
                 typer.echo(f"wrote {p}")
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="a fit run directory (holds network/)")],
+    format_: Annotated[str, typer.Option("--format", "-f", help="torchscript or onnx (onnx "
+                                         "needs the optional onnx packages)")
+                       ] = "torchscript",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="file or folder to write "
+                                             "(default: RUN_DIR/network/pruned.torchscript.pt "
+                                             "or pruned.onnx); an existing file is refused")
+                   ] = None,
+) -> None:
+    """Write a run's pruned network in a form that loads without bayesstruct.
+
+    torchscript copies RUN_DIR/network/pruned.torchscript.pt (made again from
+    the masks and the posterior mean when it is missing); onnx exports the
+    pruned network with torch.onnx.export (dynamic batch axis) and checks it
+    with onnxruntime when that is installed (it needs bayesstruct's onnx extra).
+
+    Every fit run holds RUN_DIR/network/: pruned.torchscript.pt (torch.jit.load),
+    masks.npz, posterior_mean.pt (torch.load, weights_only=True), manifest.json
+    and README.txt (input shape, what the outputs mean, units kept).
+    """
+    from .export import export as export_network
+
+    with _errors():
+        done = export_network(run_dir, format_, out)
+    typer.echo(f"wrote {done.path} ({done.note})")
 
 
 def _latest_run(entry: str) -> Path:

@@ -93,10 +93,13 @@ class DataConfig(_Strict):
 
 
 class NetConfig(_Strict):
-    """``kind``: ``logreg``, ``mlp``, ``lenet300``, ``lenet5``, or the recurrent ``rnn``
-    (Elman) / ``gru``, which read an input's second-last axis as time (one ``hidden`` width)."""
+    """``kind``: ``logreg``, ``mlp``, ``lenet300``, ``lenet5``, ``resnet`` (``hidden``: stage
+    widths), or the sequence nets, which read an input's second-last axis as time: the
+    recurrent ``rnn`` (Elman) / ``gru`` / ``lstm`` (torch's LSTM; one ``hidden`` width) and
+    ``conv1d`` (``hidden``: channel widths)."""
 
-    kind: Literal["logreg", "mlp", "lenet300", "lenet5", "rnn", "gru"]
+    kind: Literal["logreg", "mlp", "lenet300", "lenet5", "rnn", "gru", "resnet", "lstm",
+                  "conv1d"]
     hidden: list[Annotated[int, Field(ge=1)]] = []
     activation: Literal["relu", "tanh", "elu"] = "relu"
 
@@ -143,6 +146,9 @@ class PruningConfig(_Strict):
         0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99]
     mc_samples: int = Field(20, ge=0)
     snr_tolerance: float = Field(0.01, ge=0, le=1)
+    #: the curves against the |mu / sigma| threshold (about 90 thresholds, each evaluated on the
+    #: test and validation splits: the longest part of a big network's analysis)
+    snr_curve: bool = True
 
 
 class _EntryCore(_Strict):

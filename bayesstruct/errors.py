@@ -16,7 +16,7 @@ is wrong with it; the CLI adds nothing but the ``error:`` prefix.
 from __future__ import annotations
 
 __all__ = ["CheckpointError", "ConfigError", "DataError", "NonFiniteLossError", "RunDirError",
-           "UserInputError"]
+           "UnsupportedLayerError", "UserInputError"]
 
 
 class UserInputError(ValueError):
@@ -39,6 +39,11 @@ class CheckpointError(UserInputError):
 
 class RunDirError(UserInputError):
     """A run directory cannot be used: held by another process, or not a bayesstruct run."""
+
+
+class UnsupportedLayerError(UserInputError, NotImplementedError):
+    """A network holds a layer or parameter the chosen prior or guide cannot handle; raised
+    before any training, naming the module path, its type and what would make it work."""
 
 
 class NonFiniteLossError(FloatingPointError):

@@ -18,8 +18,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["GRU", "NETS", "ElmanRNN", "PairClassifier", "SequenceClassifier", "build",
-           "lenet5_caffe", "lenet_300_100", "logistic_regression", "mlp"]
+__all__ = ["GRU", "NETS", "BasicBlock", "Conv1dNet", "ElmanRNN", "LSTMClassifier",
+           "PairClassifier", "ResNet", "SequenceClassifier", "build", "lenet5_caffe",
+           "lenet_300_100", "logistic_regression", "mlp"]
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU}
 
@@ -180,7 +181,89 @@ class PairClassifier(nn.Module):
         return self.fc(torch.cat([h_a * h_b, (h_a - h_b).abs()], dim=-1))
 
 
-NETS = ("logreg", "mlp", "lenet300", "lenet5", "rnn", "gru")
+class BasicBlock(nn.Module):
+    """``relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))`` (He et al. 2016); the shortcut
+    is the identity, or a strided 1x1 convolution and BatchNorm when the shape changes."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False),
+                                          nn.BatchNorm2d(c_out))
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class ResNet(nn.Module):
+    """A small ResNet for small images: a 3x3 stem with BatchNorm, one :class:`BasicBlock` per
+    stage (``widths``; every stage after the first halves the resolution), a global mean over
+    the positions and a Linear classifier. Channels of a stage are shared by its stem or
+    shortcut and every block's last convolution through the residual additions; pruning keeps
+    them consistent (:mod:`bayesstruct.pruning.graph`)."""
+
+    def __init__(self, in_channels: int, n_classes: int, widths: Sequence[int] = (16, 32)
+                 ) -> None:
+        super().__init__()
+        widths = [int(w) for w in widths]
+        self.stem = nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(widths[0])
+        self.stages = nn.Sequential(*[
+            BasicBlock(c_in, c_out, 1 if i == 0 else 2)
+            for i, (c_in, c_out) in enumerate(zip([widths[0], *widths[:-1]], widths,
+                                                  strict=True))])
+        self.fc = nn.Linear(widths[-1], n_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = torch.relu(self.bn(self.stem(x)))
+        return self.fc(self.stages(x).mean((2, 3)))
+
+
+class LSTMClassifier(nn.Module):
+    """``torch.nn.LSTM`` over the input's rows (``(B, 1, 28, 28)``: 28 steps of 28 pixels),
+    then ``fc`` on the last step's output: sequential Fashion-MNIST with torch's own LSTM,
+    whose hidden units (every gate tied) are pruned for real."""
+
+    def __init__(self, steps: int, features: int, hidden: int, n_classes: int) -> None:
+        super().__init__()
+        self.steps = steps
+        self.lstm = nn.LSTM(features, hidden, batch_first=True)
+        self.fc = nn.Linear(hidden, n_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.lstm(x.reshape(x.shape[0], self.steps, -1))[0]
+        return self.fc(out[:, -1])
+
+
+class Conv1dNet(nn.Module):
+    """A 1-D convolutional net over a sequence ``(B, steps, features)`` (an image's rows):
+    the features are the input channels, ``Conv1d -> ReLU -> MaxPool1d(2)`` per width, a
+    global max over time and a Linear classifier."""
+
+    def __init__(self, steps: int, features: int, n_classes: int,
+                 widths: Sequence[int] = (32, 32)) -> None:
+        super().__init__()
+        self.steps = steps
+        layers: list[nn.Module] = []
+        c_in = features
+        for w in widths:
+            layers += [nn.Conv1d(c_in, int(w), 3, padding=1), nn.ReLU(), nn.MaxPool1d(2)]
+            c_in = int(w)
+        self.features = nn.Sequential(*layers)
+        self.fc = nn.Linear(c_in, n_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        seq = x.reshape(x.shape[0], self.steps, -1).transpose(1, 2)
+        return self.fc(self.features(seq).amax(2))
+
+
+NETS = ("logreg", "mlp", "lenet300", "lenet5", "rnn", "gru", "resnet", "lstm", "conv1d")
 
 
 def build(
@@ -192,7 +275,11 @@ def build(
     pairs: bool = False,
 ) -> nn.Module:
     """Build a zoo network by name (``logreg``, ``mlp``, ``lenet300``, ``lenet5``, ``rnn``,
-    ``gru``).
+    ``gru``, ``resnet``, ``lstm``, ``conv1d``).
+
+    ``hidden`` is the stage widths of ``resnet`` (default 16, 32), the channel widths of
+    ``conv1d`` (default 32, 32) and the one hidden width of ``rnn``, ``gru`` and ``lstm``
+    (default 64).
 
     The recurrent kinds take one hidden width (default 64) and read the input's second-last
     axis as time (``(1, 28, 28)`` images: 28 steps of 28 features); ``pairs=True`` (pair data
@@ -221,4 +308,19 @@ def build(
         return lenet_300_100(n_in, n_classes)
     if kind == "lenet5":
         return lenet5_caffe(input_shape, n_classes)
+    shape = [int(s) for s in input_shape]
+    if kind == "resnet":
+        if len(shape) != 3:
+            raise ValueError(f"net 'resnet' reads images (C, H, W); input shape {tuple(shape)}")
+        return ResNet(shape[0], n_classes, hidden or (16, 32))
+    if len(shape) < 2:
+        raise ValueError(f"net {kind!r} reads sequences; input shape {tuple(shape)} has no "
+                         "time axis")
+    steps = shape[-2]
+    if kind == "lstm":
+        if len(hidden) > 1:
+            raise ValueError(f"net 'lstm' has one layer; hidden={list(hidden)}")
+        return LSTMClassifier(steps, n_in // steps, int(hidden[0]) if hidden else 64, n_classes)
+    if kind == "conv1d":
+        return Conv1dNet(steps, n_in // steps, n_classes, hidden or (32, 32))
     raise ValueError(f"net kind {kind!r} not in {list(NETS)}")

@@ -129,7 +129,7 @@ def point_estimate(idata: InferenceData) -> dict[str, np.ndarray]:
     out = {k: v.values for k, v in idata.posterior.mean(("chain", "draw")).data_vars.items()}
     if "variational_loc" in idata.groups():
         for name, loc in idata.variational_loc.data_vars.items():
-            if loc.attrs.get("family") == "Normal":
+            if loc.attrs.get("family") in ("Normal", "Delta"):
                 out[name] = loc.values
             elif loc.attrs.get("family") == "LogNormal":
                 scale = idata.variational_scale[name].values

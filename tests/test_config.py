@@ -50,7 +50,8 @@ def test_every_catalog_entry_and_recipe_is_valid():
     ("inference.guide=laplace", "inference.guide", "'meanfield' or 'delta'"),
     ("inference.engine=gibbs", "inference.engine", "svi, nuts, hmc, sgld, psgld"),
     ("inference.lr_schedule=step", "inference.lr_schedule", "'constant' or 'cosine'"),
-    ("net.kind=resnet", "net.kind", "'logreg', 'mlp', 'lenet300', 'lenet5', 'rnn' or 'gru'"),
+    ("net.kind=vgg", "net.kind", "'logreg', 'mlp', 'lenet300', 'lenet5', 'rnn', 'gru', "
+     "'resnet', 'lstm' or 'conv1d'"),
     ("inference.prior_update=always", "inference.prior_update",
      "'auto', 'none' or 'closed_form'"),
     ("inference.covariance=full", "inference.covariance", "'diagonal' or 'scalar'"),

@@ -38,5 +38,8 @@ def test_the_registration_forms_it_shows_are_the_ones_the_code_uses():
     linear = (ROOT / "bayesstruct" / "layers" / "linear.py").read_text()
     for line in ("return F.linear(x, weight, bias)",
                  'out = torch.einsum("...oi,...i->...o", weight, x)',
-                 "return layer.in_features, layer.out_features"):
+                 "return layer.in_features, layer.out_features",
+                 "return layer.weight.reshape(layer.out_features, n, -1)",
+                 'set_param(layer, "weight", w.reshape(layer.out_features, -1))',
+                 'keep_rows(layer, keep, "out_features")'):
         assert line in DOC and line in linear

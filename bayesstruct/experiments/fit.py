@@ -11,11 +11,15 @@
     <out>/widths.png       IBP runs: each layer's unit inclusion probabilities
     <out>/metrics.json     test metrics, pruning at the default threshold, timings
                            (``inferred_widths`` for IBP runs)
+    <out>/network/         the pruned network as TorchScript (pruned.torchscript.pt, loads
+                           without bayesstruct), masks.npz, posterior_mean.pt (state dict),
+                           manifest.json and README.txt (:mod:`bayesstruct.export`)
 
 The steps, each a function a reader can follow: :func:`fit` (the recipe's engine),
 :func:`decide` (the pruning decision), :func:`analyse` (dense and pruned test metrics, the
 smaller network, compression, the pruning and SNR curves, IBP widths), :func:`write` (CSV,
-figures, ``metrics.json``) and :func:`show` (the tables on the console).
+figures, ``metrics.json``), :func:`save_network` (``network/``) and :func:`show` (the tables
+on the console).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import torch
 from .. import data as data_mod
 from .. import posterior, pruning
 from ..errors import CheckpointError, ConfigError
+from ..export import NETWORK, write_network
 from ..files import load_latest_checkpoint, previous_path, write_json, write_text
 from ..inference import ENGINES, FitOptions
 from ..inference.svi import CHECKPOINT
@@ -48,13 +53,13 @@ from .registry import register_experiment
 if TYPE_CHECKING:
     from ..config import RunConfig
 
-__all__ = ["Analysis", "analyse", "decide", "fit", "run_fit", "show", "write"]
+__all__ = ["Analysis", "analyse", "decide", "fit", "run_fit", "save_network", "show", "write"]
 
 
 @register_experiment("fit", resumable=True, init_from=True,
                      writes=("config.yaml", "checkpoints/", "posterior.nc", "pruning.csv",
                              "pruning.png", "snr_curve.csv", "snr_curve.png", "widths.png",
-                             "metrics.json"))
+                             "metrics.json", "network/"))
 def run_fit(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bool = True,
             echo: Callable[[str], Any] = print, init_from: str | Path | None = None
             ) -> dict[str, Any]:
@@ -94,7 +99,8 @@ def run_fit(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: 
         if init is not None:
             extra["init_from"] = str(init[1])
         metrics = write(cfg, out, model, post, result, extra)
-        show(metrics, result, out, echo)
+        network = save_network(cfg, out, model, result, ds)
+        show(metrics, result, out, echo, network)
     return metrics
 
 
@@ -137,6 +143,8 @@ class Analysis:
     seconds_pruned: float
     compression: dict[str, Any]
     curve: list[dict[str, float]]
+    macs_dense: int = 0
+    macs_pruned: int = 0
     snr_curve: list[dict[str, float]] | None = None
     snr: dict[str, Any] | None = None
     widths: dict[str, Any] | None = None
@@ -166,8 +174,9 @@ def analyse(cfg: RunConfig, model: BayesianNet, post: posterior.InferenceData,
     curve = pruning.pruning_curve(model, post, ds.test, pc.fractions, scores=decision.scores,
                                   mc_samples=pc.mc_samples, seed=cfg.seed)
     result = Analysis(decision, dense, pruned, mean_net, small, seconds_dense, seconds_pruned,
-                      compression, curve)
-    if "variational_loc" in post.groups():  # the three curves against lambda on |mu/sigma|
+                      compression, curve, pruning.count_macs(mean_net, ds.test.x),
+                      pruning.count_macs(small, ds.test.x))
+    if "variational_loc" in post.groups() and pc.snr_curve:  # the curves against |mu/sigma|
         scores = pruning.snr(post, model)
         result.snr_curve = pruning.snr_curve(model, post, ds.test, scores=scores)
         result.snr = _snr_metrics(model, post, ds, scores, result.snr_curve, pc.snr_tolerance)
@@ -252,6 +261,10 @@ def write(cfg: RunConfig, out: Path, model: BayesianNet, post: posterior.Inferen
         "params_after_unit_removal": pruning.count_parameters(result.small),
         "nonzero_params_after": pruning.count_parameters(result.small, nonzero=True),
         "units_after": {k: list(v) for k, v in pruning.unit_counts(result.small).items()},
+        "hidden_units": pruning.hidden_units(result.mean_net, result.small),
+        "macs_dense": result.macs_dense,
+        "macs_pruned": result.macs_pruned,
+        "shrink_note": pruning.shrink_note(result.small),
         "test_inference_seconds_dense": result.seconds_dense,
         "test_inference_seconds_pruned": result.seconds_pruned,
         "train_seconds": extra.pop("train_seconds", None),
@@ -263,11 +276,31 @@ def write(cfg: RunConfig, out: Path, model: BayesianNet, post: posterior.Inferen
     return metrics
 
 
-# -- step 5: show -----------------------------------------------------------------------------
+# -- step 5: the network files ----------------------------------------------------------------
+def save_network(cfg: RunConfig, out: Path, model: BayesianNet, result: Analysis,
+                 ds: data_mod.Dataset, examples: int = 8) -> dict[str, Any]:
+    """``out/network/``: the pruned network as TorchScript (traced on the first ``examples``
+    test inputs where scripting fails), the decision's masks and the posterior-mean state dict,
+    with a manifest (:func:`bayesstruct.export.write_network`); return the manifest."""
+    build = {"kind": cfg.net.kind, "input_shape": list(ds.input_shape),
+             "n_classes": model.likelihood.outputs(ds.n_classes), "hidden": list(cfg.net.hidden),
+             "activation": cfg.net.activation, "pairs": ds.pairs}
+    likelihood = (type(model.likelihood).__doc__ or "").strip().splitlines()
+    outputs = f"{cfg.likelihood} likelihood: {likelihood[0] if likelihood else ''}".strip()
+    inputs = (f"The inputs of data set {cfg.data.name!r} as bayesstruct.data.load gives them"
+              + ("; each feature standardised with the mean and standard deviation of the "
+                 "training split (data.standardize: true; the statistics are not stored here)."
+                 if cfg.data.standardize else " (data.standardize: false)."))
+    return write_network(out / NETWORK, result.mean_net, result.small, result.decision.masks,
+                         ds.test.x[:examples], build=build, outputs=outputs, inputs=inputs)
+
+
+# -- step 6: show -----------------------------------------------------------------------------
 def show(metrics: dict[str, Any], result: Analysis, out: Path,
-         echo: Callable[[str], Any]) -> None:
+         echo: Callable[[str], Any], network: dict[str, Any] | None = None) -> None:
     """The console summary: accuracy before and after pruning, the compression table, the
-    IBP widths and the ``|mu / sigma|`` rule."""
+    IBP widths, the ``|mu / sigma|`` rule and where the pruned network is (``network``: the
+    manifest of :func:`save_network`)."""
     summary, snr, widths = result.compression, result.snr, result.widths
     echo("")
     echo(format_table(
@@ -295,6 +328,22 @@ def show(metrics: dict[str, Any], result: Analysis, out: Path,
              f"{o['lambda']:.3g}, read off the test curve); lambda {v['lambda']:.3g} chosen on "
              f"validation removes {100 * v['removed']:.1f}% at test accuracy "
              f"{100 * v['test_acc']:.2f}% (snr_curve.png)")
+    units, macs = metrics["hidden_units"], (metrics["macs_dense"], metrics["macs_pruned"])
+    speed = metrics["test_inference_seconds_dense"] / max(
+        metrics["test_inference_seconds_pruned"], 1e-12)
+    echo(f"shrunk network: {units['dense'] - units['pruned']} of {units['dense']} hidden units "
+         f"removed ({100 * units['fraction_removed']:.1f}%); {macs[0]:,} -> {macs[1]:,} "
+         f"multiply-adds per example ({macs[0] / max(macs[1], 1):.2f}x fewer); test-set "
+         f"inference {speed:.2f}x faster")
+    if metrics["shrink_note"]:
+        echo(f"note: the pruned network is {metrics['shrink_note']}")
+    if network is not None:
+        ts = network["torchscript"]
+        if ts["file"] is None:
+            echo(f"warning: the pruned network could not be saved as TorchScript ({ts['error']})")
+        else:
+            echo(f"pruned network: {out / NETWORK / ts['file']} (torch.jit.load; made by "
+                 f"{ts['method']}), with masks.npz and posterior_mean.pt")
     echo(f"\nrun directory: {out}")
 
 

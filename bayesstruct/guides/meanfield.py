@@ -29,6 +29,7 @@ per weight ("D").
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 
 import pyro
 import pyro.distributions as dist
@@ -69,9 +70,10 @@ _NO_SCALE = ("bernoulli",)
 
 class LRTLayer(nn.Module):
     """A layer that reads ``(loc, var)`` of its weight and bias from a shared state dict and
-    samples its pre-activations, ``a ~ N(f(x; m, m_b), f(x^2; s^2, s_b^2))``, where ``f`` is
-    the layer family's functional forward (:mod:`bayesstruct.layers`): a product for Linear, a
-    convolution for Conv2d."""
+    samples its pre-activations, ``a ~ N(f(x; m, m_b), v(x; s^2, s_b^2))``, where ``f`` is the
+    layer family's functional forward and ``v`` its variance (:mod:`bayesstruct.layers`): a
+    product and the product of squares for Linear, the same convolution twice for ConvNd, a
+    lookup for Embedding. A point-estimated bias has no variance."""
 
     def __init__(self, state: dict, weight: str, bias: str | None, layer: nn.Module) -> None:
         super().__init__()
@@ -85,49 +87,74 @@ class LRTLayer(nn.Module):
         w, vw = loc[self.weight_name], var[self.weight_name]
         if self.bias_name is None:
             return w, vw, None, None
-        return w, vw, loc[self.bias_name], var[self.bias_name]
+        return w, vw, loc[self.bias_name], var.get(self.bias_name)
 
     def forward(self, x: Tensor) -> Tensor:
         w, vw, b, vb = self._params()
+        family = self.family
         zeta = self.state.get("input_scale", {}).get(self.weight_name)
-        if zeta is not None:  # per-example group scales (w = z * w~, M2.3/M2.4)
-            x = x * zeta.view(*zeta.shape, *([1] * (x.dim() - 2)))
-        op = self.family.forward
-        mean = op(self.layer, w, b, x)
-        if self.state.get("mean_only"):
-            return mean
-        sd = op(self.layer, vw, vb, x * x).add_(1e-16).sqrt_()  # in place: fewer temporaries
-        return torch.addcmul(mean, sd, torch.randn_like(mean))
+        if zeta is not None and not family.scales_output:  # per-example group scales
+            x = x * zeta.view(*zeta.shape, *([1] * (x.dim() - 2)))  # (w = z * w~, M2.3/M2.4)
+        out = family.forward(self.layer, w, b, x)
+        if not self.state.get("mean_only"):
+            sd = family.variance(self.layer, vw, vb, x).add_(1e-16).sqrt_()  # in place
+            out = torch.addcmul(out, sd, torch.randn_like(out))
+        if zeta is not None and family.scales_output:  # a table's unit scales its output
+            out = out * zeta.view(zeta.shape[0], *([1] * (out.dim() - 2)), zeta.shape[-1])
+        return out
 
 
-def lrt_twin(net: nn.Module, state: dict, prefix: str = "") -> nn.Module:
+def lrt_twin(net: nn.Module, state: dict, points: dict[str, Tensor] | None = None,
+             prefix: str = "") -> nn.Module:
     """A copy of ``net``'s structure whose layers of a registered family are
     :class:`LRTLayer` on ``state``.
 
+    ``points`` maps point-estimated parameters (``"bn1.weight"``) to the guide's tensors: a
+    module whose own parameters are all point estimates (a normalisation layer, an excluded
+    layer, a module with a scalar temperature) is copied with those tensors in place of its
+    parameters and keeps sharing its buffers (running statistics) with ``net``.
     Parameter-free modules (activations, pooling, flatten) are shared, not copied.
 
     Raises:
         NotImplementedError: a layer whose family has no exact local reparameterisation (its
-            reason), or a module with parameters of its own and no family.
+            reason), or a module with Bayesian parameters of its own and no family.
     """
+    points = points if points is not None else {}
+    own = [k for k, p in net._parameters.items() if p is not None]
+    if own and all(f"{prefix}{k}" in points for k in own):
+        twin = nn.Module.__new__(type(net))
+        twin.__dict__ = dict(net.__dict__)
+        twin._parameters = {k: None if p is None else points[f"{prefix}{k}"]
+                            for k, p in net._parameters.items()}
+        twin._modules = {k: lrt_twin(m, state, points, f"{prefix}{k}.")
+                         for k, m in net._modules.items()}
+        return twin
     family = family_of(net)
-    if family is not None:
+    if family is not None and own:
         obstacle = family.local_reparam_obstacle(net)
         if obstacle is not None:
             raise NotImplementedError(f"the layer {prefix[:-1] or 'top'} "
                                       f"({type(net).__name__}) {obstacle}")
+        if set(own) - {"weight", "bias"} or net._modules:
+            raise NotImplementedError(f"the layer {prefix[:-1] or 'top'} "
+                                      f"({type(net).__name__}) has parameters besides one "
+                                      "weight and bias")
         w = f"{prefix}weight"
         b = f"{prefix}bias" if getattr(net, "bias", None) is not None else None
         return LRTLayer(state, w, b, net)
-    if len(net._parameters) and any(p is not None for p in net._parameters.values()):
+    if own:
         raise NotImplementedError(
-            f"MeanField's local reparameterisation supports Linear and Conv2d layers; "
-            f"{type(net).__name__} at {prefix or 'top'} has parameters of its own")
+            f"{type(net).__name__} at {prefix[:-1] or 'top'} has parameters of its own and "
+            "no layer family (bayesstruct.layers) to run it by the local reparameterisation")
+    if family is not None and family.local_reparam_obstacle(net) is not None:
+        raise NotImplementedError(f"the layer {prefix[:-1] or 'top'} ({type(net).__name__}) "
+                                  f"{family.local_reparam_obstacle(net)}")
     if not net._modules:
         return net
     twin = nn.Module.__new__(type(net))
     twin.__dict__ = dict(net.__dict__)
-    twin._modules = {k: lrt_twin(m, state, f"{prefix}{k}.") for k, m in net._modules.items()}
+    twin._modules = {k: lrt_twin(m, state, points, f"{prefix}{k}.")
+                     for k, m in net._modules.items()}
     return twin
 
 
@@ -135,13 +162,13 @@ COVARIANCES = ("diagonal", "scalar")
 REPARAMS = ("auto", "local", "weights")
 
 
-def local_reparam_obstacle(net: nn.Module) -> str | None:
+def local_reparam_obstacle(net: nn.Module, points: Collection[str] = ()) -> str | None:
     """Why the local reparameterisation cannot run ``net`` (``None`` if it can): every
-    parameter must sit in a layer whose family has an exact one (:mod:`bayesstruct.layers`:
-    Linear, Conv2d with zero padding), applied once per example; recurrent layers reuse
-    theirs at every time step."""
+    parameter not in ``points`` (point estimates) must sit in a layer whose family has an
+    exact one (:mod:`bayesstruct.layers`: Linear, ConvNd and ConvTranspose with zero padding,
+    Embedding), applied once per example; recurrent layers reuse theirs at every time step."""
     try:
-        lrt_twin(net, {})
+        lrt_twin(net, {}, dict.fromkeys(points))
     except NotImplementedError as e:
         return str(e)
     return None
@@ -175,7 +202,8 @@ class MeanField(Guide):
 
     def _setup(self, model: BayesianNet) -> None:
         params = dict(model.net.named_parameters())
-        obstacle = local_reparam_obstacle(model.net)
+        points = {s.name for s in model.point_sites}
+        obstacle = local_reparam_obstacle(model.net, points)
         if self.reparam == "local" and obstacle is not None:
             raise ValueError(f"reparam='local' is not possible: {obstacle} (use 'weights')")
         self.local = obstacle is None if self.reparam == "auto" else self.reparam == "local"
@@ -185,6 +213,8 @@ class MeanField(Guide):
             k = site_key(s.name)
             c = model.prior.init_site_scale(s)
             self.loc[k] = nn.Parameter(params[s.name].detach() / c)
+            if s.name in points:  # a point mass: no variance
+                continue
             shape = () if self.covariance == "scalar" else s.shape
             self.log_var[k] = nn.Parameter(torch.full(
                 shape, 2.0 * math.log(self.init_scale / c), device=self.loc[k].device))
@@ -202,16 +232,18 @@ class MeanField(Guide):
                 self.latent_raw_scale[k] = nn.Parameter(
                     torch.full(ls.shape, _inv_softplus(scale), device=device))
         self.__dict__["_state"] = {}
-        self.__dict__["lrt_net"] = lrt_twin(model.net, self._state) if self.local else None
+        self.__dict__["lrt_net"] = lrt_twin(model.net, self._state, {
+            s.name: self.loc[site_key(s.name)] for s in model.point_sites}) if self.local else None
 
     # -- parameters in site naming ------------------------------------------------------------
     def locs(self) -> dict[str, Tensor]:
         return {s.name: self.loc[site_key(s.name)] for s in self.model.sites}
 
     def log_variances(self) -> dict[str, Tensor]:
-        """``log s^2`` per site, shaped like the site (a scalar covariance is expanded)."""
+        """``log s^2`` per site, shaped like the site (a scalar covariance is expanded); point
+        estimates have none."""
         return {s.name: self.log_var[site_key(s.name)].expand(s.shape)
-                for s in self.model.sites}
+                for s in self.model.sites if s.role != "point"}
 
     def scales(self) -> dict[str, Tensor]:
         return {k: torch.exp(0.5 * v) for k, v in self.log_variances().items()}
@@ -237,7 +269,9 @@ class MeanField(Guide):
             for ls in self.model.prior.latents:
                 pyro.sample(ls.name, factors[ls.name].to_event(len(ls.shape)))
             for s in self.model.sites:
-                pyro.sample(s.name, dist.Normal(loc[s.name], scale[s.name]).to_event(len(s.shape)))
+                q = (dist.Delta(loc[s.name], event_dim=len(s.shape)) if s.role == "point" else
+                     dist.Normal(loc[s.name], scale[s.name]).to_event(len(s.shape)))
+                pyro.sample(s.name, q)
 
     # -- fast path ------------------------------------------------------------------------------
     def loss(self, x: Tensor, y: Tensor) -> Tensor:
@@ -269,7 +303,8 @@ class MeanField(Guide):
         else:  # one draw of every weight tensor (and latent) for the whole minibatch
             draw = {k: f.rsample() if f.has_rsample else  # discrete: Concrete relaxation
                     model.prior.relaxed_sample(f.logits) for k, f in self.latent_factors().items()}
-            draw.update({k: torch.addcmul(m, var[k].sqrt(), torch.randn_like(m))
+            draw.update({k: m if k not in var else
+                         torch.addcmul(m, var[k].sqrt(), torch.randn_like(m))
                          for k, m in loc.items()})
             out = model.predict(x, draw)
         return out
@@ -289,15 +324,18 @@ class MeanField(Guide):
 
     @torch.no_grad()
     def moments(self) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-        return ({k: v.detach() for k, v in self.locs().items()},
-                {k: v.detach() for k, v in self.scales().items()})
+        loc, scale = self.locs(), self.scales()
+        return ({k: v.detach() for k, v in loc.items()},
+                {k: scale[k].detach() if k in scale else torch.zeros_like(v.detach())
+                 for k, v in loc.items()})
 
     @torch.no_grad()
     def sample(self, num_draws: int) -> dict[str, Tensor]:
         out = {k: f.sample((num_draws,)) for k, f in self.latent_factors().items()}
         loc, scale = self.locs(), self.scales()
-        for name in loc:
-            out[name] = dist.Normal(loc[name], scale[name]).sample((num_draws,))
+        for name, m in loc.items():
+            out[name] = (dist.Normal(m, scale[name]).sample((num_draws,)) if name in scale else
+                         m.detach().expand(num_draws, *m.shape).clone())
         return out
 
     @torch.no_grad()
@@ -310,6 +348,7 @@ class MeanField(Guide):
                 loc_)  # a Bernoulli has only its logits
             out[ls.name] = (_FAMILY_NAMES[ls.family], loc_, scale_)
         loc, scale = self.locs(), self.scales()
-        for name in loc:
-            out[name] = ("Normal", loc[name].detach(), scale[name].detach())
+        for name, m in loc.items():
+            out[name] = (("Normal", m.detach(), scale[name].detach()) if name in scale else
+                         ("Delta", m.detach(), torch.zeros_like(m.detach())))
         return out

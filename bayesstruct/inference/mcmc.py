@@ -106,6 +106,7 @@ def mcmc(model: BayesianNet, data: Dataset | Split, *, kernel: str = "nuts",
         if not v >= 1:
             raise ValueError(f"{name} must be >= 1 (got {name}={v})")
     model.prior.require_proper()
+    model.require_no_point_estimates(kernel.upper())
     device = torch.device(device)
     if chain_method == "parallel" and device.type != "cpu":
         raise ValueError("chain_method='parallel' runs chains in CPU processes; on "

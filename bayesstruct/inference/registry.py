@@ -119,7 +119,9 @@ def get_engine(name: str) -> Engine:
 
 
 def require_fixed_prior(model: BayesianNet, engine: str) -> None:
-    """Samplers draw from the posterior of a fixed prior: refuse one set to empirical Bayes."""
+    """Samplers draw every parameter from the posterior of a fixed prior: refuse a prior set
+    to empirical Bayes, and point-estimated parameters (a sampler has no point estimates)."""
+    model.require_no_point_estimates(f"engine {engine!r}")
     if getattr(model.prior, "empirical_bayes", False):
         kind = model.prior.kind
         raise ConfigError(f"engine {engine!r} samples a fixed prior; prior {kind!r} is set to "

@@ -64,6 +64,7 @@ class LangevinTarget:
     def __init__(self, model: BayesianNet, x: torch.Tensor, y: torch.Tensor) -> None:
         model.prior.require_proper()
         model.prior.require_continuous("SGLD / pSGLD (Langevin dynamics)")
+        model.require_no_point_estimates("SGLD / pSGLD (Langevin dynamics)")
         self.model = model
         with torch.no_grad(), poutine.block():
             proto = poutine.trace(model).get_trace(x[:2], y[:2])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import pyro
 import torch
@@ -11,11 +11,12 @@ from pyro import poutine
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from ..layers import family_of
-from ..priors.base import ParamSite, Prior, param_sites
+from ..errors import UnsupportedLayerError
+from ..layers import STATELESS, family_of
+from ..priors.base import ParamSite, Prior, Selector, param_sites
 from . import likelihoods
 
-__all__ = ["BayesianNet", "eval_mode", "is_functional", "sequential_forward"]
+__all__ = ["BayesianNet", "eval_mode", "is_functional", "refusals", "sequential_forward"]
 
 
 class BayesianNet(nn.Module):
@@ -32,14 +33,34 @@ class BayesianNet(nn.Module):
 
     The net's own ``nn.Parameter`` values are not used by the model (they are replaced through
     :func:`torch.func.functional_call`); guides use them as initial means.
+
+    Which parameters carry the prior: weights of every layer family (Linear, convolutions,
+    embeddings, recurrent layers, attention; :mod:`bayesstruct.layers`) and any other tensor
+    of two or more dimensions; biases get ``N(0, bias_scale^2)``; normalisation affine
+    parameters and other 1-D or scalar tensors are point estimates (a flat density in the
+    model, a point mass in every guide), never pruned. ``exclude`` makes what it matches a
+    point estimate, ``include`` puts the prior on what it matches: parameter-name or
+    module-path patterns (``"fc1.*"``, ``"*.bias"``), module type names (``"LayerNorm"``) or
+    types (:func:`~bayesstruct.priors.param_sites`).
+
+    Everything is checked here, before any training (:func:`refusals`): a layer a family
+    refuses, or a weight without unit groups under a unit-level prior, raises
+    :class:`~bayesstruct.errors.UnsupportedLayerError` naming the module path, its type and
+    what would make it work.
     """
 
     def __init__(self, net: nn.Module, prior: Prior, likelihood: str | likelihoods.Likelihood =
-                 "categorical", num_data: int | None = None) -> None:
+                 "categorical", num_data: int | None = None, *,
+                 include: Sequence[Selector] = (), exclude: Sequence[Selector] = ()) -> None:
         super().__init__()
         self.net = net
         self.prior = prior
-        self.sites: list[ParamSite] = param_sites(net)
+        self.sites: list[ParamSite] = param_sites(net, include, exclude)
+        problems = refusals(net, self.sites, prior)
+        if problems:
+            raise UnsupportedLayerError(
+                f"{type(net).__name__} cannot take the {prior.kind or type(prior).__name__} "
+                "prior:\n  " + "\n  ".join(problems))
         prior.bind(self.sites)
         self.likelihood = likelihoods.get(likelihood)
         self.num_data = num_data
@@ -49,6 +70,22 @@ class BayesianNet(nn.Module):
     @property
     def weight_sites(self) -> list[ParamSite]:
         return [s for s in self.sites if s.role == "weight"]
+
+    @property
+    def point_sites(self) -> list[ParamSite]:
+        """The point-estimated parameters (no prior; a point mass in every guide)."""
+        return [s for s in self.sites if s.role == "point"]
+
+    def require_no_point_estimates(self, what: str) -> None:
+        """Refuse point-estimated parameters in ``what`` (a sampler: it has no point
+        estimates; it draws every parameter)."""
+        if self.point_sites:
+            names = ", ".join(s.name for s in self.point_sites[:4]) + (
+                f" and {len(self.point_sites) - 4} more" if len(self.point_sites) > 4 else "")
+            raise UnsupportedLayerError(
+                f"{what} samples every parameter, but {names} are point estimates "
+                "(normalisation and other 1-D parameters are by default); put them under the "
+                "prior with BayesianNet(..., include=[...]) or use engine svi")
 
     def site(self, name: str) -> ParamSite:
         for s in self.sites:
@@ -82,6 +119,29 @@ class BayesianNet(nn.Module):
         return sum(s.numel for s in self.weight_sites)
 
 
+def refusals(net: nn.Module, sites: Sequence[ParamSite], prior: Prior) -> list[str]:
+    """What ``prior`` cannot handle in ``net``, one line per module or parameter (empty: all
+    is well): a layer its family refuses (:meth:`LayerFamily.refusal`) unless every parameter
+    of it is a point estimate, and, for a unit-level prior, every weight without unit groups,
+    each with its module path, type and a way out."""
+    out = []
+    by_layer: dict[str, list[ParamSite]] = {}
+    for s in sites:
+        by_layer.setdefault(s.layer, []).append(s)
+    for layer, own in by_layer.items():
+        module = net.get_submodule(layer)
+        family = family_of(module)
+        reason = family.refusal(module) if family else None
+        if reason and any(s.role != "point" for s in own):
+            out.append(f"{layer or 'the net'} ({type(module).__name__}): {reason}")
+    if prior.needs_units:
+        for s in sites:
+            if s.role == "weight" and s.group_dim is None:
+                out.append(f"{s.name} ({s.module}): a unit-level prior needs unit groups; "
+                           f"{s.no_groups} (exclude={[s.name]!r} makes it a point estimate)")
+    return out
+
+
 @contextlib.contextmanager
 def eval_mode(net: nn.Module) -> Iterator[nn.Module]:
     """Run ``net`` in evaluation mode inside the block: dropout off, normalisation layers on
@@ -97,7 +157,6 @@ def eval_mode(net: nn.Module) -> Iterator[nn.Module]:
             m.training = flag
 
 
-_ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.ELU, nn.Sigmoid, nn.Identity)
 
 
 def is_functional(net: nn.Module) -> bool:
@@ -106,7 +165,7 @@ def is_functional(net: nn.Module) -> bool:
     activations."""
     if not isinstance(net, nn.Sequential):
         return False
-    ok = (nn.Linear, nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, nn.Flatten, *_ELEMENTWISE)
+    ok = (nn.Linear, nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, nn.Flatten, *STATELESS)
     return all(isinstance(m, ok) for m in net)
 
 

@@ -97,6 +97,10 @@ class ARD(Prior, config=ARDConfig):
     def latents(self) -> list[LatentSite]:
         return self._latents
 
+    @property
+    def needs_units(self) -> bool:
+        return self.per == "unit"
+
     def centred_sites(self) -> list[str]:
         return [] if self.empirical_bayes else [s.name for s in self.sites if s.role == "weight"]
 

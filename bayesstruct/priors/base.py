@@ -16,15 +16,19 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from fnmatch import fnmatch
 from typing import Any, ClassVar, get_args
 
 import pyro
 import pyro.distributions as dist
 import torch
 from pydantic import Field
+from pyro.distributions import constraints
 from torch import Tensor, nn
 
+from ..layers import default_role, family_of
 from ..schema import Strict
 
 __all__ = [
@@ -33,6 +37,7 @@ __all__ = [
     "ParamSite",
     "Prior",
     "PriorConfig",
+    "Selector",
     "expand_group",
     "kl_lognormal_gamma",
     "kl_normal_normal",
@@ -43,22 +48,26 @@ __all__ = [
 
 @dataclass(frozen=True)
 class ParamSite:
-    """One parameter tensor of a plain network, as a sample site."""
+    """One parameter tensor of a plain network, as a sample site.
+
+    ``role`` (:data:`bayesstruct.layers.ROLES`): ``"weight"`` gets the prior and can be pruned;
+    ``"bias"`` gets ``N(0, bias_scale^2)``; ``"point"`` is a point estimate (no prior, a flat
+    improper density in the model, a point mass in every guide). ``group_dim`` is the
+    dimension indexing the layer's input units (``None``: no unit groups; ``no_groups`` says
+    why)."""
 
     name: str  # "fc1.weight"
     shape: tuple[int, ...]
-    role: str  # "weight" | "bias"
+    role: str  # "weight" | "bias" | "point"
     layer: str  # "fc1"
     dims: tuple[str, ...]  # ("fc1_out", "fc1_in")
+    group_dim: int | None = None
+    module: str = ""  # the owning module's type, "Linear"
+    no_groups: str = ""
 
     @property
     def numel(self) -> int:
         return math.prod(self.shape)
-
-    @property
-    def group_dim(self) -> int | None:
-        """The dimension indexing groups (input units / input channels); None for biases."""
-        return 1 if self.role == "weight" and len(self.shape) >= 2 else None
 
     @property
     def group_shape(self) -> tuple[int, ...]:
@@ -88,10 +97,23 @@ class LatentSite:
 
 _DIM_SUFFIX = {2: ("out", "in"), 4: ("out", "in", "kh", "kw"), 3: ("out", "in", "k")}
 
+#: what ``include=`` / ``exclude=`` entries may be: a parameter-name or module-path pattern
+#: (``fnmatch``: ``"fc1.*"``, ``"*.bias"``), a module type name (``"BatchNorm2d"``) or a type
+Selector = str | type
 
-def param_sites(net: nn.Module) -> list[ParamSite]:
+
+def param_sites(net: nn.Module, include: Sequence[Selector] = (),
+                exclude: Sequence[Selector] = ()) -> list[ParamSite]:
     """The sites of a plain network: one per parameter tensor, dims named per layer
     (``fc1_out``, ``fc1_in``), so the weight and bias of a layer share the output dim.
+
+    Roles come from the owning module's layer family (:meth:`LayerFamily.role`), or
+    :func:`~bayesstruct.layers.default_role` for modules no family covers: weights of Linear,
+    convolutions, recurrent layers, embeddings and attention get the prior; biases a Gaussian;
+    normalisation affine parameters and other 1-D or scalar parameters are point estimates.
+    ``exclude`` makes the parameters it matches point estimates; ``include`` puts the prior on
+    the ones it matches (a ``bias*`` name as a bias, anything else as a weight); a parameter
+    matched by both is excluded.
 
     A layer whose parameters would give one dim name two sizes (``torch.nn.RNN``'s
     ``weight_ih_l0`` is ``(H, in)`` and ``weight_hh_l0`` is ``(H, H)``; a ``ConvTranspose``
@@ -99,9 +121,21 @@ def param_sites(net: nn.Module) -> list[ParamSite]:
     instead (``rnn_weight_ih_l0_out``), which ArviZ needs to hold them in one data set."""
     sites = []
     for name, p in net.named_parameters():
-        layer, _, role = name.rpartition(".")
-        sites.append(ParamSite(name, tuple(p.shape), "bias" if role == "bias" else "weight",
-                               layer, _dims(layer.replace(".", "_"), role, p.dim())))
+        layer, _, pname = name.rpartition(".")
+        module = net.get_submodule(layer)
+        family = family_of(module)
+        role = family.role(module, pname, p) if family else default_role(pname, p)
+        if _matches(include, name, layer, module):
+            role = "bias" if pname.startswith("bias") else "weight"
+        if _matches(exclude, name, layer, module):
+            role = "point"
+        gd = family.group_dim(module, pname) if family and role == "weight" else None
+        no_groups = "" if gd is not None or role != "weight" else (
+            family.no_groups(module) if family else
+            f"bayesstruct knows no units of {type(module).__name__}")
+        sites.append(ParamSite(name, tuple(p.shape), role, layer,
+                               _dims(layer.replace(".", "_"), pname, p.dim()), gd,
+                               type(module).__name__, no_groups))
     sizes: dict[str, set[int]] = {}
     for site in sites:
         for d, n in zip(site.dims, site.shape, strict=True):
@@ -111,6 +145,16 @@ def param_sites(net: nn.Module) -> list[ParamSite]:
     return [replace(s, dims=_dims(f"{s.layer.replace('.', '_')}_{s.name.rpartition('.')[2]}",
                                   s.name.rpartition(".")[2], len(s.shape)))
             if s.layer in clashing else s for s in sites]
+
+
+def _matches(selectors: Sequence[Selector], name: str, layer: str, module: nn.Module) -> bool:
+    for sel in selectors:
+        if isinstance(sel, type):
+            if isinstance(module, sel):
+                return True
+        elif sel == type(module).__name__ or fnmatch(name, sel) or (layer and fnmatch(layer, sel)):
+            return True
+    return False
 
 
 def _dims(tag: str, role: str, ndim: int) -> tuple[str, ...]:
@@ -293,6 +337,12 @@ class Prior(nn.Module, ABC):
         self.sites = list(sites)
 
     @property
+    def needs_units(self) -> bool:
+        """Whether the prior shares scales within unit groups (every weight site must have
+        them: :attr:`ParamSite.group_dim`); ``BayesianNet`` refuses a weight without."""
+        return False
+
+    @property
     def latents(self) -> list[LatentSite]:
         return []
 
@@ -368,8 +418,12 @@ class Prior(nn.Module, ABC):
         raise NotImplementedError(f"{type(self).__name__} has no latent {latent.name}")
 
     def site_prior(self, site: ParamSite, latents: dict[str, Tensor]) -> dist.Distribution:
-        """``p(site | latents)`` as a distribution with the whole site as one event."""
+        """``p(site | latents)`` as a distribution with the whole site as one event; a point
+        estimate's is flat (``ImproperUniform``: log density 0), so its ELBO term is the
+        likelihood's alone."""
         device = self._device()
+        if site.role == "point":
+            return dist.ImproperUniform(constraints.real, (), site.shape)
         if site.role == "bias":
             loc, scale = torch.zeros((), device=device), torch.full((), self.bias_scale,
                                                                      device=device)
@@ -395,6 +449,8 @@ class Prior(nn.Module, ABC):
         total = q_loc[self.sites[0].name].new_zeros(())
         fused: list[Tensor] = []
         for s in self.sites:
+            if s.role == "point":  # a point mass under a flat density: no KL term
+                continue
             m, lv = q_loc[s.name], q_log_var[s.name]
             v = q_var[s.name] if q_var is not None else torch.exp(lv)
             custom = self.weight_kl(s, m, lv, v) if s.role == "weight" else None

@@ -56,6 +56,10 @@ class Gaussian(Prior, config=GaussianConfig):
     def _group_shape(self, site: ParamSite) -> tuple[int, ...]:
         return site.group_shape if self.per == "unit" and site.group_dim is not None else ()
 
+    @property
+    def needs_units(self) -> bool:
+        return self.per == "unit"
+
     def bind(self, sites: list[ParamSite]) -> None:
         super().bind(sites)
         for s in sites:

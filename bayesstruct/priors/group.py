@@ -47,6 +47,10 @@ class GroupScalePrior(Prior):
     def latents(self) -> list[LatentSite]:
         return self._latents
 
+    @property
+    def needs_units(self) -> bool:
+        return True
+
     def _grouped(self, site: ParamSite) -> bool:
         return site.role == "weight" and site.group_dim is not None
 

@@ -143,6 +143,10 @@ class LogUniform(GroupScalePrior, config=LogUniformConfig):
     def _grouped(self, site: ParamSite) -> bool:
         return self.level == "unit" and super()._grouped(site)
 
+    @property
+    def needs_units(self) -> bool:
+        return self.level == "unit"
+
     # -- model side ---------------------------------------------------------------------------
     def latent_prior(self, latent: LatentSite) -> dist.Distribution:
         return LogUniformImproper(latent.shape, self._device()).to_event(len(latent.shape))

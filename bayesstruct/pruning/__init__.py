@@ -44,8 +44,10 @@ from .compression import (
     inference_seconds,
     mask_params,
     prune,
+    shrink_note,
     unit_counts,
 )
+from .cost import count_macs, hidden_units
 from .criteria import Decision, make_decision
 from .curve import DEFAULT_FRACTIONS, pruning_curve
 from .decisions import decide, fraction_removed, magnitude
@@ -61,7 +63,8 @@ __all__ = [
     # the posterior's network and units
     "mean_network", "effective_moments", "inclusion_probabilities", "inferred_widths",
     # applying the masks, and the size of what is left
-    "prune", "apply_masks", "mask_params", "count_parameters", "unit_counts",
+    "prune", "shrink_note", "apply_masks", "mask_params", "count_parameters", "unit_counts",
+    "count_macs", "hidden_units",
     "compression_summary",
     # curves
     "pruning_curve", "DEFAULT_FRACTIONS", "snr_curve", "removable",

@@ -77,15 +77,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..layers import family_of
+from ..layers import POOLS, STATELESS, family_of
 
 __all__ = ["SelectInputs", "apply_masks", "count_parameters", "inference_seconds", "mask_params",
-           "prune", "unit_counts"]
+           "prune", "shrink_note", "unit_counts"]
 
-_ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.ELU, nn.Sigmoid, nn.LeakyReLU, nn.GELU, nn.Identity,
-                nn.Dropout, nn.ReLU6, nn.SELU, nn.CELU, nn.SiLU, nn.Softplus, nn.Hardtanh,
-                nn.Softsign, nn.Mish, nn.Hardswish, nn.Hardsigmoid, nn.LogSigmoid)
-_POOLS = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveMaxPool2d, nn.AdaptiveAvgPool2d)
+_ELEMENTWISE = STATELESS
+_POOLS = tuple(p for p in POOLS if p.__name__.endswith("2d"))  # this path shrinks Conv2d
 _LAYERS = (nn.Linear, nn.Conv2d)
 
 Layer = nn.Linear | nn.Conv2d
@@ -133,6 +131,12 @@ def mask_params(params: Mapping[str, torch.Tensor],
             else v for k, v in params.items()}
 
 
+def shrink_note(net: nn.Module) -> str:
+    """How :func:`prune` made ``net``: ``"masked, not shrunk: <why>"`` when it could not
+    trace it, else ``""``."""
+    return net.__dict__.get("shrink_note", "")
+
+
 def count_parameters(net: nn.Module, nonzero: bool = False, weights_only: bool = False) -> int:
     """Number of (non-zero) parameters; ``weights_only`` skips biases."""
     total = 0
@@ -160,18 +164,27 @@ def prune(net: nn.Module, masks: Mapping[str, np.ndarray | torch.Tensor]) -> nn.
 
     ``masks`` maps parameter names to boolean keep-masks of the parameters' shapes. The result
     is a new module (``net`` is untouched) that computes what ``apply_masks(net, masks)``
-    computes in eval mode. ``nn.Sequential`` nets and the zoo's recurrent classifiers
-    (:func:`~bayesstruct.pruning.recurrent.shrink_recurrent`) are shrunk; other modules come back
-    masked.
+    computes in eval mode. ``nn.Sequential`` nets (this module: units removed and constant
+    units folded into the next bias), the zoo's recurrent classifiers
+    (:func:`~bayesstruct.pruning.recurrent.shrink_recurrent`) and any other module
+    ``torch.fx`` can trace (:func:`~bayesstruct.pruning.graph.shrink_graph`: unread units
+    removed along the data flow, BatchNorm folded, residual additions kept consistent) are
+    shrunk. A module fx cannot trace comes back masked, with the reason in its
+    ``shrink_note`` attribute (:func:`shrink_note`).
     """
     from ..nets import PairClassifier, SequenceClassifier
+    from .graph import GraphShrinkError, shrink_graph
     from .recurrent import shrink_recurrent
 
     net = apply_masks(net, masks)
     if isinstance(net, SequenceClassifier | PairClassifier):
         return shrink_recurrent(net)
     if not isinstance(net, nn.Sequential):
-        return net
+        try:
+            return shrink_graph(net)
+        except GraphShrinkError as e:
+            net.__dict__["shrink_note"] = f"masked, not shrunk: {e}"
+            return net
     changed = True
     while changed:
         changed = False

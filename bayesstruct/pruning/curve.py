@@ -58,7 +58,7 @@ def _draw_sampler(post: InferenceData, sites: list[str], num: int, seed: int, de
 @torch.no_grad()
 def mc_evaluate(model: BayesianNet, draws, split: Split,
                 masks: Mapping[str, torch.Tensor] | None = None,
-                batch_size: int = 4096) -> dict[str, float]:
+                batch_size: int = 1024) -> dict[str, float]:
     """NLL and accuracy of the MC-averaged predictive over an iterable of parameter draws (in
     evaluation mode)."""
     outs = []

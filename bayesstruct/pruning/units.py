@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import UserInputError
+from ..layers import family_of
 from ..models.bayesnet import BayesianNet
 from ..posterior import InferenceData, point_estimate
 from .decisions import check_matches
@@ -135,14 +136,29 @@ def unit_keep(scores: Mapping[str, np.ndarray], threshold: float,
 
 def weight_masks_from_units(model: BayesianNet, keep_in: Mapping[str, np.ndarray]
                             ) -> dict[str, np.ndarray]:
-    """Weight keep-masks: outer product of each layer's output- and input-unit masks."""
+    """Weight keep-masks from the input units each weight site keeps (its own unit groups,
+    along :attr:`ParamSite.group_dim`).
+
+    In an ``nn.Sequential`` chain of layers whose rows are output units (Linear, ConvNd:
+    :attr:`LayerFamily.output_dim`), a layer's output unit is also removed, row and all, when
+    the next layer drops it as an input (the outer product of the two masks; channels
+    flattened into a Linear map onto consecutive columns). Elsewhere (a custom module, an
+    embedding, a recurrent or attention layer) which layer reads which unit is not known
+    from the order of the parameters, so only each layer's own input groups are masked: a
+    unit a layer stops reading contributes nothing to it either way."""
     sites = [s for s in model.weight_sites if s.group_dim is not None]
+    chain = isinstance(model.net, nn.Sequential)
+    rows = {s.name: _output_dim(model.net, s) == 0 for s in sites}
     masks = {}
     for i, s in enumerate(sites):
-        n_out, n_in = s.shape[0], s.shape[1]
-        k_in = np.asarray(keep_in.get(s.name, np.ones(n_in, dtype=bool)), dtype=bool)
-        if i + 1 < len(sites):
-            nxt = sites[i + 1]
+        gd = s.group_dim
+        k_in = np.asarray(keep_in.get(s.name, np.ones(s.shape[gd], dtype=bool)), dtype=bool)
+        shape = [1] * len(s.shape)
+        shape[gd] = s.shape[gd]
+        mask = np.broadcast_to(k_in.reshape(shape), s.shape)
+        nxt = sites[i + 1] if i + 1 < len(sites) else None
+        if chain and nxt is not None and rows[s.name] and rows[nxt.name] and gd == 1:
+            n_out = s.shape[0]
             k_next = np.asarray(keep_in.get(nxt.name, np.ones(nxt.shape[1], dtype=bool)),
                                 dtype=bool)
             if k_next.size == n_out:
@@ -152,12 +168,14 @@ def weight_masks_from_units(model: BayesianNet, keep_in: Mapping[str, np.ndarray
             else:
                 raise ValueError(f"cannot map {s.name}'s {n_out} outputs onto {nxt.name}'s "
                                  f"{k_next.size} inputs")
-        else:
-            k_out = np.ones(n_out, dtype=bool)
-        extra = (1,) * (len(s.shape) - 2)
-        masks[s.name] = np.broadcast_to(
-            (k_out[:, None] & k_in[None, :]).reshape(n_out, n_in, *extra), s.shape).copy()
+            mask = mask & k_out.reshape(n_out, *([1] * (len(s.shape) - 1)))
+        masks[s.name] = np.array(mask, dtype=bool)
     return masks
+
+
+def _output_dim(net: nn.Module, site) -> int | None:
+    family = family_of(net.get_submodule(site.layer))
+    return None if family is None else family.output_dim
 
 
 def inclusion_probabilities(post: InferenceData, model: BayesianNet) -> dict[str, np.ndarray]:

@@ -62,7 +62,7 @@ class Minibatches:
 
 @torch.no_grad()
 def evaluate(model: BayesianNet, params: dict[str, torch.Tensor], split: Split,
-             batch_size: int = 4096) -> dict[str, float]:
+             batch_size: int = 1024) -> dict[str, float]:
     """NLL per example, accuracy and macro F1 of the network at ``params`` on a split, in
     evaluation mode (:func:`~bayesstruct.models.bayesnet.eval_mode`)."""
     from ..models.bayesnet import eval_mode

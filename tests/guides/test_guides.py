@@ -167,11 +167,13 @@ def test_guide_parameters_exclude_the_model():
     assert names and all(n.startswith(("loc.", "log_var.")) for n in names)
 
 
-def test_unsupported_layer_is_refused():
+def test_local_reparameterisation_runs_point_estimated_layers_and_refuses_bayesian_ones():
     from bayesstruct import nets, priors
     from bayesstruct.models import BayesianNet
 
     net = torch.nn.Sequential(nets.mlp([4, 3]), torch.nn.BatchNorm1d(3))
-    with pytest.raises(ValueError, match="not possible: .*BatchNorm1d at 1. has parameters"):
-        guides.MeanField(BayesianNet(net, priors.Gaussian()), reparam="local")
-    assert not guides.MeanField(BayesianNet(net, priors.Gaussian())).local  # weight draws
+    assert guides.MeanField(BayesianNet(net, priors.Gaussian()), reparam="local").local
+    bayesian_norm = BayesianNet(net, priors.Gaussian(), include=["BatchNorm1d"])
+    with pytest.raises(ValueError, match="not possible: .*1 .BatchNorm1d. has a Bayesian gain"):
+        guides.MeanField(bayesian_norm, reparam="local")
+    assert not guides.MeanField(bayesian_norm).local  # weight draws

@@ -1,0 +1,93 @@
+"""Networks beyond ``nn.Sequential``: a residual network with BatchNorm, torch's LSTM and a 1-D
+convolutional net, pruned and shrunk for real.
+
+Runs the zoo entries ``resnet-ard-fashion-mnist``, ``resnet-bc-gnj-fashion-mnist``,
+``lstm-fashion-mnist`` and ``conv1d-fashion-mnist`` one after another through
+``bayesstruct.runner.run`` (what ``bayesstruct run ENTRY`` does, reduced CPU budget as each entry
+states) and prints, per entry: the posterior-mean network's test accuracy (dense), the accuracy
+of the shrunk network, the hidden units (channels, LSTM units) removed, the multiply-adds per
+example before and after (what the removed units cost), and the measured speed-up of a pass
+over the test set (the shrunk network against the dense posterior-mean one, median of 5,
+batches of 1000, in the same process).
+
+    python benchmarks/any_network.py [--entries resnet-ard-fashion-mnist ...]
+        [--set key=value ...] [--seed 0] [--out DIR] [--no-write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import markdown_table, provenance, write_section  # noqa: E402
+
+from bayesstruct import runner  # noqa: E402
+from bayesstruct.config import resolve  # noqa: E402
+
+ENTRIES = ["resnet-ard-fashion-mnist", "resnet-bc-gnj-fashion-mnist", "lstm-fashion-mnist",
+           "conv1d-fashion-mnist"]
+HEADER = ["entry", "test acc dense (%)", "test acc shrunk (%)", "change (pp)",
+          "hidden units removed", "MACs / example dense -> shrunk", "fewer MACs",
+          "test-set inference speed-up", "train s"]
+
+
+def row(entry: str, m: dict) -> list[object]:
+    units = m["hidden_units"]
+    dense, pruned = m["macs_dense"], m["macs_pruned"]
+    return [f"`{entry}`", f"{100 * m['test_acc']:.2f}", f"{100 * m['test_acc_pruned']:.2f}",
+            f"{100 * (m['test_acc_pruned'] - m['test_acc']):+.2f}",
+            f"{units['dense'] - units['pruned']} / {units['dense']} "
+            f"({100 * units['fraction_removed']:.1f} %)",
+            f"{dense:,} -> {pruned:,}", f"{dense / max(pruned, 1):.2f}x",
+            f"{m['test_inference_seconds_dense'] / m['test_inference_seconds_pruned']:.2f}x",
+            f"{m['train_seconds']:.0f}"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--entries", nargs="+", default=ENTRIES, choices=ENTRIES)
+    ap.add_argument("--set", dest="overrides", action="append", default=[],
+                    help="a --set override for every entry (e.g. inference.epochs=2)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=None, help="keep the run directories here")
+    ap.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
+    args = ap.parse_args()
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(args.out) if args.out else Path(tmp)
+        for entry in args.entries:
+            cfg = resolve(entry, None, [*args.overrides, f"seed={args.seed}"])
+            print(f"== {entry}: {cfg.inference.epochs} epochs, "
+                  f"{cfg.data.train_size or 'all'} training images", flush=True)
+            metrics = runner.run(cfg, base / entry, progress=True)
+            rows.append(row(entry, metrics))
+            print(markdown_table(rows[-1:], HEADER), flush=True)
+    table = markdown_table(rows, HEADER)
+    print("\n" + table)
+    if args.no_write:
+        return
+    command = "python benchmarks/any_network.py" + "".join(
+        f" --set {o}" for o in args.overrides) + (f" --seed {args.seed}" if args.seed else "")
+    write_section("any_network", "\n".join([
+        "## Any network: a residual net with BatchNorm, torch's LSTM, a 1-D conv net",
+        "",
+        f"{provenance()}; `{command}`. Each entry at its own reduced budget (12000 "
+        "Fashion-MNIST training images, 6 epochs; the entries' descriptions), one seed. "
+        "*Dense* is the posterior-mean network, *shrunk* the network `prune()` returns "
+        "(units removed along the data flow, BatchNorm folded): the figures of `metrics.json` "
+        "(`hidden_units`, `macs_dense`, `macs_pruned`, the test-set inference seconds). Hidden "
+        "units: every layer's output units but the classifier's (channels of the ResNet's "
+        "convolutions, the LSTM's hidden units, the 1-D net's channels).",
+        "",
+        table]))
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    main()
