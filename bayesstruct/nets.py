@@ -284,6 +284,8 @@ def build(
     The recurrent kinds take one hidden width (default 64) and read the input's second-last
     axis as time (``(1, 28, 28)`` images: 28 steps of 28 features); ``pairs=True`` (pair data
     sets, input ``(2, T, D + 1)``) builds a :class:`PairClassifier` instead."""
+    if kind not in NETS:
+        raise ValueError(f"net kind {kind!r} not in {list(NETS)}")
     if kind in _CELLS:
         if len(hidden) > 1:
             raise ValueError(f"net {kind!r} has one recurrent layer; hidden={list(hidden)} "

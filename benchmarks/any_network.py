@@ -77,8 +77,8 @@ def main() -> None:
     write_section("any_network", "\n".join([
         "## Any network: a residual net with BatchNorm, torch's LSTM, a 1-D conv net",
         "",
-        f"{provenance()}; `{command}`. Each entry at its own reduced budget (12000 "
-        "Fashion-MNIST training images, 6 epochs; the entries' descriptions), one seed. "
+        f"{provenance()}; `{command}`. Each entry at its own reduced budget (24000 "
+        "Fashion-MNIST training images, 15 epochs; the entries' descriptions), one seed. "
         "*Dense* is the posterior-mean network, *shrunk* the network `prune()` returns "
         "(units removed along the data flow, BatchNorm folded): the figures of `metrics.json` "
         "(`hidden_units`, `macs_dense`, `macs_pruned`, the test-set inference seconds). Hidden "

@@ -26,7 +26,11 @@ def test_build_and_errors():
     assert nets.build("mlp", (1, 8, 8), 10, [7])(torch.randn(2, 1, 8, 8)).shape == (2, 10)
     assert nets.build("logreg", (13,), 3)(torch.randn(2, 13)).shape == (2, 3)
     with pytest.raises(ValueError, match="logreg"):
+        nets.build("vgg", (3,), 2)
+    with pytest.raises(ValueError, match=r"net 'resnet' reads images \(C, H, W\)"):
         nets.build("resnet", (3,), 2)
+    with pytest.raises(ValueError, match="net 'lstm' reads sequences"):
+        nets.build("lstm", (5,), 2)
     with pytest.raises(ValueError, match="activation"):
         nets.mlp([3, 2], "swish")
 

@@ -62,6 +62,9 @@ class LayerFamily:
     types: ClassVar[tuple[type[nn.Module], ...]] = ()
     #: how a pruned network loses this family's units (the README's table)
     shrink: ClassVar[str] = "weights zeroed, shape kept"
+    #: how a run directory's pruned network holds it (the README's table; every family's
+    #: example in tests/models/test_any_network.py is exported and reloaded)
+    export: ClassVar[str] = "TorchScript"
     #: the units a unit-level prior groups by (the README's table)
     unit_groups: ClassVar[str] = "-"
     #: how the mean-field guide runs the family's layers in SVI (the README's table)
@@ -221,12 +224,13 @@ def type_name(t: type) -> str:
 
 def supported_layers() -> list[list[str]]:
     """The registry as a table, one row per family: ``[types, family, SVI fast path, unit
-    groups, shrink]`` (the README's supported-layers table is this, checked by a test)."""
+    groups, shrink, export]`` (the README's supported-layers table is this, checked by a test)."""
     return [[", ".join(f"``{type_name(t)}``" for t in fam.types), fam.__name__, fam.fast_path,
-             fam.unit_groups, fam.shrink] for fam in FAMILIES]
+             fam.unit_groups, fam.shrink, fam.export] for fam in FAMILIES]
 
 
-HEADER = ["layer types", "family", "SVI fast path", "unit groups", "shrunk by prune()"]
+HEADER = ["layer types", "family", "SVI fast path", "unit groups", "shrunk by prune()",
+          "export"]
 
 
 def markdown_table() -> str:
