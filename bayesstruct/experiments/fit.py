@@ -331,10 +331,11 @@ def show(metrics: dict[str, Any], result: Analysis, out: Path,
     units, macs = metrics["hidden_units"], (metrics["macs_dense"], metrics["macs_pruned"])
     speed = metrics["test_inference_seconds_dense"] / max(
         metrics["test_inference_seconds_pruned"], 1e-12)
-    echo(f"shrunk network: {units['dense'] - units['pruned']} of {units['dense']} hidden units "
-         f"removed ({100 * units['fraction_removed']:.1f}%); {macs[0]:,} -> {macs[1]:,} "
-         f"multiply-adds per example ({macs[0] / max(macs[1], 1):.2f}x fewer); test-set "
-         f"inference {speed:.2f}x faster")
+    removed = (f"{units['dense'] - units['pruned']} of {units['dense']} hidden units removed "
+               f"({100 * units['fraction_removed']:.1f}%); " if units["dense"] else "")
+    echo(f"shrunk network: {removed}{macs[0]:,} -> {macs[1]:,} multiply-adds per example "
+         f"({macs[0] / max(macs[1], 1):.2f}x fewer); a test-set pass at {speed:.2f}x the dense "
+         "network's speed")
     if metrics["shrink_note"]:
         echo(f"note: the pruned network is {metrics['shrink_note']}")
     if network is not None:
