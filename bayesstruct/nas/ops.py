@@ -1,5 +1,5 @@
-"""Candidate operations of a DARTS edge and the mixed operation (METHODS.md M7; Liu,
-Simonyan & Yang 2019, "DARTS").
+"""Candidate operations of a DARTS edge and the mixed operation (Liu, Simonyan &
+Yang 2019, "DARTS").
 
 Every operation maps ``(B, C, H, W) -> (B, C, H, W)`` (stride 1: the search space of this
 package has normal cells only). Convolutions are ReLU -> Conv -> BatchNorm as in DARTS; in the
@@ -19,7 +19,8 @@ same scale before it is weighted. The derived (retrained) network uses ``affine=
 =================  ==================================================================
 
 The mixed operation of an edge is ``o_bar(x) = sum_o gamma_o * o(x)`` with ``gamma`` on the
-simplex (softmax of the logits for DARTS, a Gumbel-softmax draw for variational DARTS, M2.6).
+simplex (softmax of the logits for DARTS, a Gumbel-softmax draw for variational DARTS; Jang,
+Gu & Poole 2017; Maddison, Mnih & Teh 2017).
 """
 
 from __future__ import annotations

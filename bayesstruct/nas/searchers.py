@@ -1,4 +1,5 @@
-"""Four architecture searchers through one interface (METHODS.md M7; seed 003).
+"""Four architecture searchers through one interface (differentiable and Bayesian architecture
+search: Liu, Simonyan & Yang 2019; variational DARTS with a Gumbel-softmax structure).
 
 ``searcher.search(data, space, seed=..., device=...) -> SearchResult`` (the derived
 :class:`~.space.Genotype`, the search time, the structure weights where there are any).
@@ -10,7 +11,7 @@
   ``d/d alpha L_val(w - xi grad_w L_train(w, alpha), alpha)``, computed exactly by
   :func:`bayesstruct.inference.hypergrad.unrolled` (DARTS approximates its Hessian-vector
   product by finite differences; reverse mode needs no approximation).
-* :class:`VariationalDARTS` (seed 003): weights with a mean-field Gaussian posterior
+* :class:`VariationalDARTS`: weights with a mean-field Gaussian posterior
   (:class:`~bayesstruct.guides.MeanField`, local reparameterisation) under a Gaussian prior,
   structure ``q(Gamma) = prod_e RelaxedOneHotCategorical(tau, alpha_e)`` with a uniform
   Concrete or Dirichlet prior (:class:`~.structure.OperationChoice`). The loss is
@@ -277,7 +278,7 @@ class VariationalDARTS(_Bilevel):
             geometrically over the epochs.
         weight_prior_scale: ``sigma_p`` of the Gaussian weight prior ``N(0, sigma_p^2)``.
         init_scale: initial posterior standard deviation of every weight.
-        kl_weight: ``beta`` of M1 on ``KL(q(w) || p(w))`` (1: the ELBO).
+        kl_weight: ``beta`` of the tempered ELBO on ``KL(q(w) || p(w))`` (1: the ELBO).
     """
 
     name = "vardarts"

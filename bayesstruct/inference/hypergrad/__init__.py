@@ -1,4 +1,4 @@
-"""Hyperparameters by hypergradients (METHODS.md M6; seed 002).
+"""Hyperparameters by hypergradients (Bengio 2000; Maclaurin, Duvenaud & Adams 2015).
 
     min_lambda L_val(w*(lambda), lambda),    w*(lambda) ~ T steps of an optimiser on L_train
 
@@ -107,7 +107,7 @@ def hypergradient(problem: HyperProblem, lam: Tensor, *, method: str = "unrolled
 @torch.no_grad()
 def finite_diff(problem: HyperProblem, lam: Tensor, steps: int, h: float = 1e-5) -> Tensor:
     """Central differences ``(L(lam + h e_i) - L(lam - h e_i)) / 2h`` of ``L_val(w_T)`` per
-    coordinate (M6.1; for checking: two inner runs per coordinate)."""
+    coordinate (for checking: two inner runs per coordinate)."""
     if not (math.isfinite(h) and h > 0):
         raise ValueError(f"need h > 0, a finite number (got h={h})")
     flat = lam.detach().reshape(-1)
@@ -126,9 +126,10 @@ def finite_diff(problem: HyperProblem, lam: Tensor, steps: int, h: float = 1e-5)
 
 def reversible(problem: HyperProblem, lam: Tensor, steps: int, radix_bits: int = 32,
                trajectory: list | None = None) -> Tensor:
-    """Reverse sweep over the exactly reversed fixed-point trajectory (M6.3): the forward
-    run keeps only its final state and information buffer; each ``s_t`` is recovered by
-    undoing step ``t`` bit for bit, then :func:`step_vjp` back-propagates through it."""
+    """Reverse sweep over the exactly reversed fixed-point trajectory (Maclaurin et al.
+    2015): the forward run keeps only its final state and information buffer; each ``s_t`` is
+    recovered by undoing step ``t`` bit for bit, then :func:`step_vjp` back-propagates
+    through it."""
     opt = problem.optimizer
     lam = lam.detach()
 

@@ -1,4 +1,4 @@
-"""Exactly reversible optimiser dynamics in fixed-point arithmetic (METHODS.md M6.3).
+"""Exactly reversible optimiser dynamics in fixed-point arithmetic.
 
 Maclaurin, Duvenaud & Adams (2015), "Gradient-based hyperparameter optimization through
 reversible learning": run the inner optimiser in fixed point and store, in an *information
@@ -313,7 +313,8 @@ GradFn = Callable[[Tensor, int], Tensor]
 
 
 class ReversibleTrajectory:
-    """An inner optimisation run in exact fixed point, reversible step by step (M6.3).
+    """An inner optimisation run in exact fixed point, reversible step by step (Maclaurin,
+    Duvenaud & Adams 2015).
 
     Conventions (PyTorch's, as the float steps of :mod:`.problem`), ``g = grad_fn(w_t, t)``
     at the weights before step ``t`` (0-based):

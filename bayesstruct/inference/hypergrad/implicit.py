@@ -1,4 +1,5 @@
-"""Implicit differentiation at an inner optimum (METHODS.md M6.5; seed 002).
+"""Implicit differentiation at an inner optimum (Pedregosa 2016; Lorraine, Vicol & Duvenaud
+2020).
 
 At ``w*`` with ``grad_w L_train(w*, lambda) = 0`` the implicit function theorem gives
 
