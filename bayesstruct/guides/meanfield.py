@@ -122,12 +122,9 @@ def lrt_twin(net: nn.Module, state: dict, points: dict[str, Tensor] | None = Non
     points = points if points is not None else {}
     own = [k for k, p in net._parameters.items() if p is not None]
     if own and all(f"{prefix}{k}" in points for k in own):
-        twin = nn.Module.__new__(type(net))
-        twin.__dict__ = dict(net.__dict__)
+        twin = _twin_of(net, state, points, prefix)
         twin._parameters = {k: None if p is None else points[f"{prefix}{k}"]
                             for k, p in net._parameters.items()}
-        twin._modules = {k: lrt_twin(m, state, points, f"{prefix}{k}.")
-                         for k, m in net._modules.items()}
         return twin
     family = family_of(net)
     if family is not None and own:
@@ -151,6 +148,11 @@ def lrt_twin(net: nn.Module, state: dict, points: dict[str, Tensor] | None = Non
                                   f"{family.local_reparam_obstacle(net)}")
     if not net._modules:
         return net
+    return _twin_of(net, state, points, prefix)
+
+
+def _twin_of(net: nn.Module, state: dict, points: dict[str, Tensor], prefix: str) -> nn.Module:
+    """A shallow copy of ``net`` (its settings and buffers shared) whose children are twins."""
     twin = nn.Module.__new__(type(net))
     twin.__dict__ = dict(net.__dict__)
     twin._modules = {k: lrt_twin(m, state, points, f"{prefix}{k}.")

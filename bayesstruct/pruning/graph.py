@@ -297,8 +297,9 @@ def _shrink(gm: fx.GraphModule, spaces: _Spaces) -> int:
             layer = gm.get_submodule(name)
             family = family_of(layer)
             if name in space.readers:
-                w = family.input_blocks(layer, n) if _divides(layer, family, n) else None
-                if w is None:
+                try:
+                    w = family.input_blocks(layer, n)
+                except RuntimeError:  # its input does not split into n equal blocks
                     unread[:] = False
                     break
                 unread &= (w == 0).all(dim=2).all(dim=0).cpu()
@@ -317,14 +318,6 @@ def _shrink(gm: fx.GraphModule, spaces: _Spaces) -> int:
             family_of(layer).keep_inputs(layer, keep.to(_device(layer)))
         removed += int(unread.sum())
     return removed
-
-
-def _divides(layer: nn.Module, family, n: int) -> bool:
-    try:
-        family.input_blocks(layer, n)
-    except RuntimeError:  # its input does not split into n equal blocks
-        return False
-    return True
 
 
 def _device(layer: nn.Module) -> torch.device:
