@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.bayesstruct-installed
 FMNIST := /usr/share/datasets/fashion-mnist
 PYTEST_ARGS ?=
 
-.PHONY: setup data demo test test-slow test-seeds lint bench bench-compression bench-pruning bench-mcmc bench-rnn bench-ibp bench-hypergrad bench-nas bench-freeze clean
+.PHONY: setup data demo test test-slow test-seeds lint docs bench bench-compression bench-pruning bench-mcmc bench-rnn bench-ibp bench-hypergrad bench-nas bench-freeze clean
 
 setup: $(STAMP)
 
@@ -51,34 +51,38 @@ test-seeds: setup data
 lint: setup
 	$(VENV)/bin/ruff check bayesstruct tests benchmarks notebooks
 
+# the documentation site (mkdocs.yml, docs/, API reference from the docstrings) into site/
+docs: setup
+	$(VENV)/bin/mkdocs build --strict -d site
+
 bench: setup data
 	$(PY) benchmarks/svi_throughput.py
 
 bench-compression: setup data
-	$(PY) benchmarks/compression.py --net lenet300
+	$(PY) benchmarks/compression.py --net lenet300 --write-results
 
 bench-pruning: setup data
-	$(PY) benchmarks/pruning_comparison.py
+	$(PY) benchmarks/pruning_comparison.py --write-results
 
 bench-mcmc: setup
-	$(PY) benchmarks/mcmc.py
+	$(PY) benchmarks/mcmc.py --write-results
 
 bench-rnn: setup data
-	$(PY) benchmarks/rnn_eb.py --epochs 20
+	$(PY) benchmarks/rnn_eb.py --epochs 20 --write-results
 
 bench-ibp: setup data
-	$(PY) benchmarks/ibp_prior.py
-	$(PY) benchmarks/ibp_mlp.py --epochs 20
+	$(PY) benchmarks/ibp_prior.py --write-results
+	$(PY) benchmarks/ibp_mlp.py --epochs 20 --write-results
 
 bench-hypergrad: setup data
-	$(PY) benchmarks/hypergrad.py
-	$(PY) benchmarks/hypergrad_seed.py
+	$(PY) benchmarks/hypergrad.py --write-results
+	$(PY) benchmarks/hypergrad_seed.py --write-results
 
 bench-nas: setup data
-	$(PY) benchmarks/nas.py
+	$(PY) benchmarks/nas.py --write-results
 
 bench-freeze: setup data
-	$(PY) benchmarks/freeze.py
+	$(PY) benchmarks/freeze.py --write-results
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -32,6 +32,7 @@ from .distributions import IndianBuffetProcess
 from .guides import Delta, MeanField
 from .inference import svi
 from .models import BayesianNet
+from .predict import predict
 from .priors import ARD, IBP, Gaussian
 
 with _warnings.catch_warnings():
@@ -62,6 +63,7 @@ __all__ = [
     "nets",
     "plots",
     "posterior",
+    "predict",
     "priors",
     "pruning",
     "report",

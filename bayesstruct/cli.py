@@ -1,9 +1,11 @@
 """``bayesstruct``: run catalog entries, list the zoo.
 
+    bayesstruct [--version] [-h]
     bayesstruct run [ENTRY|PATH.yaml] [--inference RECIPE] [--out DIR] [--set key=value ...]
                     [--device cpu|cuda] [--data-dir DIR] [--resume | --init-from RUN_DIR]
-                    [--quiet]
+                    [--quiet | --verbose]
     bayesstruct compare [ENTRY] [--methods a,b,...] [--out DIR] [--set key=value ...] [--resume]
+                        [--quiet | --verbose]
     bayesstruct diagnose RUN_DIR [--weights N] [--no-plots]
     bayesstruct export RUN_DIR [--format torchscript|onnx] [--out PATH]
     bayesstruct zoo
@@ -19,14 +21,85 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer.core import TyperCommand, TyperGroup, TyperOption
 
 from .config import DEFAULT_ENTRY, ConfigError, catalog, load_yaml, resolve
 from .data import DataNotFoundError
 from .errors import NonFiniteLossError, UserInputError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  context_settings={"help_option_names": ["-h", "--help"]},
-                  help="Bayesian structure selection for neural networks: a model zoo.")
+
+def _flags_without_type(params: list) -> list:
+    """Typer's rich help prints a type after every option, ``--resume <bool>`` included; an
+    empty metavar on the flags (``--help`` too) prints them as plain switches."""
+    for p in params:
+        if isinstance(p, TyperOption) and p.is_flag and p.metavar is None:
+            p.metavar = ""
+    return params
+
+
+def _examples(*lines: str) -> str:
+    """An epilog listing example command lines; ``\\b`` keeps click's plain formatter from
+    rewrapping them (rich help prints them as they are)."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+class _Command(TyperCommand):
+    def get_params(self, ctx: typer.Context) -> list:
+        return _flags_without_type(super().get_params(ctx))
+
+
+class _Group(TyperGroup):
+    def get_params(self, ctx: typer.Context) -> list:
+        return _flags_without_type(super().get_params(ctx))
+
+
+app = typer.Typer(
+    cls=_Group, add_completion=False, no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help="Bayesian structure selection for neural networks: a model zoo.",
+    epilog=_examples(
+        "bayesstruct zoo                # catalog entries, inference recipes",
+        "bayesstruct run                # the default entry, ard-logreg-digits",
+        "bayesstruct run lenet5-ard-fashion-mnist --set inference.epochs=5",
+        "bayesstruct diagnose runs/ard-logreg-digits/20261130-120000",
+        "bayesstruct run -h             # the options of one command",
+    ),
+)
+
+
+def version_string() -> str:
+    """``bayesstruct X.Y.Z (torch A, pyro B, arviz C, python D)`` from the installed
+    distributions' metadata."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    from . import __version__
+
+    def of(dist: str, fallback: str = "not installed") -> str:
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            return fallback
+
+    deps = ", ".join(f"{name} {of(dist)}" for name, dist in
+                     (("torch", "torch"), ("pyro", "pyro-ppl"), ("arviz", "arviz")))
+    return (f"bayesstruct {of('bayesstruct', __version__)} ({deps}, "
+            f"python {platform.python_version()})")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(version_string())
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option(
+        "--version", "-V", callback=_print_version, is_eager=True,
+        help="print the versions of bayesstruct, torch, pyro and arviz, and exit")] = False,
+) -> None:
+    """Bayesian structure selection for neural networks: a model zoo."""
 
 
 def _fail(msg: str, code: int = 2) -> None:
@@ -64,18 +137,53 @@ def _errors(interrupted: Callable[[], str] | None = None,
 # options shared by `run` and `compare`
 Entry = Annotated[str, typer.Argument(help="catalog entry name or path to a models/*.yaml")]
 Out = Annotated[Path | None, typer.Option("--out", "-o", help="run directory")]
-Sets = Annotated[list[str] | None, typer.Option("--set", "-s", help="override, e.g. "
+Sets = Annotated[list[str] | None, typer.Option("--set", "-s", metavar="KEY=VALUE",
+                 help="override, e.g. "
                  "inference.epochs=5 or compare.l1=1e-3 (repeatable)")]
 Device = Annotated[str | None, typer.Option(help="cpu, cuda or cuda:N")]
 DataDir = Annotated[Path | None, typer.Option(help="folder with MNIST/Fashion-MNIST IDX files")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars; log warnings "
+                 "and errors only")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="log debugging detail too")]
+
+
+@contextlib.contextmanager
+def _logging(quiet: bool, verbose: bool) -> Iterator[int]:
+    """Set up bayesstruct's logging for one command: verbosity -1 for --quiet, 0 by default,
+    1 for --verbose (:func:`bayesstruct.logs.configure`); the logger is left as it was found
+    afterwards (the command may run inside a Python session or a test)."""
+    import logging
+
+    from . import logs
+
+    if quiet and verbose:
+        _fail("--quiet and --verbose exclude each other")
+    level = -1 if quiet else 1 if verbose else 0
+    logger = logging.getLogger("bayesstruct")
+    saved = (logs.verbosity(), logger.level, list(logger.handlers), logger.propagate)
+    logs.configure(level)
+    try:
+        yield level
+    finally:
+        logs.configure(saved[0])
+        logger.handlers[:] = saved[2]
+        logger.setLevel(saved[1])
+        logger.propagate = saved[3]
 
 
 def _overrides(set_: list[str] | None, data_dir: Path | None) -> list[str]:
     return list(set_ or []) + ([f"data.data_dir={data_dir}"] if data_dir is not None else [])
 
 
-@app.command()
+@app.command(cls=_Command, epilog=_examples(
+    "bayesstruct run                # ard-logreg-digits, the default entry",
+    "bayesstruct run lenet5-ard-fashion-mnist -i svi-meanfield \\",
+    "    --set inference.epochs=5 --set inference.lr=3e-3",
+    "bayesstruct run ard-logreg-digits01 -i psgld --out runs/psgld",
+    "bayesstruct run lenet5-ard-fashion-mnist --out runs/lenet5 --resume",
+    "bayesstruct run lenet300-sparsevd --data-dir ~/data --device cuda",
+    "bayesstruct run my-entry.yaml --quiet",
+))
 def run(
     entry: Entry = DEFAULT_ENTRY,
     inference: Annotated[str | None, typer.Option("--inference", "-i",
@@ -90,6 +198,7 @@ def run(
         "--init-from", help="start a new SVI run from the last good parameters of RUN_DIR "
         "(e.g. after a NaN stop, with --set inference.lr=...)")] = None,
     quiet: Quiet = False,
+    verbose: Verbose = False,
 ) -> None:
     """Train, compute the posterior, prune, and write a run directory."""
     from .experiments import experiment_for
@@ -98,11 +207,12 @@ def run(
 
     overrides = _overrides(set_, data_dir)
     box: dict = {"out": out, "svi": False}
-    with _errors(interrupted=lambda: f"continue with: bayesstruct run {entry} --out "
-                 f"{box['out']} --resume",
-                 diverged=lambda: "To go on from the last good parameters with a lower "
-                 f"learning rate: bayesstruct run {entry} --init-from {box['out']} --set "
-                 "inference.lr=LOWER --out NEW_DIR" if box["svi"] else ""):
+    with _logging(quiet, verbose), _errors(
+            interrupted=lambda: f"continue with: bayesstruct run {entry} --out "
+            f"{box['out']} --resume",
+            diverged=lambda: "To go on from the last good parameters with a lower "
+            f"learning rate: bayesstruct run {entry} --init-from {box['out']} --set "
+            "inference.lr=LOWER --out NEW_DIR" if box["svi"] else ""):
         if resume:
             if out is None:
                 out = _latest_run(entry)
@@ -120,7 +230,14 @@ def run(
                        init_from=init_from)
 
 
-@app.command()
+@app.command(cls=_Command, epilog=_examples(
+    "bayesstruct compare            # logreg-prune-compare, its methods",
+    "bayesstruct compare logreg-prune-compare \\",
+    "    --methods random,magnitude-l2-retrain,obd,obs --out runs/cmp",
+    "bayesstruct compare lenet300-gaussian-digits \\",
+    "    --methods magnitude-l2,variational --set inference.epochs=5",
+    "bayesstruct compare --out runs/cmp --resume",
+))
 def compare(
     entry: Entry = "logreg-prune-compare",
     methods: Annotated[str | None, typer.Option(
@@ -135,6 +252,7 @@ def compare(
     resume: Annotated[bool, typer.Option("--resume", help="reuse the trained bases and "
                                          "finished methods in --out")] = False,
     quiet: Quiet = False,
+    verbose: Verbose = False,
 ) -> None:
     """Pruning comparison: random, magnitude (L1/L2, +- retraining), variational, OBD, OBS.
 
@@ -147,10 +265,11 @@ def compare(
     overrides = _overrides(set_, data_dir)
     chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
     box: dict[str, Path | None] = {"out": out}
-    with _errors(interrupted=lambda: f"continue with: bayesstruct compare {entry} --out "
-                 f"{box['out']} --resume",
-                 diverged=lambda: "Finished bases and methods are kept in "
-                 f"{box['out']}/checkpoints; lower compare.lr (or inference.lr) in a new run"):
+    with _logging(quiet, verbose), _errors(
+            interrupted=lambda: f"continue with: bayesstruct compare {entry} --out "
+            f"{box['out']} --resume",
+            diverged=lambda: "Finished bases and methods are kept in "
+            f"{box['out']}/checkpoints; lower compare.lr (or inference.lr) in a new run"):
         if resume:
             if out is None:
                 out = _latest_run(entry)
@@ -164,16 +283,22 @@ def compare(
                     echo=typer.echo)
 
 
-@app.command()
+@app.command(cls=_Command, epilog=_examples(
+    "bayesstruct run logreg-digits01 --out runs/nuts   # NUTS, 4 chains",
+    "bayesstruct diagnose runs/nuts",
+    "bayesstruct diagnose runs/nuts --weights 32 --no-plots",
+))
 def diagnose(
     run_dir: Annotated[Path, typer.Argument(help="a run directory (holds posterior.nc)")],
     weights: Annotated[int, typer.Option("--weights", "-w", help="how many individual "
                                          "weights to sample into the summary")] = 16,
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="write the figures")] = True,
 ) -> None:
-    """Convergence of a run's posterior: R-hat, bulk/tail ESS, divergences of the structural
-    quantities (hyper-latents, biases, a sample of weights), warnings in words, and plots
-    (rank/trace, forest of per-unit scales, histogram of log rho).
+    """Convergence diagnostics of a run's posterior.
+
+    R-hat, bulk/tail ESS and divergences of the structural quantities (hyper-latents,
+    biases, a sample of weights), warnings in words, and plots (rank/trace, forest of
+    per-unit scales, histogram of log rho).
 
     Writes diagnose.csv, diagnose.json and diagnose-*.png into RUN_DIR.
     """
@@ -189,18 +314,29 @@ def diagnose(
         post = posterior.load(path)
         d = diagnostics.diagnose(post, num_weights=weights)
     cols = ["mean", "sd", "r_hat", "ess_bulk", "ess_tail", "mcse_mean"]
+    if d.engine == "svi":
+        cols = ["mean", "sd"]
     rows = [[name] + [f"{float(r[c]):.4g}" for c in cols] for name, r in d.summary[cols].iterrows()]
     typer.echo(f"{run_dir}: engine {d.engine}, {d.num_chains} chain(s) x {d.num_draws} draws")
     typer.echo(format_table(rows, ["quantity", *cols]))
-    div = "n/a" if d.divergences is None else str(d.divergences)
-    rhat = "n/a" if d.max_rhat is None else f"{d.max_rhat:.4f}"
-    typer.echo(f"\nmax R-hat {rhat}; min bulk ESS {d.min_ess_bulk:.0f}; min tail ESS "
-               f"{d.min_ess_tail:.0f}; divergences {div}")
+    checked = []
+    if d.engine == "svi":  # independent draws from q: chain diagnostics say nothing here
+        typer.echo("\nthe draws are independent draws from the variational posterior q: "
+                   "R-hat and ESS do not apply")
+        checked = ["the loss trace", "q's scales"]
+    else:
+        rhat = "n/a" if d.max_rhat is None else f"{d.max_rhat:.4f}"
+        line = (f"\nmax R-hat {rhat}; min bulk ESS {d.min_ess_bulk:.0f}; min tail ESS "
+                f"{d.min_ess_tail:.0f}")
+        checked = ["R-hat", "ESS"]
+        if d.divergences is not None:  # only NUTS/HMC record divergent transitions
+            line += f"; divergences {d.divergences}"
+            checked.append("divergences")
+        typer.echo(line)
     for w in d.warnings:
         typer.secho(f"warning: {w}", fg=typer.colors.YELLOW)
     if not d.warnings:
-        typer.secho("no warnings: R-hat, ESS and divergences are within bounds",
-                    fg=typer.colors.GREEN)
+        typer.secho(f"no warnings: {', '.join(checked)} within bounds", fg=typer.colors.GREEN)
     write_text(run_dir / "diagnose.csv", d.summary.to_csv(index_label="quantity"))
     write_json(run_dir / "diagnose.json", d.to_dict())
     if plots:
@@ -212,7 +348,10 @@ def diagnose(
                 typer.echo(f"wrote {p}")
 
 
-@app.command()
+@app.command(cls=_Command, epilog=_examples(
+    "bayesstruct export runs/lenet5   # runs/lenet5/network/pruned.torchscript.pt",
+    "bayesstruct export runs/lenet5 --format onnx --out lenet5.onnx",
+))
 def export(
     run_dir: Annotated[Path, typer.Argument(help="a fit run directory (holds network/)")],
     format_: Annotated[str, typer.Option("--format", "-f", help="torchscript or onnx (onnx "
@@ -249,7 +388,10 @@ def _latest_run(entry: str) -> Path:
     return runs[-1]
 
 
-@app.command()
+@app.command(cls=_Command, epilog=_examples(
+    "bayesstruct zoo",
+    "bayesstruct run lenet5-bc-gnj  # run one of the entries listed",
+))
 def zoo() -> None:
     """List the catalog entries and inference recipes."""
     for kind, title in (("models", "catalog entries"), ("inference", "inference recipes")):

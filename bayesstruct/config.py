@@ -129,7 +129,7 @@ def _recipe_fields() -> set[str]:
 
 
 class PruningConfig(_Strict):
-    """How decisions are made (M5). ``auto`` takes the prior's own criterion: ``rho`` (Gaussian,
+    """How decisions are made. ``auto`` takes the prior's own criterion: ``rho`` (Gaussian,
     ARD), ``log_alpha`` per weight (sparse VD), ``unit`` (BC-GNJ, BC-GHS); ``magnitude`` for
     point estimates."""
 

@@ -4,9 +4,9 @@ Every network is an ``nn.Sequential`` with *named* layers (``fc1``, ``conv1``, .
 posterior's dimensions read ``fc1_out``, ``fc1_in`` and pruning can address layers by name.
 Nothing here knows about priors: :class:`bayesstruct.models.BayesianNet` puts them on top.
 
-The recurrent nets (seed 001, METHODS.md M3/M5) keep each weight matrix in its own ``nn.Linear``
-(``rnn.ih`` holds ``W`` and ``b``, ``rnn.hh`` holds ``U``), so every matrix is one sample site
-with its own dimension names and can be pruned on its own.
+The recurrent nets (for empirical Bayes and pruning by signal-to-noise ratio) keep each weight
+matrix in its own ``nn.Linear`` (``rnn.ih`` holds ``W`` and ``b``, ``rnn.hh`` holds ``U``), so
+every matrix is one sample site with its own dimension names and can be pruned on its own.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def lenet5_caffe(input_shape: Sequence[int] = (1, 28, 28), n_classes: int = 10) 
 
 
 class ElmanRNN(nn.Module):
-    """Elman recurrent layer (seed 001): ``h_t = tanh(x_t W^T + h_{t-1} U^T + b)``, ``h_0 = 0``.
+    """Elman recurrent layer (Elman 1990): ``h_t = tanh(x_t W^T + h_{t-1} U^T + b)``, ``h_0 = 0``.
 
     ``ih`` (``Linear(in, H)``) holds ``W`` and ``b``; ``hh`` (``Linear(H, H)``, no bias) holds
     ``U``. Equal to ``torch.nn.RNN(nonlinearity="tanh")`` with ``bias_hh = 0`` (tested).
@@ -160,7 +160,7 @@ class SequenceClassifier(nn.Module):
 
 
 class PairClassifier(nn.Module):
-    """Sentence-pair similarity (seed 001; Tai, Socher & Manning 2015's head).
+    """Sentence-pair similarity (Tai, Socher & Manning 2015's head).
 
     One recurrent layer is shared by both sentences, ``h_a = rnn(a)``, ``h_b = rnn(b)``, and
     the classes (the 0..5 similarity score) are ``softmax(fc([h_a * h_b, |h_a - h_b|]))``.

@@ -11,7 +11,11 @@ over the test set (the shrunk network against the dense posterior-mean one, medi
 batches of 1000, in the same process).
 
     python benchmarks/any_network.py [--entries resnet-ard-fashion-mnist ...]
-        [--set key=value ...] [--seed 0] [--out DIR] [--no-write]
+        [--set key=value ...] [--seed 0] [--keep-runs DIR] [--out DIR] [--write-results]
+
+The section goes to ``DIR/RESULTS.md`` (``--out``; default ``runs/benchmarks/``);
+``--write-results`` updates the tracked ``benchmarks/RESULTS.md`` instead. The run directories
+are temporary unless ``--keep-runs DIR``.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import markdown_table, provenance, write_section  # noqa: E402
+from _results import Output, add_output_args, markdown_table, provenance  # noqa: E402
 
 from bayesstruct import runner  # noqa: E402
 from bayesstruct.config import resolve  # noqa: E402
@@ -54,13 +58,15 @@ def main() -> None:
     ap.add_argument("--set", dest="overrides", action="append", default=[],
                     help="a --set override for every entry (e.g. inference.epochs=2)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default=None, help="keep the run directories here")
-    ap.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
+    ap.add_argument("--keep-runs", default=None, metavar="DIR",
+                    help="keep the run directories here")
+    add_output_args(ap)
     args = ap.parse_args()
+    out = Output(args)
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        base = Path(args.out) if args.out else Path(tmp)
+        base = Path(args.keep_runs) if args.keep_runs else Path(tmp)
         for entry in args.entries:
             cfg = resolve(entry, None, [*args.overrides, f"seed={args.seed}"])
             print(f"== {entry}: {cfg.inference.epochs} epochs, "
@@ -70,11 +76,9 @@ def main() -> None:
             print(markdown_table(rows[-1:], HEADER), flush=True)
     table = markdown_table(rows, HEADER)
     print("\n" + table)
-    if args.no_write:
-        return
     command = "python benchmarks/any_network.py" + "".join(
         f" --set {o}" for o in args.overrides) + (f" --seed {args.seed}" if args.seed else "")
-    write_section("any_network", "\n".join([
+    out.section("any_network", "\n".join([
         "## Any network: a residual net with BatchNorm, torch's LSTM, a 1-D conv net",
         "",
         f"{provenance()}; `{command}`. Each entry at its own reduced budget (24000 "

@@ -13,9 +13,11 @@ For one architecture (LeNet-300-100 or LeNet-5-Caffe) on Fashion-MNIST, in one r
 Columns: test error of the pruned network, % weights kept, units kept per layer (input units
 of every layer, then the last layer's outputs), |W|/|W != 0|, Deep-Compression bytes
 (k-means + Huffman) and their ratio against float32, training time. The table is printed and
-written into ``benchmarks/RESULTS.md`` between the markers of the architecture's section.
+written, as the architecture's section, into ``DIR/RESULTS.md`` (``--out DIR``; default
+``runs/benchmarks/``), or with ``--write-results`` into the tracked ``benchmarks/RESULTS.md``.
 
     python benchmarks/compression.py --net lenet300 [--epochs 30] [--data-dir DIR]
+        [--out DIR] [--write-results]
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from bayesstruct.report import format_table
 from bayesstruct.training.plain import evaluate_net, train_plain
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _results import RESULTS, write_section  # noqa: E402
+from _results import Output, add_output_args  # noqa: E402
 
 METHODS = {"sparsevd": "sparse VD", "bc-gnj": "BC-GNJ", "bc-horseshoe": "BC-GHS"}
 ANCHORS = {  # published MNIST numbers (error %, compression |W|/|W != 0|) to quote beside
@@ -121,8 +123,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", dest="overrides", action="append", default=[],
                     help="extra key=value overrides for the zoo runs (as bayesstruct run --set)")
-    ap.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
+    add_output_args(ap)
     args = ap.parse_args()
+    out = Output(args)
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
     overrides = [f"data.train_size={args.train_size}"] if args.train_size else []
@@ -189,9 +192,7 @@ def main() -> None:
             + "; ".join(_rule(METHODS[m], c, t, lt) for m, (c, t, lt) in thresholds.items())
             + ".\n\n" + _markdown(rows) + "\n\n" + ANCHORS[args.net])
     print("\n" + text)
-    if not args.no_write:
-        write_section(f"compression:{args.net}", text)
-        print(f"\nwritten to {RESULTS}")
+    out.section(f"compression:{args.net}", text)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Which parameters to keep training (METHODS.md M8; seed 004) on Fashion-MNIST: an MLP
+"""Which parameters to keep training (freezing by gradient statistics) on Fashion-MNIST: an MLP
 (LeNet-300-100) and a small CNN (LeNet-5-Caffe).
 
 Stage 1 trains every parameter for ``--eta0`` plain SGD steps and records the gradient
@@ -14,7 +14,8 @@ side with stage 2 on every parameter (k = 100 %, the same code path).
         [--granularity element tensor]
 
 Writes ``figures/freeze-sweep.csv``, ``figures/freeze-sweep.png`` and the "freeze" section of
-``RESULTS.md``.
+``RESULTS.md`` under ``--out DIR`` (default ``runs/benchmarks/``); ``--write-results`` writes
+them into the tracked ``benchmarks/`` instead.
 """
 
 from __future__ import annotations
@@ -27,14 +28,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import markdown_table, provenance, write_section  # noqa: E402
+from _results import Output, add_output_args, markdown_table, provenance  # noqa: E402
 
 from bayesstruct import data, nets  # noqa: E402
 from bayesstruct.report import write_csv  # noqa: E402
 from bayesstruct.training import freeze  # noqa: E402
 from bayesstruct.training.plain import evaluate_net  # noqa: E402
 
-FIGURES = Path(__file__).with_name("figures")
 NETS = {"mlp": "lenet300", "cnn": "lenet5"}
 LABEL = {"random": "random", "gradient": "largest sum of abs(grad)",
          "psgld": "pSGLD: abs(E g) / sd(g)", "all": "all parameters"}
@@ -116,7 +116,6 @@ def figure(rows: list[dict], args, path: Path) -> None:
                 if i == 0 and j == 0 and m == 0:
                     ax.legend(fontsize=7)
     fig.tight_layout()
-    FIGURES.mkdir(exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -134,14 +133,14 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=0.05)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--no-write", action="store_true")
+    add_output_args(ap)
     args = ap.parse_args()
+    out = Output(args)
     cmd = "python benchmarks/freeze.py " + " ".join(sys.argv[1:])
     ds = data.load("fashion-mnist", seed=0)
     rows = [r for name in args.nets for r in sweep(name, ds, args)]
-    FIGURES.mkdir(exist_ok=True)
-    write_csv(rows, FIGURES / "freeze-sweep.csv")
-    figure(rows, args, FIGURES / "freeze-sweep.png")
+    write_csv(rows, out.figure("freeze-sweep.csv"))
+    figure(rows, args, out.figure("freeze-sweep.png"))
     table_rows = []
     for name in args.nets:
         mine = [r for r in rows if r["net"] == name]
@@ -165,11 +164,9 @@ def main() -> None:
               "update work saved", "gradient entries never computed", "live tensors"]
     table = markdown_table(table_rows, header)
     print(table)
-    if args.no_write:
-        return
     n_train = len(ds.train)
-    write_section("freeze", "\n".join([
-        "## Which parameters to keep training (issue 10; M8, seed 004)",
+    out.section("freeze", "\n".join([
+        "## Which parameters to keep training (issue 10)",
         "",
         f"{provenance()}; command `{cmd.strip()}`. Fashion-MNIST ({n_train} training images, "
         f"official 10k test set); LeNet-300-100 (`mlp`) and LeNet-5-Caffe (`cnn`); plain SGD, "

@@ -1,4 +1,4 @@
-"""Hypergradients: peak memory and time against the number of inner steps T (METHODS.md M6).
+"""Hypergradients: peak memory and time against the number of inner steps T.
 
 Four hypergradient methods of :mod:`bayesstruct.inference.hypergrad` on one bilevel problem,
 for T in ``--steps`` (default 100, 1000, 10000):
@@ -36,12 +36,14 @@ further child (``--check T``, T the smallest of ``--steps``) computes all hyperg
 that T and prints each method's largest difference to ``unrolled`` relative to
 ``max |unrolled|`` (and central finite differences as an independent check).
 
-Results go to the ``hypergrad-memory`` section of ``benchmarks/RESULTS.md`` and the figure
-``benchmarks/figures/hypergrad-memory.png`` (memory and seconds against T, log-log).
+Results go to the ``hypergrad-memory`` section of ``DIR/RESULTS.md`` and the figure
+``DIR/figures/hypergrad-memory.png`` (memory and seconds against T, log-log), ``DIR`` given by
+``--out`` (default ``runs/benchmarks/``); ``--write-results`` writes them into the tracked
+``benchmarks/RESULTS.md`` and ``benchmarks/figures/`` instead.
 
     python benchmarks/hypergrad.py [--steps 100 1000 10000]
         [--methods unrolled reversible checkpointed implicit] [--timeout 1800]
-        [--implicit-solver auto|cg|neumann] [--no-write]
+        [--implicit-solver auto|cg|neumann] [--out DIR] [--write-results]
 """
 
 from __future__ import annotations
@@ -61,13 +63,12 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import markdown_table, provenance, write_section  # noqa: E402
+from _results import Output, add_output_args, markdown_table, provenance  # noqa: E402
 
 from bayesstruct.data import load  # noqa: E402
 from bayesstruct.inference import hypergrad as hg  # noqa: E402
 from bayesstruct.nets import mlp  # noqa: E402
 
-FIGURES = Path(__file__).with_name("figures")
 METHODS = ("unrolled", "reversible", "checkpointed", "implicit")
 WIDTHS = [64, 32, 32, 10]
 BATCH = 64
@@ -305,7 +306,7 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per child")
     ap.add_argument("--implicit-solver", default="auto", choices=SOLVERS,
                     help="auto: CG, the Neumann series where CG meets non-positive curvature")
-    ap.add_argument("--no-write", action="store_true")
+    add_output_args(ap)
     ap.add_argument("--one", nargs=2, metavar=("METHOD", "T"), help=argparse.SUPPRESS)
     ap.add_argument("--check", type=int, metavar="T", help=argparse.SUPPRESS)
     ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
@@ -319,6 +320,7 @@ def main() -> None:
     if args.check is not None:
         print(json.dumps(child_check(args.check, args.implicit_solver)))
         return
+    out = Output(args)
 
     steps = sorted(set(args.steps))
     methods = list(dict.fromkeys(args.methods))
@@ -358,15 +360,12 @@ def main() -> None:
     growth = growth_sentence(results, methods, steps)
     print(growth)
     table = markdown_table(rows, header)
-    if args.no_write:
-        return
     figure = ""
     if results:
-        FIGURES.mkdir(exist_ok=True)
-        plot(results, methods, FIGURES / "hypergrad-memory.png")
+        plot(results, methods, out.figure("hypergrad-memory.png"))
         figure = " Figure: `figures/hypergrad-memory.png`."
     cmd = ("python benchmarks/hypergrad.py " + " ".join(sys.argv[1:])).strip()
-    write_section("hypergrad-memory", "\n".join([
+    out.section("hypergrad-memory", "\n".join([
         "## Hypergradients: memory and time against T (issue 8)", "",
         f"{provenance()}; command `{cmd}`; one thread, one fresh process per row. Problem: "
         f"MLP {'-'.join(map(str, WIDTHS))} (ReLU, float64) on scikit-learn digits; inner loss "

@@ -1,6 +1,6 @@
 """IBP deep sparse MLP on Fashion-MNIST: inferred widths against dense and horseshoe MLPs.
 
-The ``ibp-mlp`` zoo entry (METHODS.md M2.5): an MLP with a truncation of ``K_max`` units in
+The ``ibp-mlp`` zoo entry: an MLP with a truncation of ``K_max`` units in
 each hidden layer, cascading IBP unit masks in stick-breaking form, SVI with Kumaraswamy /
 relaxed-Bernoulli guides and the Concrete temperature annealed; after inference each layer
 keeps the units whose posterior inclusion probability exceeds 1/2 and the network is pruned
@@ -11,10 +11,14 @@ trained in the same process with the same epochs, batch size and learning rate:
   dense K_max MLP       -- plain PyTorch training of the full-width MLP;
   dense, IBP widths     -- plain training of an MLP with the widths the IBP inferred (for the
                            alpha with the best ELBO): the "same-size dense MLP";
-  horseshoe MLP         -- the group horseshoe (BC-GHS, M2.4) on the full-width MLP, units
+  horseshoe MLP         -- the group horseshoe (BC-GHS) on the full-width MLP, units
                            pruned with per-layer thresholds calibrated on the validation split.
 
-    python benchmarks/ibp_mlp.py [--epochs 20] [--kmax 400] [--alphas 3 10 30] [--no-write]
+    python benchmarks/ibp_mlp.py [--epochs 20] [--kmax 400] [--alphas 3 10 30] [--out DIR]
+        [--write-results]
+
+The table goes to ``DIR/RESULTS.md`` and the figure to ``DIR/figures/`` (``--out DIR``; default
+``runs/benchmarks/``); ``--write-results`` writes them into the tracked ``benchmarks/``.
 """
 
 from __future__ import annotations
@@ -27,15 +31,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import markdown_table, provenance, write_section  # noqa: E402
+from _results import Output, add_output_args, markdown_table, provenance  # noqa: E402
 
 from bayesstruct import config, nets, posterior, priors, pruning, runner  # noqa: E402
 from bayesstruct.models import BayesianNet  # noqa: E402
 from bayesstruct.plots import plot_inclusion  # noqa: E402
 from bayesstruct.training import evaluate  # noqa: E402
 from bayesstruct.training.plain import train_plain  # noqa: E402
-
-FIGURES = Path(__file__).with_name("figures")
 
 
 def _point(post, device) -> dict[str, torch.Tensor]:
@@ -83,8 +85,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--plain-lr", type=float, default=1e-3)
     ap.add_argument("--train-size", type=int, default=None)
-    ap.add_argument("--no-write", action="store_true")
+    add_output_args(ap)
     args = ap.parse_args()
+    out = Output(args)
     common = [f"inference.epochs={args.epochs}", f"inference.batch_size={args.batch_size}",
               f"net.hidden=[{args.kmax},{args.kmax}]"]
     if args.train_size:
@@ -131,19 +134,16 @@ def main() -> None:
                                   "test acc (%), pruned net", "parameters after pruning",
                                   "-ELBO / example (last epoch)", "train s"])
     print(table)
-    if args.no_write:
-        return
     best_model, best_post = ibp[best]["model"], ibp[best]["post"]
     prior_incl = {k: v.numpy() for k, v in best_model.prior.prior_inclusions().items()}
-    FIGURES.mkdir(exist_ok=True)
     plot_inclusion(pruning.inclusion_probabilities(best_post, best_model),
-                   FIGURES / "ibp-mlp-widths.png", prior=prior_incl,
+                   out.figure("ibp-mlp-widths.png"), prior=prior_incl,
                    title=f"ibp-mlp on Fashion-MNIST (alpha = {best:g}): unit inclusion "
                          "probabilities")
     expected = ", ".join(f"alpha {a:g}: {a * sum(1 / j for j in range(1, 785)):.1f}"
                          for a in ibp)
     cmd = "python benchmarks/ibp_mlp.py " + " ".join(sys.argv[1:])
-    write_section("ibp-mlp", "\n".join([
+    out.section("ibp-mlp", "\n".join([
         "## IBP deep sparse MLP on Fashion-MNIST: inferred widths (issue 7)", "",
         f"{provenance()}; command `{cmd.strip()}`. {len(ds.train)} training images; MLP with "
         f"K_max = {args.kmax}, {args.kmax} hidden units; {args.epochs} epochs, batch "

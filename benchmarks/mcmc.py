@@ -18,7 +18,10 @@ ESS is ArviZ's bulk ESS of each parameter (rank-normalised), over the draws afte
 parameters, both per second, and, for pSGLD, how far its means and standard deviations lie from
 the NUTS posterior (in NUTS posterior sd; a fast but biased sampler would show it here).
 
-    python benchmarks/mcmc.py [--warmup 500] [--samples 1000] [--no-write]
+    python benchmarks/mcmc.py [--warmup 500] [--samples 1000] [--out DIR] [--write-results]
+
+The section goes to ``DIR/RESULTS.md`` (``--out DIR``; default ``runs/benchmarks/``), or with
+``--write-results`` to the tracked ``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import torch
 from pyro.infer import MCMC, NUTS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import markdown_table, provenance, write_section  # noqa: E402
+from _results import Output, add_output_args, markdown_table, provenance  # noqa: E402
 
 from bayesstruct import config, runner  # noqa: E402
 from bayesstruct.inference import mcmc, psgld  # noqa: E402
@@ -73,8 +76,9 @@ def main() -> None:
     ap.add_argument("--psgld-burn-in", type=int, default=5000)
     ap.add_argument("--psgld-steps", type=int, default=50000)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--no-write", action="store_true", help="print only")
+    add_output_args(ap)
     args = ap.parse_args()
+    out = Output(args)
     torch.set_num_threads(1)  # one chain, one core: what a chain in a worker process gets
 
     cfg = config.resolve("logreg-digits01", "nuts")
@@ -139,8 +143,6 @@ def main() -> None:
         "two models' chains take different random paths from different starting points).")
     print(table)
     print(summary)
-    if args.no_write:
-        return
     text = "\n".join([
         "## MCMC: effective samples per second (logistic regression, digits 0 vs 1)",
         "",
@@ -156,8 +158,7 @@ def main() -> None:
         summary + " The issue's reference: plain Pyro NUTS about 14 ESS/s without JIT, 32 "
         "with.",
     ])
-    write_section("mcmc", text)
-    print(f"written to {Path(__file__).with_name('RESULTS.md')}")
+    out.section("mcmc", text)
 
 
 if __name__ == "__main__":

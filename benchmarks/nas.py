@@ -1,6 +1,6 @@
-"""Architecture search on Fashion-MNIST: DARTS, variational DARTS, random search and SPOS
-(METHODS.md M7; seed 003), with the seed's table beside the measured one, and the
-stability report the seed's claim calls for.
+"""Architecture search on Fashion-MNIST: DARTS, variational DARTS, random search and SPOS,
+with the reference table beside the measured one, and the stability report that the claim
+of Bayesian stability calls for.
 
 For each seed and searcher: search on a training subset (weights) and a validation subset
 (structure / selection) in a reduced DARTS space (one normal cell of four nodes, seven
@@ -13,8 +13,10 @@ found from different seeds differ.
 
     python benchmarks/nas.py [--seeds 0 1 2] [--epochs 8] [--methods darts darts2 vardarts ...]
 
-Runs are saved to ``benchmarks/figures/nas-runs.json`` as they finish; a rerun with the
-same settings resumes from it (``--fresh`` starts over).
+Runs are saved to ``figures/nas-runs.json`` under the output folder as they finish; a rerun
+with the same settings resumes from it (``--fresh`` starts over). The output folder is
+``--out DIR`` (default ``runs/benchmarks/``; the section goes to ``DIR/RESULTS.md``, the
+figure to ``DIR/figures/``), or with ``--write-results`` the tracked ``benchmarks/``.
 """
 
 from __future__ import annotations
@@ -30,14 +32,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import markdown_table, provenance, write_section  # noqa: E402
+from _results import Output, add_output_args, markdown_table, provenance  # noqa: E402
 from references import NAS_TOP1  # noqa: E402
 
 from bayesstruct import data, nas  # noqa: E402
 from bayesstruct.data import Split  # noqa: E402
 from bayesstruct.files import write_text  # noqa: E402
 
-FIGURES = Path(__file__).with_name("figures")
 LABEL = {"darts": "DARTS (1st order)", "darts2": "DARTS (2nd order)",
          "vardarts": "variational DARTS", "random": "random search", "spos": "SPOS"}
 
@@ -72,10 +73,15 @@ def main() -> None:
     ap.add_argument("--noise", nargs="+", type=float, default=[0.1, 0.3, 1.0])
     ap.add_argument("--noise-draws", type=int, default=200)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--runs", type=Path, default=FIGURES / "nas-runs.json")
+    ap.add_argument("--runs", type=Path, default=None,
+                    help="the runs file to resume from (default: figures/nas-runs.json under "
+                         "the output folder)")
     ap.add_argument("--fresh", action="store_true")
-    ap.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
+    add_output_args(ap)
     args = ap.parse_args()
+    out = Output(args)
+    if args.runs is None:
+        args.runs = out.figure("nas-runs.json")
     cmd = "python benchmarks/nas.py " + " ".join(sys.argv[1:])
 
     search_ds = data.load("fashion-mnist", seed=0, train_size=args.train_size)
@@ -85,7 +91,8 @@ def main() -> None:
     space = nas.SearchSpace(channels=args.channels)
     big = replace(space, channels=args.retrain_channels)
     settings = {k: v for k, v in vars(args).items()
-                if k not in ("methods", "seeds", "runs", "fresh", "no_write", "noise",
+                if k not in ("methods", "seeds", "runs", "fresh", "no_write", "out_dir",
+                             "write_results", "noise",
                              "noise_draws", "device")}
     runs: dict[str, dict] = {}
     if args.runs.exists() and not args.fresh:
@@ -110,13 +117,13 @@ def main() -> None:
                          "history": found.history}
             print(f"{key}: test {100 * score.test_acc:.2f}%  search {found.seconds:.0f}s  "
                   f"params {score.n_params}  {found.genotype}", flush=True)
-            FIGURES.mkdir(exist_ok=True)
+            args.runs.parent.mkdir(parents=True, exist_ok=True)
             write_text(args.runs, json.dumps({"settings": settings, "runs": runs},
                                                     indent=1))
-    report(args, runs, space, big, cmd, retrain_ds)
+    report(args, runs, space, big, cmd, retrain_ds, out)
 
 
-def report(args, runs, space, big, cmd, retrain_ds) -> None:
+def report(args, runs, space, big, cmd, retrain_ds, out: Output) -> None:
     rows, stab_rows = [], []
     per_method: dict[str, list[dict]] = {}
     for r in runs.values():
@@ -148,7 +155,7 @@ def report(args, runs, space, big, cmd, retrain_ds) -> None:
                 args.noise_draws, 17 + r["seed"]) for r in rs])
             stab_rows.append([LABEL[m], f"{spread:.3f}", *cells, f"{relative:.2f}"])
     header = ["searcher", "test top-1 % (mean ± sd)", "min-max", "per seed", "search min",
-              "params (retrained)", "cell change across seeds", "seed 003: top-1 / search"]
+              "params (retrained)", "cell change across seeds", "reference: top-1 / search"]
     table = markdown_table(rows, header)
     stab = markdown_table(stab_rows, ["searcher", "sd of logits",
                                       *[f"cell change at eps={e:g}" for e in args.noise],
@@ -156,11 +163,9 @@ def report(args, runs, space, big, cmd, retrain_ds) -> None:
     print(table)
     print(stab)
     nas.plot_stability({LABEL[m]: per_method[m] for m in args.methods if m in per_method},
-                       space, args.noise, FIGURES / "nas-stability.png", args.noise_draws)
-    if args.no_write:
-        return
-    write_section("nas", "\n".join([
-        "## Architecture search on Fashion-MNIST (issue 9; M7, seed 003)",
+                       space, args.noise, out.figure("nas-stability.png"), args.noise_draws)
+    out.section("nas", "\n".join([
+        "## Architecture search on Fashion-MNIST (issue 9)",
         "",
         f"{provenance()}; command `{cmd.strip()}`. **Reduced budget** (no GPU was lent): "
         f"search on {args.train_size} training / {args.val_size} validation images, "
@@ -171,7 +176,7 @@ def report(args, runs, space, big, cmd, retrain_ds) -> None:
         f"cell is retrained from scratch with {args.retrain_channels} channels on "
         f"{len(retrain_ds.train)} training images for {args.retrain_epochs} epochs (Adam "
         f"{args.lr}, cosine) and scored on the official 10k test set. Seeds "
-        f"{', '.join(map(str, args.seeds))}. The seed's column is its full-budget GPU run "
+        f"{', '.join(map(str, args.seeds))}. The reference column is a full-budget GPU run "
         "(60k images, hours): its figures are not comparable in level with this budget, only "
         "the ordering is. Search minutes are the search's wall clock alone (mean over seeds; "
         "identical runs varied by about +-20 % on this machine); runs are kept in "

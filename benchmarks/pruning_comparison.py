@@ -1,14 +1,16 @@
-"""Pruning comparison on logistic regression: every method of M5 on one figure (issue 4).
+"""Pruning comparison on logistic regression: every pruning method on one figure (issue 4).
 
 Runs the zoo entry ``logreg-prune-compare`` (what ``bayesstruct compare`` does) with every
 method of :data:`bayesstruct.pruning.METHODS`, copies the figure and its CSV to
-``benchmarks/figures/``, and writes into ``benchmarks/RESULTS.md``: the table of test accuracy
-at 50/80/90/95/99 % of the weights removed, each base's dense accuracy, and the checks of the
-expected shape (variational and OBD above random at every fraction; retraining above no
+``DIR/figures/``, and writes into ``DIR/RESULTS.md`` (``--out DIR``; default
+``runs/benchmarks/``; with ``--write-results`` the tracked ``benchmarks/``): the table of test
+accuracy at 50/80/90/95/99 % of the weights removed, each base's dense accuracy, and the checks
+of the expected shape (variational and OBD above random at every fraction; retraining above no
 retraining for magnitude pruning), computed from the rows, not typed in.
 
     python benchmarks/pruning_comparison.py [--dataset fashion-mnist|mnist|digits]
                                             [--data-dir DIR] [--set key=value ...]
+                                            [--out DIR] [--write-results]
 """
 
 from __future__ import annotations
@@ -23,9 +25,7 @@ from bayesstruct import pruning, runner
 from bayesstruct.config import resolve
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _results import RESULTS, provenance, write_section  # noqa: E402
-
-FIGURES = Path(__file__).with_name("figures")
+from _results import Output, add_output_args, provenance  # noqa: E402
 
 
 def _markdown(table: dict[str, dict[float, float]], bases: dict[str, dict]) -> str:
@@ -71,8 +71,9 @@ def main() -> None:
     ap.add_argument("--methods", default=",".join(pruning.METHODS))
     ap.add_argument("--set", dest="overrides", action="append", default=[],
                     help="extra key=value overrides (as bayesstruct compare --set)")
-    ap.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md/figures")
+    add_output_args(ap)
     args = ap.parse_args()
+    dest = Output(args)
 
     overrides = [f"data.name={args.dataset}", *args.overrides]
     if args.data_dir:
@@ -84,10 +85,8 @@ def main() -> None:
         metrics = runner.compare(cfg, out, methods=methods, progress=False)
         rows = list(_read_csv(out / "comparison.csv"))
         stem = f"pruning-comparison-{args.dataset}"
-        if not args.no_write:
-            FIGURES.mkdir(exist_ok=True)
-            shutil.copyfile(out / "comparison.png", FIGURES / f"{stem}.png")
-            shutil.copyfile(out / "comparison.csv", FIGURES / f"{stem}.csv")
+        shutil.copyfile(out / "comparison.png", dest.figure(f"{stem}.png"))
+        shutil.copyfile(out / "comparison.csv", dest.figure(f"{stem}.csv"))
     table = {m: {float(f): a for f, a in accs.items()} for m, accs in
              metrics["test_acc_at"].items()}
     s = metrics["settings"]
@@ -110,9 +109,7 @@ def main() -> None:
             f"![pruning comparison](figures/{stem}.png)\n\nData: "
             f"[figures/{stem}.csv](figures/{stem}.csv).")
     print("\n" + text)
-    if not args.no_write:
-        write_section(f"pruning-comparison:{args.dataset}", text)
-        print(f"\nwritten to {RESULTS}")
+    dest.section(f"pruning-comparison:{args.dataset}", text)
 
 
 def _read_csv(path: Path):

@@ -1,13 +1,13 @@
 """Sequential Fashion-MNIST: plain vs variational Elman RNNs, with and without empirical Bayes.
 
-The experiment of seed 001 (METHODS.md M3, M5) on an image task: each image is read row by row
-(28 steps of 28 pixels) by an Elman RNN, ``h_t = tanh(x_t W + h_{t-1} U + b)``, 64 units,
-then a linear read-out. Variants, trained one after another in this process with the same
-epochs, batch size, learning rate and cosine schedule:
+The recurrent-network experiment (empirical Bayes, pruning by |mu/sigma|) on an image task:
+each image is read row by row (28 steps of 28 pixels) by an Elman RNN,
+``h_t = tanh(x_t W + h_{t-1} U + b)``, 64 units, then a linear read-out. Variants, trained one
+after another in this process with the same epochs, batch size, learning rate and cosine schedule:
 
   plain                 -- plain PyTorch training (cross-entropy, Adam), no prior;
   variational I,I       -- SVI, Gaussian prior N(0, 1) per layer held fixed, scalar posterior
-                           covariance (one sigma per weight tensor: the talk's "I, I");
+                           covariance (one sigma per weight tensor: "I, I");
   variational I,I + EB  -- the same with the prior's mean and variance set to their closed form
                            after every step (``prior_update: closed_form``);
   variational D,I       -- diagonal posterior covariance ("D, I"), fixed prior;
@@ -16,11 +16,14 @@ epochs, batch size, learning rate and cosine schedule:
 Printed per variant: test accuracy and macro F1 of the posterior-mean network, and the fraction
 of weights removable with at most 1 pp test-accuracy loss: by ``|mu/sigma| < lambda`` for the
 variational nets (read off the test curve, and with lambda chosen on the validation split), by
-``|w|`` for the plain one; seconds per epoch relative to the plain epoch. The three curves of
-the talk (parameters kept, accuracy / macro F1, log-likelihood against lambda) for the four
-variational nets go to ``benchmarks/figures/rnn-fashion-mnist-snr.{png,csv}``.
+``|w|`` for the plain one; seconds per epoch relative to the plain epoch. The three SNR curves
+(parameters kept, accuracy / macro F1, log-likelihood against lambda) for the four
+variational nets go to ``DIR/figures/rnn-fashion-mnist-snr.{png,csv}`` and the table to
+``DIR/RESULTS.md`` (``--out DIR``; default ``runs/benchmarks/``); ``--write-results`` writes them
+into the tracked ``benchmarks/`` instead.
 
-    python benchmarks/rnn_eb.py [--epochs 10] [--hidden 64] [--train-size N] [--no-write]
+    python benchmarks/rnn_eb.py [--epochs 10] [--hidden 64] [--train-size N] [--out DIR]
+        [--write-results]
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import markdown_table, provenance, write_section  # noqa: E402
+from _results import Output, add_output_args, markdown_table, provenance  # noqa: E402
 
 from bayesstruct import config, pruning, runner  # noqa: E402
 from bayesstruct.models import BayesianNet  # noqa: E402
@@ -43,7 +46,6 @@ from bayesstruct.report import write_csv  # noqa: E402
 from bayesstruct.training import evaluate  # noqa: E402
 from bayesstruct.training.plain import train_plain  # noqa: E402
 
-FIGURES = Path(__file__).with_name("figures")
 VARIANTS = {
     "variational I,I": ("scalar", "none"),
     "variational I,I + EB": ("scalar", "closed_form"),
@@ -72,8 +74,9 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=0.002)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--train-size", type=int, default=None)
-    ap.add_argument("--no-write", action="store_true")
+    add_output_args(ap)
     args = ap.parse_args()
+    out = Output(args)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     base = [f"inference.epochs={args.epochs}", f"inference.lr={args.lr}",
             f"inference.batch_size={args.batch_size}", "inference.lr_schedule=cosine",
@@ -130,16 +133,13 @@ def main() -> None:
         ["model", "test acc (%)", "macro F1 (%)", "removable at <= 1 pp, test curve (%)",
          "removable, threshold chosen on val (%) (test acc)", "s / epoch (x plain)"])
     print(table)
-    if args.no_write:
-        return
-    FIGURES.mkdir(exist_ok=True)
     write_csv([{"model": k, **r} for k, rows in curves.items() for r in rows],
-              FIGURES / "rnn-fashion-mnist-snr.csv")
-    plot_snr_curves(curves, FIGURES / "rnn-fashion-mnist-snr.png",
+              out.figure("rnn-fashion-mnist-snr.csv"))
+    plot_snr_curves(curves, out.figure("rnn-fashion-mnist-snr.png"),
                     title=f"Elman RNN ({args.hidden} units) on sequential Fashion-MNIST: "
                           "removing weights with |mu/sigma| < lambda")
     cmd = "python benchmarks/rnn_eb.py " + " ".join(sys.argv[1:])
-    write_section("rnn-eb", "\n".join([
+    out.section("rnn-eb", "\n".join([
         "## Sequential Fashion-MNIST: plain vs variational RNNs, with and without empirical "
         "Bayes (issue 6)", "",
         f"{provenance()}; command `{cmd.strip()}`. {len(ds.train)} training images read row by "

@@ -262,3 +262,178 @@ def test_nas_misuse_exits_2_with_a_named_error(tmp_path, args, text):
                               "--quiet"])
     assert res.exit_code == 2 and text in res.output, res.output
     assert not (tmp_path / "x" / "metrics.json").exists()
+
+
+# -- conventions: -h, --version, examples, flags, verbosity -------------------------------------
+COMMANDS = [[], ["run"], ["compare"], ["diagnose"], ["export"], ["zoo"]]
+
+
+@pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: " ".join(c) or "top")
+def test_short_help_works_everywhere_with_an_example(cmd):
+    short = runner.invoke(app, [*cmd, "-h"])
+    assert short.exit_code == 0, short.output
+    assert "Usage:" in short.output and "Example" in short.output
+    assert short.output == runner.invoke(app, [*cmd, "--help"]).output
+    # typer's rich help would print "--resume <bool>"; flags are plain switches
+    assert "<bool>" not in short.output and "-h" in short.output
+
+
+@pytest.mark.parametrize("cmd,flags", [
+    (["run"], ["--resume", "--quiet", "-q", "--verbose", "-v"]),
+    (["compare"], ["--resume", "--quiet", "--verbose"]),
+    (["diagnose"], ["--plots", "--no-plots"]),
+    ([], ["--version", "-V"]),
+])
+def test_boolean_options_render_as_flags(cmd, flags):
+    import re
+
+    out = runner.invoke(app, [*cmd, "--help"]).output
+    for flag in flags:
+        # the flag, then (after its short or negative form) straight to its help text
+        line = next((ln for ln in out.splitlines() if re.search(rf"{flag}\b", ln)), None)
+        assert line is not None, (flag, out)
+        assert "bool" not in line.lower(), line
+
+
+def _example_commands():
+    """Every example command line in the help epilogs (continuation lines joined)."""
+    import shlex
+
+    import typer
+
+    group = typer.main.get_command(app)
+    found = []
+    for name, command in [("", group), *group.commands.items()]:
+        text = (command.epilog or "").split("Examples:", 1)[-1]
+        joined = text.replace("\\\n", " ")
+        for line in joined.splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line:
+                found.append((name, shlex.split(line)))
+    return found
+
+
+def test_examples_name_real_entries_recipes_and_options():
+    from bayesstruct.config import catalog
+
+    examples = _example_commands()
+    assert {name for name, _ in examples} >= {"", "run", "compare", "diagnose", "export", "zoo"}
+    entries, recipes = set(catalog("models")), set(catalog("inference"))
+    named = 0
+    for _, argv in examples:
+        assert argv[0] == "bayesstruct", argv
+        args = argv[1:]
+        if args[0] in ("run", "compare") and len(args) > 1 and not args[1].startswith("-") \
+                and not args[1].endswith(".yaml"):
+            assert args[1] in entries, argv
+            named += 1
+        for flag in ("-i", "--inference"):
+            if flag in args:
+                assert args[args.index(flag) + 1] in recipes, argv
+        if "--methods" in args:
+            from bayesstruct.experiments.compare import COMPARE_METHODS
+
+            assert set(args[args.index("--methods") + 1].split(",")) <= set(COMPARE_METHODS)
+        # the options exist: click parses everything before the eager --help answers
+        res = runner.invoke(app, [*args, "--help"])
+        assert res.exit_code == 0, (argv, res.output)
+    assert named >= 4
+
+
+@pytest.mark.parametrize("flag", ["--version", "-V"])
+def test_version_names_the_package_and_its_stack(flag):
+    import re
+    from importlib.metadata import version
+
+    import bayesstruct
+
+    res = runner.invoke(app, [flag])
+    assert res.exit_code == 0, res.output
+    line = res.output.strip()
+    assert re.fullmatch(r"bayesstruct \S+ \(torch \S+, pyro \S+, arviz \S+, python \S+\)", line)
+    assert line.startswith(f"bayesstruct {bayesstruct.__version__} ")
+    assert f"torch {version('torch')}" in line and f"pyro {version('pyro-ppl')}" in line
+    # eager: it answers before a missing command (or the subcommand's arguments) matter
+    assert runner.invoke(app, [flag, "zoo"]).output == res.output
+
+
+def test_version_falls_back_to_the_package_attribute(monkeypatch):
+    import importlib.metadata as md
+
+    import bayesstruct
+    from bayesstruct.cli import version_string
+
+    real = md.version
+
+    def missing(dist):
+        if dist in ("bayesstruct", "arviz"):
+            raise md.PackageNotFoundError(dist)
+        return real(dist)
+
+    monkeypatch.setattr(md, "version", missing)
+    monkeypatch.setattr(bayesstruct, "__version__", "9.9.9+test")
+    line = version_string()
+    assert line.startswith("bayesstruct 9.9.9+test (") and "arviz not installed" in line
+
+
+def test_package_version_is_the_installed_metadata():
+    from importlib.metadata import version
+
+    import bayesstruct
+
+    assert bayesstruct.__version__ == version("bayesstruct")
+
+
+@pytest.fixture
+def stub_runner(monkeypatch):
+    """The runner's run/compare replaced by recorders, bayesstruct.logs.configure too."""
+    from bayesstruct import logs
+    from bayesstruct import runner as runner_module
+
+    seen: dict = {"configure": []}
+    monkeypatch.setattr(logs, "configure", lambda v=0: seen["configure"].append(v))
+
+    def record(kind):
+        def fake(cfg, out, **kwargs):
+            seen[kind] = kwargs
+        return fake
+
+    monkeypatch.setattr(runner_module, "run", record("run"))
+    monkeypatch.setattr(runner_module, "compare", record("compare"))
+    return seen
+
+
+@pytest.mark.parametrize("cmd", [["run"], ["compare", "logreg-prune-compare"]])
+@pytest.mark.parametrize("flags,level", [([], 0), (["-q"], -1), (["--quiet"], -1),
+                                         (["-v"], 1), (["--verbose"], 1)])
+def test_verbosity_flags_configure_logging(tmp_path, stub_runner, cmd, flags, level):
+    res = runner.invoke(app, [*cmd, "--out", str(tmp_path / "r"), *flags])
+    assert res.exit_code == 0, res.output
+    # configured for the command, then put back as it was (verbosity 0 here)
+    assert stub_runner["configure"] == [level, 0]
+    # --quiet keeps meaning "no progress bars"
+    assert stub_runner[cmd[0]]["progress"] is (level >= 0)
+
+
+def test_the_logger_is_left_as_found_after_a_command(tmp_path, monkeypatch):
+    import logging
+
+    from bayesstruct import logs
+    from bayesstruct import runner as runner_module
+
+    seen = []
+    monkeypatch.setattr(runner_module, "run",
+                        lambda cfg, out, **kw: seen.append(logs.verbosity()))
+    logger = logging.getLogger("bayesstruct")
+    before = (logs.verbosity(), logger.level, list(logger.handlers), logger.propagate)
+    res = runner.invoke(app, ["run", "--out", str(tmp_path / "r"), "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert seen == [-1]  # quiet while the command ran
+    assert (logs.verbosity(), logger.level, list(logger.handlers), logger.propagate) == before
+
+
+@pytest.mark.parametrize("cmd", [["run"], ["compare"]])
+def test_quiet_and_verbose_exclude_each_other(tmp_path, stub_runner, cmd):
+    res = runner.invoke(app, [*cmd, "--out", str(tmp_path / "r"), "-q", "-v"])
+    assert res.exit_code == 2 and "exclude each other" in res.output
+    assert cmd[0] not in stub_runner and not (tmp_path / "r").exists()

@@ -1,4 +1,4 @@
-"""M9: the posterior as InferenceData and its netCDF round trip."""
+"""The posterior as InferenceData and its netCDF round trip."""
 
 from __future__ import annotations
 

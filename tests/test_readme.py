@@ -36,8 +36,12 @@ def test_readme_own_network_example_runs(capsys):
 def test_readme_example_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     exec(compile(BLOCKS[0], str(README), "exec"), {})
-    removed = float(capsys.readouterr().out.strip().splitlines()[-1])
+    out = capsys.readouterr().out
+    lines = out.strip().splitlines()
+    removed, accuracy = float(lines[0]), float(lines[1])
     assert 0.0 < removed < 1.0
+    assert 0.8 < accuracy <= 1.0  # ARD logistic regression on digits' test split
+    assert "elpd_loo" in out  # az.loo read the log_likelihood group
     assert (tmp_path / "digits.nc").is_file()
 
 

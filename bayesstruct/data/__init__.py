@@ -5,7 +5,7 @@ Sources
 * scikit-learn's bundled classification sets: ``digits`` (8x8 images), ``wine``,
   ``breast_cancer``, ``iris``, and the seeded synthetic ``circles``. No network needed; used by
   the fast tests (:mod:`~bayesstruct.data.sklearn_sets`).
-* ``sts`` (sentence pairs scored 0..5, seed 001) from a user's STS / SemEval TSV file
+* ``sts`` (sentence pairs scored 0..5) from a user's STS / SemEval TSV file
   (``pairs_file``) and word vectors in GloVe text format (``word_vectors``); and
   ``pairs-synthetic``, a small seeded task of the same shape for tests
   (:mod:`~bayesstruct.data.pairs`). Pair sets are not standardised (their inputs carry a

@@ -1,4 +1,4 @@
-"""Sentence-pair similarity data (seed 001: SemEval/STS pairs scored 0..5 by annotators).
+"""Sentence-pair similarity data (SemEval/STS pairs scored 0..5 by annotators).
 
 A pair set stores each example as a ``(2, T, D + 1)`` array: the two sentences' word vectors,
 padded with zeros to ``T = max_len`` steps, and a 0/1 mask in the last column that says which

@@ -8,7 +8,7 @@ import numpy as np
 __all__ = ["CIRCLES", "load_sklearn"]
 
 #: ``circles``: scikit-learn's ``make_circles`` (two noisy concentric rings in 2-D, seeded),
-#: the synthetic set of seed 002's kernel-width experiment: no linear boundary exists
+#: the synthetic set of the kernel-width hypergradient experiment: no linear boundary exists
 CIRCLES = {"n_samples": 600, "noise": 0.2, "factor": 0.5, "random_state": 0}
 
 

@@ -4,6 +4,10 @@
     <out>/checkpoints/     SVI: last.pt after every epoch, last.prev.pt the one before;
                            samplers: chain-K.pt per finished chain
     <out>/posterior.nc     the ArviZ posterior
+    <out>/history.csv      the engine's rows as training proceeds: SVI one per epoch (loss,
+                           KL weight, lr, seconds, validation NLL / accuracy), SGLD / pSGLD
+                           one per pass over the data per chain, NUTS / HMC one per chain and
+                           draw (the sample statistics, written at the end)
     <out>/pruning.csv      the pruning curve (test accuracy against the fraction removed)
     <out>/pruning.png      its plot
     <out>/snr_curve.csv    variational runs: parameters kept, test accuracy / macro F1 and test
@@ -34,7 +38,7 @@ import numpy as np
 import torch
 
 from .. import data as data_mod
-from .. import posterior, pruning
+from .. import logs, posterior, pruning
 from ..errors import CheckpointError, ConfigError
 from ..export import NETWORK, write_network
 from ..files import load_latest_checkpoint, previous_path, write_json, write_text
@@ -57,9 +61,9 @@ __all__ = ["Analysis", "analyse", "decide", "fit", "run_fit", "save_network", "s
 
 
 @register_experiment("fit", resumable=True, init_from=True,
-                     writes=("config.yaml", "checkpoints/", "posterior.nc", "pruning.csv",
-                             "pruning.png", "snr_curve.csv", "snr_curve.png", "widths.png",
-                             "metrics.json", "network/"))
+                     writes=("config.yaml", "checkpoints/", "posterior.nc", "history.csv",
+                             "pruning.csv", "pruning.png", "snr_curve.csv", "snr_curve.png",
+                             "widths.png", "metrics.json", "network/"))
 def run_fit(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bool = True,
             echo: Callable[[str], Any] = print, init_from: str | Path | None = None
             ) -> dict[str, Any]:
@@ -72,6 +76,7 @@ def run_fit(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: 
                           "does not combine with --resume, compare, hypergrad or nas entries, "
                           f"or engine {cfg.inference.engine!r}")
     out = check_out(out, resume)
+    logs.tensorboard_dir()  # asked for TensorBoard without it installed: refused before any work
     saved = check_resume(cfg, out, echo) if resume else None
     init = init_checkpoint(init_from) if init_from is not None else None
     device = resolve_device(cfg)
@@ -90,16 +95,23 @@ def run_fit(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: 
             echo(f"starting from the parameters of {init[1]} (epoch {init[0].get('epoch')})")
         post = fit(cfg, model, ds, device=device, checkpoint_dir=out / "checkpoints",
                    resume=resume, progress=progress,
-                   init_from=init[0] if init is not None else None)
+                   init_from=init[0] if init is not None else None,
+                   history_path=out / logs.HISTORY)
         train_seconds = time.perf_counter() - t0
-        posterior.save(post, out / "posterior.nc")
-        decision = decide(cfg, model, post, ds)
-        result = analyse(cfg, model, post, ds, decision, device)
+        with logs.phase("saving posterior.nc"):
+            posterior.save(post, out / "posterior.nc")
+        calibrate = (", calibrating unit thresholds on validation"
+                     if cfg.pruning.unit_threshold == "auto" else "")
+        with logs.phase(f"pruning decision ({cfg.pruning.criterion} criterion{calibrate})"):
+            decision = decide(cfg, model, post, ds)
+        result = analyse(cfg, model, post, ds, decision, device, progress=progress)
         extra = {"train_seconds": train_seconds, "device": str(device)}
         if init is not None:
             extra["init_from"] = str(init[1])
-        metrics = write(cfg, out, model, post, result, extra)
-        network = save_network(cfg, out, model, result, ds)
+        with logs.phase("writing curves, figures and metrics.json"):
+            metrics = write(cfg, out, model, post, result, extra)
+        with logs.phase("exporting the pruned network"):
+            network = save_network(cfg, out, model, result, ds)
         show(metrics, result, out, echo, network)
     return metrics
 
@@ -108,12 +120,15 @@ def run_fit(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: 
 def fit(cfg: RunConfig, model: BayesianNet, ds: data_mod.Dataset, *,
         device: torch.device | str = "cpu", checkpoint_dir: Path | None = None,
         resume: bool = False, progress: bool = True,
-        init_from: dict | None = None) -> posterior.InferenceData:
+        init_from: dict | None = None,
+        history_path: Path | None = None) -> posterior.InferenceData:
     """Run the recipe's engine (``ENGINES[cfg.inference.engine]``) on ``model`` and ``ds``;
     every engine returns the same ``InferenceData`` layout. ``init_from``: an SVI checkpoint
-    whose parameters start the fit."""
+    whose parameters start the fit; ``history_path``: the ``history.csv`` the engine writes
+    its rows to as it trains."""
     options = FitOptions(seed=cfg.seed, device=device, checkpoint_dir=checkpoint_dir,
-                         resume=resume, progress=progress, init_from=init_from)
+                         resume=resume, progress=progress, init_from=init_from,
+                         history_path=history_path)
     return ENGINES[cfg.inference.engine].fit(cfg.inference, model, ds, options)
 
 
@@ -154,32 +169,44 @@ class Analysis:
 
 def analyse(cfg: RunConfig, model: BayesianNet, post: posterior.InferenceData,
             ds: data_mod.Dataset, decision: Decision,
-            device: torch.device) -> Analysis:
+            device: torch.device, progress: bool = False) -> Analysis:
     """Test metrics of the posterior mean, dense and pruned; the smaller network and its
     inference time; the compressed sizes; the pruning curve; for variational posteriors the
-    curves against the ``|mu / sigma|`` threshold; for IBP priors the inferred widths."""
+    curves against the ``|mu / sigma|`` threshold; for IBP priors the inferred widths.
+    Each step logs a line when it starts and ends (:func:`bayesstruct.logs.phase`);
+    ``progress`` adds progress over the curves' points."""
     pc = cfg.pruning
     masks = decision.masks
     params = {k: torch.as_tensor(v, dtype=torch.float32, device=device)
               for k, v in posterior.point_estimate(post).items()}
-    dense = evaluate(model, params, ds.test)
-    pruned = evaluate(model, pruning.mask_params(params, masks), ds.test)
-    mean_net = pruning.mean_network(post, model)
-    small = pruning.prune(mean_net, masks)
-    seconds_dense = pruning.inference_seconds(mean_net, ds.test.x)
-    seconds_pruned = pruning.inference_seconds(small, ds.test.x)
-    compression = pruning.compression_summary(
-        model, masks, _moments(post, model, decision.criterion, params),
-        bits_conv=pc.kmeans_bits_conv, bits_fc=pc.kmeans_bits_fc, seed=cfg.seed)
-    curve = pruning.pruning_curve(model, post, ds.test, pc.fractions, scores=decision.scores,
-                                  mc_samples=pc.mc_samples, seed=cfg.seed)
+    with logs.phase(f"test metrics, dense and pruned ({len(ds.test)} examples)"):
+        dense = evaluate(model, params, ds.test)
+        pruned = evaluate(model, pruning.mask_params(params, masks), ds.test)
+    with logs.phase("shrinking the network and timing it"):
+        mean_net = pruning.mean_network(post, model)
+        small = pruning.prune(mean_net, masks)
+        seconds_dense = pruning.inference_seconds(mean_net, ds.test.x)
+        seconds_pruned = pruning.inference_seconds(small, ds.test.x)
+    with logs.phase("compression summary"):
+        compression = pruning.compression_summary(
+            model, masks, _moments(post, model, decision.criterion, params),
+            bits_conv=pc.kmeans_bits_conv, bits_fc=pc.kmeans_bits_fc, seed=cfg.seed)
+    with logs.phase(f"pruning curve ({len(pc.fractions)} fractions, {pc.mc_samples} "
+                    "MC draws each)"):
+        curve = pruning.pruning_curve(model, post, ds.test, pc.fractions,
+                                      scores=decision.scores, mc_samples=pc.mc_samples,
+                                      seed=cfg.seed, progress=progress)
+    with logs.phase("counting multiply-adds"):
+        macs = pruning.count_macs(mean_net, ds.test.x), pruning.count_macs(small, ds.test.x)
     result = Analysis(decision, dense, pruned, mean_net, small, seconds_dense, seconds_pruned,
-                      compression, curve, pruning.count_macs(mean_net, ds.test.x),
-                      pruning.count_macs(small, ds.test.x))
+                      compression, curve, *macs)
     if "variational_loc" in post.groups() and pc.snr_curve:  # the curves against |mu/sigma|
-        scores = pruning.snr(post, model)
-        result.snr_curve = pruning.snr_curve(model, post, ds.test, scores=scores)
-        result.snr = _snr_metrics(model, post, ds, scores, result.snr_curve, pc.snr_tolerance)
+        with logs.phase("SNR curves (test, then validation)"):
+            scores = pruning.snr(post, model)
+            result.snr_curve = pruning.snr_curve(model, post, ds.test, scores=scores,
+                                                 progress=progress, desc="SNR curve (test)")
+            result.snr = _snr_metrics(model, post, ds, scores, result.snr_curve,
+                                      pc.snr_tolerance, progress=progress)
     if model.prior.discrete:  # IBP: the widths read from the posterior's masks
         result.widths = pruning.inferred_widths(post, model)
         result.prior_inclusion = {k: v.numpy() for k, v in
@@ -203,11 +230,12 @@ def _moments(post: posterior.InferenceData, model: BayesianNet, criterion: str,
 
 def _snr_metrics(model: BayesianNet, post: posterior.InferenceData, ds: data_mod.Dataset,
                  scores: dict[str, np.ndarray], test_rows: list[dict[str, float]],
-                 tolerance: float) -> dict[str, Any]:
+                 tolerance: float, progress: bool = False) -> dict[str, Any]:
     """How much the lambda rule removes within ``tolerance`` of the dense accuracy: read off
     the test curve (an oracle), and with lambda chosen on the validation split."""
     oracle = pruning.removable(test_rows, tolerance)
-    val_rows = pruning.snr_curve(model, post, ds.val, scores=scores)
+    val_rows = pruning.snr_curve(model, post, ds.val, scores=scores, progress=progress,
+                                 desc="SNR curve (validation)")
     chosen = pruning.removable(val_rows, tolerance)
     at = pruning.snr_curve(model, post, ds.test, [chosen["lambda"]], scores=scores)[0]
     return {"tolerance": tolerance, "test_oracle": oracle,

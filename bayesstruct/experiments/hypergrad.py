@@ -7,6 +7,8 @@ section): L2 coefficients of a network, or the RBF width of kernel logistic regr
     <out>/hypergrad.png    the validation loss (l2) or the kernel width (kernel_width) over
                            the outer loop
     <out>/metrics.json     the table and the outer loop's history
+    <out>/history.csv      the outer loop's rows (one per outer step; ``mode`` names the
+                           regularisation mode of each)
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
+from .. import logs
 from ..errors import ConfigError
 from ..files import write_json, write_text
 from ..plots import save_figure
@@ -64,7 +67,8 @@ class HypergradConfig(Section):
 
 
 @register_experiment("hypergrad", section=HypergradConfig,
-                     writes=("config.yaml", "hypergrad.csv", "hypergrad.png", "metrics.json"))
+                     writes=("config.yaml", "hypergrad.csv", "hypergrad.png", "metrics.json",
+                             "history.csv"))
 def run_hypergrad(cfg: RunConfig, out: str | Path, *, resume: bool = False,
                   progress: bool = True, echo: Callable[[str], Any] = print,
                   init_from: None = None) -> dict[str, Any]:
@@ -96,12 +100,13 @@ def run_hypergrad(cfg: RunConfig, out: str | Path, *, resume: bool = False,
         else:
             rows, histories = [], {}
             for mode in hc.modes:
-                r = tasks.l2_experiment(
-                    lambda: build_net(cfg, ds, pairs=False), ds.train, ds.val, ds.test, mode,
-                    epochs_weights=hc.epochs_weights, epochs_hyper=hc.epochs_hyper,
-                    batch_size=hc.batch_size, lr=hc.lr, k=hc.k, hyper_lr=hc.hyper_lr,
-                    init_decay=hc.init_decay, optimizer=hc.optimizer, seed=cfg.seed,
-                    device=device, progress=progress)
+                with logs.phase(f"regularisation mode {mode!r}"):
+                    r = tasks.l2_experiment(
+                        lambda: build_net(cfg, ds, pairs=False), ds.train, ds.val, ds.test,
+                        mode, epochs_weights=hc.epochs_weights, epochs_hyper=hc.epochs_hyper,
+                        batch_size=hc.batch_size, lr=hc.lr, k=hc.k, hyper_lr=hc.hyper_lr,
+                        init_decay=hc.init_decay, optimizer=hc.optimizer, seed=cfg.seed,
+                        device=device, progress=progress)
                 rows.append({"mode": mode, "test_ce": r.test_ce, "one_minus_auc": r.one_minus_auc,
                              "test_acc": r.test_acc, "lam_mean": r.lam_mean, "lam_std": r.lam_std,
                              "seconds": r.seconds})
@@ -115,6 +120,9 @@ def run_hypergrad(cfg: RunConfig, out: str | Path, *, resume: bool = False,
                                for x in rows],
                               ["regularisation", "test CE", "1 - AUC", "test acc"]))
         write_csv(rows, out / "hypergrad.csv")
+        hist = metrics["history"]
+        logs.History(out / logs.HISTORY, [{"mode": m, **row} for m, h in hist.items() for row in h]
+                     if isinstance(hist, dict) else hist, tensorboard=lambda _: None).close()
         write_json(out / "metrics.json", metrics)
         echo(f"\nrun directory: {out}")
         return metrics

@@ -37,8 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
-from tqdm.auto import tqdm
 
+from .. import logs
 from ..errors import NonFiniteLossError
 from ..inference.hypergrad.outer import greedy, honest, newton
 from ..inference.hypergrad.problem import (
@@ -134,8 +134,8 @@ def l2_experiment(make_net: Callable[[], nn.Module], train, val, test, mode: str
     steps_w = epochs_weights * batches_per_epoch
     steps_h = epochs_hyper * batches_per_epoch
     state = init_state(problem.optimizer, w0)
-    for e in tqdm(range(epochs_weights + (epochs_hyper if mode == "none" else 0)),
-                  desc=f"{mode}: weights", disable=not progress):
+    for e in logs.progress(range(epochs_weights + (epochs_hyper if mode == "none" else 0)),
+                           desc=f"{mode}: weights", unit="epoch", enabled=progress):
         try:  # run_inner checks the weights once per call: once per epoch
             state = run_inner(problem, lam, batches_per_epoch, state,
                               start=e * batches_per_epoch)

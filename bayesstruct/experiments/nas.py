@@ -11,6 +11,8 @@ searcher searches the cell space on the training split (weights) and the validat
 
 from __future__ import annotations
 
+import math
+import textwrap
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
+from .. import logs
 from .. import nas as nas_mod
 from ..errors import ConfigError
 from ..files import write_json, write_text
@@ -96,11 +99,14 @@ def run_nas(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: 
         rows, runs = [], {}
         for seed in nc.seeds:
             for name in nc.searchers:
-                found = nas_mod.build_searcher(name, **settings).search(ds, space, seed=seed,
-                                                                        device=device,
-                                                                        progress=progress)
-                score = nas_mod.retrain(found.genotype, wide, ds, epochs=nc.retrain_epochs,
-                                        lr=nc.lr, seed=seed, device=device, progress=progress)
+                with logs.phase(f"{name} seed {seed}: search"):
+                    found = nas_mod.build_searcher(name, **settings).search(
+                        ds, space, seed=seed, device=device, progress=progress)
+                with logs.phase(f"{name} seed {seed}: retraining the derived cell "
+                                f"({nc.retrain_epochs} epochs)"):
+                    score = nas_mod.retrain(found.genotype, wide, ds, epochs=nc.retrain_epochs,
+                                            lr=nc.lr, seed=seed, device=device,
+                                            progress=progress)
                 rows.append({"searcher": name, "seed": seed, "test_acc": score.test_acc,
                              "val_acc": score.val_acc, "params": score.n_params,
                              "search_s": found.seconds, "retrain_s": score.seconds,
@@ -115,19 +121,50 @@ def run_nas(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: 
         for name, rs in runs.items():
             acc = np.array([100 * r["test_acc"] for r in rs])
             mine = [r for r in rows if r["searcher"] == name]
+            change = nas_mod.cross_seed_change([r["genotype"] for r in rs])
             summary.append({
-                "searcher": name, "test_acc_mean": float(acc.mean()),
-                "test_acc_sd": float(acc.std(ddof=1)) if len(acc) > 1 else float("nan"),
+                "searcher": name, "seeds": len(rs), "test_acc_mean": float(acc.mean()),
+                # one seed has no spread and nothing to compare with: null, not NaN
+                "test_acc_sd": float(acc.std(ddof=1)) if len(acc) > 1 else None,
                 "search_s_mean": float(np.mean([r["search_s"] for r in mine])),
                 "params_mean": float(np.mean([r["params"] for r in mine])),
-                "cross_seed_change": nas_mod.cross_seed_change([r["genotype"] for r in rs])})
+                "cross_seed_change": float(change) if len(rs) > 1 else None})
         nas_mod.plot_stability(runs, space, [0.1, 0.3, 1.0], out / "nas.png")
         metrics = {"entry": cfg.name, "experiment": "nas", "summary": summary, "runs": rows}
         write_json(out / "metrics.json", metrics)
-        echo(format_table([[s["searcher"], s["test_acc_mean"], s["test_acc_sd"],
-                            s["search_s_mean"], s["params_mean"], s["cross_seed_change"]]
-                           for s in summary],
-                          ["searcher", "test top-1 %", "sd over seeds", "search s", "params",
-                           "cell change across seeds"]))
+        echo(summary_table(summary))
+        echo("\n" + budget_note(nc, len(ds.train), len(ds.val)))
         echo(f"\nrun directory: {out}")
         return metrics
+
+
+def summary_table(summary: list[dict[str, Any]]) -> str:
+    """The per-searcher table: accuracies in % to 2 decimals, the parameter count as an integer
+    (a mean over seeds, rounded), and ``n/a (1 seed)`` where one seed gives no spread and no
+    second cell to compare with."""
+    def one_seed(value: float | None, fmt: str) -> str:
+        return "n/a (1 seed)" if value is None else format(value, fmt)
+
+    return format_table([[s["searcher"], f"{s['test_acc_mean']:.2f}",
+                          one_seed(s["test_acc_sd"], ".2f"), f"{s['search_s_mean']:.1f}",
+                          f"{round(s['params_mean']):d}", one_seed(s["cross_seed_change"], ".2f")]
+                         for s in summary],
+                        ["searcher", "test top-1 %", "sd over seeds", "search s", "params",
+                         "cell change across seeds"])
+
+
+def budget_note(nc: NasConfig, n_train: int, n_val: int) -> str:
+    """What the run's budget is, in words: the accuracies above belong to it, not to the cells'
+    capacity, and are not comparable with full-budget figures quoted elsewhere."""
+    batch = nas_mod.retrain.__kwdefaults__["batch_size"]
+    steps = math.ceil(n_train / batch) * nc.retrain_epochs
+    text = (f"budget: search {nc.epochs} epoch(s) on {n_train} training / {n_val} validation "
+            f"images; each derived cell retrained from scratch with {nc.retrain_channels} "
+            f"channels for {nc.retrain_epochs} epoch(s) (about {steps} Adam steps of {batch} "
+            "images). The test accuracies are those of networks trained for this budget only: "
+            "they are not comparable with published top-1 figures for these searchers, which "
+            "come from full-budget runs (hundreds of retraining epochs on a GPU).")
+    if steps < 300:
+        text += (" With this few steps they rank under-trained networks, not the cells: raise "
+                 "nas.retrain_epochs for a converged retrain.")
+    return textwrap.fill(text, width=92)

@@ -1,4 +1,4 @@
-"""Interchangeable guides (METHODS.md M4.4), by name."""
+"""Interchangeable guides, by name."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ both
 
 * a Pyro guide -- ``guide(x, y)`` emits one sample site per model site, so
   ``pyro.infer.SVI(model, guide, ...)`` with any ELBO works -- and
-* a *fast path*: :meth:`Guide.loss` returns a one-sample estimate of the negative ELBO (M1)
+* a *fast path*: :meth:`Guide.loss` returns a one-sample estimate of the negative ELBO
   computed without Pyro's tracing (local reparameterisation, analytic KL), which is what the
   SVI engine optimises. Tests check that the two agree in expectation.
 
@@ -61,7 +61,7 @@ class Guide(nn.Module):
     def loss(self, x: Tensor, y: Tensor) -> Tensor:
         """One-sample estimate of ``-ELBO`` over the whole data set from a minibatch.
 
-        ``N/B * sum_batch -log p(y | x, w) + beta * KL`` (M1), with ``N = model.num_data`` and
+        ``N/B * sum_batch -log p(y | x, w) + beta * KL``, with ``N = model.num_data`` and
         ``beta = model.kl_weight``.
         """
 
@@ -71,7 +71,7 @@ class Guide(nn.Module):
 
     @abstractmethod
     def moments(self) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-        """Detached ``(loc, scale)`` of the weight sites, for empirical Bayes (M3)."""
+        """Detached ``(loc, scale)`` of the weight sites, for empirical Bayes."""
 
     @abstractmethod
     def sample(self, num_draws: int) -> dict[str, Tensor]:

@@ -1,4 +1,4 @@
-"""Delta guide: a point mass at every site, i.e. MAP estimation (METHODS.md M4.4)."""
+"""Delta guide: a point mass at every site, i.e. MAP estimation."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Mean-field Normal guide with the local reparameterisation trick (METHODS.md M4.4).
+"""Mean-field Normal guide with the local reparameterisation trick.
 
 ``q(w) = prod_i N(w_i | m_i, s_i^2)`` parameterised by ``log s_i^2`` (as in Molchanov et al.
 2017): the variance the LRT layers need and the ``log s^2`` the KL needs are one ``exp`` apart,
@@ -22,8 +22,8 @@ chosen automatically) the guide draws one weight tensor per site per minibatch,
 runs the network through :meth:`BayesianNet.predict`.
 
 ``covariance="scalar"`` ties the variance within each site, ``q(w_l) = N(m_l, beta_l^2 I)``
-(one sigma per layer: the talk's "I" posterior, seed 001); ``"diagonal"`` (default) has one
-per weight ("D").
+(one sigma per layer: the "I" posterior of the recurrent-network experiment); ``"diagonal"``
+(default) has one per weight ("D").
 """
 
 from __future__ import annotations
@@ -50,12 +50,12 @@ def _inv_softplus(y: float) -> float:
 
 
 def _kumaraswamy(loc: Tensor, scale: Tensor) -> dist.Distribution:
-    """``Kumaraswamy(a, b)`` with ``a = exp(loc)``, ``b = scale`` (IBP sticks, M2.5)."""
+    """``Kumaraswamy(a, b)`` with ``a = exp(loc)``, ``b = scale`` (IBP sticks)."""
     return dist.Kumaraswamy(torch.exp(loc), scale)
 
 
 def _bernoulli(loc: Tensor, scale: Tensor | None) -> dist.Distribution:
-    """``Bernoulli(sigmoid(loc))`` (IBP unit masks, M2.5); it has no scale parameter."""
+    """``Bernoulli(sigmoid(loc))`` (IBP unit masks); it has no scale parameter."""
     return dist.Bernoulli(logits=loc)
 
 
@@ -94,7 +94,7 @@ class LRTLayer(nn.Module):
         family = self.family
         zeta = self.state.get("input_scale", {}).get(self.weight_name)
         if zeta is not None and not family.scales_output:  # per-example group scales
-            x = x * zeta.view(*zeta.shape, *([1] * (x.dim() - 2)))  # (w = z * w~, M2.3/M2.4)
+            x = x * zeta.view(*zeta.shape, *([1] * (x.dim() - 2)))  # (w = z * w~, non-centred)
         out = family.forward(self.layer, w, b, x)
         if not self.state.get("mean_only"):
             sd = family.variance(self.layer, vw, vb, x).add_(1e-16).sqrt_()  # in place

@@ -1,4 +1,5 @@
-"""M4.2: NUTS / HMC on a BayesianNet with Pyro's MCMC (full-batch; for the small models).
+"""NUTS / HMC (Hoffman & Gelman 2014; Neal 2011) on a BayesianNet with Pyro's MCMC (full-batch;
+for the small models).
 
 Each chain is its own ``pyro.infer.MCMC`` run with seed ``seed * 1009 + chain`` and its own
 warm-up (step size and diagonal mass matrix adaptation). ``chain_method="sequential"`` runs
@@ -10,9 +11,12 @@ network runs through plain ``F.linear`` calls (:func:`~bayesstruct.models.bayesn
 sequential_forward`), so the trace holds (2.1x faster on 65-parameter logistic regression,
 ``benchmarks/mcmc.py``).
 
-The draws of every sample site and, per draw, ``diverging`` and the adapted step size go into
-the same ``InferenceData`` layout as the other engines (``sample_stats`` included), so pruning,
-rho from samples (KDE) and ``bayesstruct diagnose`` work unchanged.
+The draws of every sample site go into the same ``InferenceData`` layout as the other engines,
+so pruning, rho from samples (KDE) and ``bayesstruct diagnose`` work unchanged; per draw,
+``sample_stats`` holds ``diverging``, the adapted ``step_size`` and what the kernel computed
+for the transition (recorded by a hook, as Pyro keeps none of it per draw): ``lp``,
+``energy``, ``acceptance_rate``, ``n_steps`` and, for NUTS, ``tree_depth``, so that
+``az.bfmi`` and ``az.plot_energy`` apply.
 
 Hierarchies mix better non-centred. The horseshoe here is non-centred by construction
 (``w = s z w~``, BC-GHS); the sites a prior declares centred (:meth:`Prior.centred_sites`: ARD
@@ -22,7 +26,7 @@ with a Gamma hyperprior, ``w ~ N(0, 1/alpha)``) are sampled as ``w_std ~ N(0, 1)
 them as written). Tested: on a prior-dominated ARD model the draws follow the Student-t
 marginal of ``w`` and the Gamma law of ``alpha``, with no divergences.
 
-Discrete structure (the IBP's unit masks, M2.5) is summed out exactly: the chain runs with
+Discrete structure (the IBP's unit masks) is summed out exactly: the chain runs with
 the prior in its enumerated form (:meth:`~bayesstruct.priors.IBP.enumerated`: one categorical
 site per layer over the ``2^K`` mask configurations, which Pyro's NUTS marginalises by
 parallel enumeration), and each draw's masks are then drawn from their exact conditional
@@ -55,8 +59,8 @@ from pydantic import Field
 from pyro import poutine
 from pyro.infer import HMC, MCMC, NUTS, infer_discrete
 from pyro.infer.reparam import LocScaleReparam
-from tqdm.auto import tqdm
 
+from .. import logs
 from .. import posterior as posterior_mod
 from ..data import Dataset, Split
 from ..errors import CheckpointError, ConfigError, NonFiniteLossError
@@ -88,7 +92,8 @@ def mcmc(model: BayesianNet, data: Dataset | Split, *, kernel: str = "nuts",
         target_accept: NUTS/HMC step-size adaptation target.
         step_size: the initial step size (adapted during warm-up).
         noncentred: decentre the prior's centred sites (module docstring).
-        checkpoint_dir, resume: save each finished chain; on resume, reuse them.
+        checkpoint_dir: where each finished chain is saved (``chain-K.pt``).
+        resume: reuse the chains already saved in ``checkpoint_dir``.
     """
     if kernel not in KERNELS:
         raise ValueError(f"kernel={kernel!r}; allowed: {', '.join(KERNELS)}")
@@ -160,8 +165,8 @@ def mcmc(model: BayesianNet, data: Dataset | Split, *, kernel: str = "nuts",
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_one_thread) as pool:
             futures = {pool.submit(_chain, model, train.x, train.y, seeds[c], settings,
                                    False): c for c in todo}
-            for f in tqdm(as_completed(futures), total=len(futures), desc=f"{kernel} chains",
-                          disable=not progress):
+            for f in logs.progress(as_completed(futures), total=len(futures),
+                                   desc=f"{kernel} chains", unit="chain", enabled=progress):
                 try:  # a bad chain does not stop the good ones from being saved
                     done(futures[f], f.result())
                 except NonFiniteLossError as e:
@@ -171,8 +176,10 @@ def mcmc(model: BayesianNet, data: Dataset | Split, *, kernel: str = "nuts",
             raise failed(c, errors[c]) from None
     else:
         for c in todo:
-            try:
-                done(c, _chain(model, train.x, train.y, seeds[c], settings, progress))
+            try:  # Pyro's own bar on a terminal; a line per chain in logs and pipes
+                with logs.phase(f"{kernel} chain {c} ({num_warmup} warm-up + {num_samples} "
+                                "draws)", enabled=progress and not logs.interactive()):
+                    done(c, _chain(model, train.x, train.y, seeds[c], settings, progress))
             except NonFiniteLossError as e:
                 raise failed(c, e) from None
     seconds = time.perf_counter() - t0
@@ -180,10 +187,14 @@ def mcmc(model: BayesianNet, data: Dataset | Split, *, kernel: str = "nuts",
               for c in range(num_chains)]
     draws = {n: torch.stack([ch[n] for ch in chains]) for n in chains[0]}
     results = [results[c] for c in range(num_chains)]
+    stats = {"diverging": np.stack([r["diverging"].numpy() for r in results]),
+             "step_size": np.stack([r["step_size"].numpy() for r in results])}
+    for name in results[0].get("stats") or {}:  # absent from chains saved by older versions
+        if all(name in (r.get("stats") or {}) for r in results):
+            stats[name] = np.stack([r["stats"][name].numpy() for r in results])
     return posterior_mod.from_draws(
-        model, draws, observed=train.y,
-        sample_stats={"diverging": np.stack([r["diverging"].numpy() for r in results]),
-                      "step_size": np.stack([r["step_size"].numpy() for r in results])},
+        model, draws, **posterior_mod.training_data(data, train),
+        sample_stats=stats,
         attrs={"engine": kernel, "num_chains": num_chains, "num_warmup": num_warmup,
                "num_samples": num_samples, "jit_compile": jit_compile, "seed": seed,
                "chain_method": chain_method, "noncentred": ",".join(settings["decentre"]),
@@ -206,15 +217,17 @@ def _chain(model: BayesianNet, x: torch.Tensor, y: torch.Tensor, seed: int,
     plates = {"max_plate_nesting": 1} if enum else {}
     with model.prior.enumerated() if enum else contextlib.nullcontext():
         if s["kernel"] == "nuts":
-            k = NUTS(target, target_accept_prob=s["target_accept"],
-                     max_tree_depth=s["max_tree_depth"], jit_compile=s["jit_compile"],
-                     ignore_jit_warnings=True, step_size=s["step_size"], **plates)
+            k = _StatsNUTS(target, target_accept_prob=s["target_accept"],
+                           max_tree_depth=s["max_tree_depth"], jit_compile=s["jit_compile"],
+                           ignore_jit_warnings=True, step_size=s["step_size"], **plates)
         else:
-            k = HMC(target, step_size=s["step_size"], num_steps=s["num_steps"],
-                    target_accept_prob=s["target_accept"], jit_compile=s["jit_compile"],
-                    ignore_jit_warnings=True, **plates)
+            k = _StatsHMC(target, step_size=s["step_size"], num_steps=s["num_steps"],
+                          target_accept_prob=s["target_accept"], jit_compile=s["jit_compile"],
+                          ignore_jit_warnings=True, **plates)
         run = MCMC(k, num_samples=s["num_samples"], warmup_steps=s["num_warmup"],
-                   num_chains=1, disable_progbar=not progress)
+                   hook_fn=_record_stats, num_chains=1,
+                   disable_progbar=not (progress and logs.interactive()
+                                        and logs.verbosity() >= 0))
         try:
             run.run(x, y)
         except (RuntimeError, ValueError) as e:
@@ -231,7 +244,71 @@ def _chain(model: BayesianNet, x: torch.Tensor, y: torch.Tensor, seed: int,
     diverging[np.asarray(idx, dtype=int)] = True
     return {"draws": {n: v.cpu() for n, v in draws.items()},
             "diverging": torch.from_numpy(diverging),
-            "step_size": torch.full((s["num_samples"],), float(k.step_size))}
+            "step_size": torch.full((s["num_samples"],), float(k.step_size)),
+            "stats": {n: torch.tensor(v, dtype=torch.float64 if n in _FLOAT_STATS
+                                      else torch.int64) for n, v in k.stats.items()}}
+
+
+_FLOAT_STATS = ("lp", "energy", "acceptance_rate")
+
+
+class _Recorder:
+    """Per-transition statistics of Pyro's HMC / NUTS kernels, recorded in the sampling phase
+    by :func:`_record_stats` (Pyro keeps none per draw):
+
+    * ``lp`` -- the log density at the draw (minus the potential energy, in the unconstrained
+      space, Jacobian included);
+    * ``energy`` -- the Hamiltonian at the start of the transition, after the momentum refresh
+      (potential plus kinetic energy), which the trajectory conserves up to integration
+      error: what the energy diagnostics read (E-BFMI; Betancourt 2016);
+    * ``acceptance_rate`` -- the transition's mean Metropolis acceptance probability over its
+      trajectory (NUTS) or of its proposal (HMC), which step-size adaptation targets;
+    * ``n_steps`` -- leapfrog steps taken; ``tree_depth`` -- doublings of the NUTS tree.
+    """
+
+    def _sample_r(self, name):
+        r, r_unscaled = super()._sample_r(name)
+        self._energy_start = float(self._kinetic_energy(r_unscaled) + self._potential_energy_last)
+        self._leapfrogs, self._doublings = 0, 0
+        return r, r_unscaled
+
+    def setup(self, warmup_steps, *args, **kwargs):
+        self.stats: dict[str, list] = {}  # kept after the run (``cleanup`` resets the rest)
+        self._last_mean_accept = 0.0
+        super().setup(warmup_steps, *args, **kwargs)
+
+
+class _StatsNUTS(_Recorder, NUTS):
+    def _build_basetree(self, *args, **kwargs):
+        self._leapfrogs += 1
+        return super()._build_basetree(*args, **kwargs)
+
+    def _build_tree(self, z, r, z_grads, log_slice, direction, tree_depth, energy_current):
+        self._doublings = max(self._doublings, tree_depth + 1)
+        return super()._build_tree(z, r, z_grads, log_slice, direction, tree_depth,
+                                   energy_current)
+
+
+class _StatsHMC(_Recorder, HMC):
+    pass
+
+
+def _record_stats(kernel: _Recorder, params, stage: str, i: int) -> None:
+    """MCMC's ``hook_fn``: append the statistics of sampling-phase transition ``i``."""
+    if not stage.startswith("Sample"):
+        return
+    n = i + 1  # the kernel's running mean of acceptance over the sampling phase gives each one
+    mean = kernel._mean_accept_prob
+    accept = mean if n == 1 else n * mean - (n - 1) * kernel._last_mean_accept
+    kernel._last_mean_accept = mean
+    row = {"lp": -float(kernel._potential_energy_last), "energy": kernel._energy_start,
+           "acceptance_rate": min(max(accept, 0.0), 1.0)}
+    if isinstance(kernel, NUTS):
+        row.update(n_steps=kernel._leapfrogs, tree_depth=kernel._doublings)
+    else:
+        row["n_steps"] = int(kernel.num_steps)
+    for key, v in row.items():
+        kernel.stats.setdefault(key, []).append(v)
 
 
 @torch.no_grad()
@@ -287,7 +364,8 @@ def _check_finite(draws: dict[str, torch.Tensor]) -> None:
 
 def _save_chain(path: Path, result: dict[str, Any], settings: dict[str, Any], seed: int) -> None:
     blob = {"draws": result["draws"], "diverging": result["diverging"],
-            "step_size": result["step_size"], "key": _key(settings, seed)}
+            "step_size": result["step_size"], "stats": result.get("stats", {}),
+            "key": _key(settings, seed)}
     save_checkpoint(blob, path)
 
 
@@ -335,7 +413,7 @@ def fit_mcmc(cfg: MCMCConfig, model: BayesianNet, data: Dataset, options: FitOpt
     chain_method = (cfg.chain_method if torch.device(options.device).type == "cpu"
                     else "sequential")
     try:
-        return mcmc(model, data, kernel=cfg.engine, num_warmup=cfg.num_warmup,
+        post = mcmc(model, data, kernel=cfg.engine, num_warmup=cfg.num_warmup,
                     num_samples=cfg.num_samples, num_chains=cfg.num_chains,
                     chain_method=chain_method, jit_compile=cfg.jit_compile,
                     target_accept=cfg.target_accept, max_tree_depth=cfg.max_tree_depth,
@@ -345,3 +423,8 @@ def fit_mcmc(cfg: MCMCConfig, model: BayesianNet, data: Dataset, options: FitOpt
                     progress=options.progress)
     except ValueError as e:  # improper priors and the like
         raise ConfigError(f"engine {cfg.engine!r}: {e}") from None
+    # history.csv: one row per chain and draw of the sample statistics (written at the end)
+    if options.history_path is not None:
+        logs.History(options.history_path, logs.sample_stats_rows(post), step="draw",
+                     tensorboard=lambda _: None).close()
+    return post

@@ -65,7 +65,9 @@ class FitOptions:
     """How one fit runs, beside the recipe: where, with which seed, with what checkpoints.
 
     ``init_from``: a checkpoint (as loaded) whose parameters start the fit (engines with
-    :attr:`EngineConfig.supports_init_from`)."""
+    :attr:`EngineConfig.supports_init_from`). ``history_path``: where the engine appends its
+    per-epoch (or per-step) rows as training proceeds (``history.csv`` of a run directory;
+    :class:`~bayesstruct.logs.History`); ``None`` writes none."""
 
     seed: int = 0
     device: torch.device | str = "cpu"
@@ -73,6 +75,7 @@ class FitOptions:
     resume: bool = False
     progress: bool = True
     init_from: dict | None = None
+    history_path: Path | None = None
 
 
 FitFunction = Callable[[Any, "BayesianNet", "Dataset", FitOptions], "InferenceData"]

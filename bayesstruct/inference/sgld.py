@@ -1,4 +1,4 @@
-"""M4.3: stochastic-gradient Langevin dynamics, plain and preconditioned, on any BayesianNet.
+"""Stochastic-gradient Langevin dynamics, plain and preconditioned, on any BayesianNet.
 
 The target is the posterior of every sample site of the model, each mapped to an
 unconstrained ``z`` (``biject_to(support)``, the log-Jacobian added), with the minibatch estimate
@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,8 +45,8 @@ from pyro import poutine
 from pyro.distributions.transforms import biject_to
 from pyro.infer.autoguide.initialization import init_to_median
 from pyro.poutine.util import site_is_subsample
-from tqdm.auto import tqdm
 
+from .. import logs
 from .. import posterior as posterior_mod
 from ..data import Dataset, Split
 from ..errors import CheckpointError, ConfigError, NonFiniteLossError
@@ -143,8 +144,8 @@ def _langevin(model: BayesianNet, data: Dataset | Split, *, preconditioned: bool
               num_samples: int, burn_in: int, thin: int, num_chains: int, batch_size: int,
               lr: float, gamma: float, decay_steps: float, beta: float, eps: float,
               init_jitter: float, seed: int, device, progress: bool,
-              checkpoint_dir: str | os.PathLike | None = None, resume: bool = False
-              ) -> posterior_mod.InferenceData:
+              checkpoint_dir: str | os.PathLike | None = None, resume: bool = False,
+              history_path: str | os.PathLike | None = None) -> posterior_mod.InferenceData:
     _check_settings(num_samples, burn_in, thin, num_chains, batch_size, lr, gamma, decay_steps,
                     beta, eps, init_jitter)
     device = torch.device(device)
@@ -172,13 +173,20 @@ def _langevin(model: BayesianNet, data: Dataset | Split, *, preconditioned: bool
                 results[chain] = _load_chain(path, _key(settings, chain))
     saved = sorted(results)
     t_start = time.perf_counter()
+    # one row per pass over the data per chain; a resume keeps the rows of the chains it reuses
+    history = (logs.History.resume(history_path, lambda r: r.get("chain", "").isdigit()
+                                   and int(r["chain"]) in results, prefix=f"{engine}/",
+                                   step="step")
+               if resume else logs.History(history_path, prefix=f"{engine}/", step="step"))
     for chain in range(num_chains):
         if chain in results:
             continue
         try:
             results[chain] = _chain(target, train, chain, preconditioned=preconditioned,
-                                    **{k: settings[k] for k in _CHAIN_ARGS}, progress=progress)
+                                    **{k: settings[k] for k in _CHAIN_ARGS}, progress=progress,
+                                    history=history.append)
         except NonFiniteLossError as e:
+            history.close()
             raise NonFiniteLossError(f"{engine}: {e}; {_where(ckpt, saved)}. Lower the step "
                                      f"size lr (now {lr:g})"
                                      + (" or raise eps" if preconditioned else "")
@@ -186,10 +194,11 @@ def _langevin(model: BayesianNet, data: Dataset | Split, *, preconditioned: bool
         if ckpt is not None:
             _save_chain(ckpt / f"chain-{chain}.pt", results[chain], _key(settings, chain))
             saved.append(chain)
+    history.close()
     chains = [results[c] for c in range(num_chains)]
     return posterior_mod.from_draws(
         model, {n: torch.stack([r["draws"][n] for r in chains]) for n in target.sites},
-        observed=train.y,
+        **posterior_mod.training_data(data, train),
         sample_stats={k: np.stack([r[k].numpy() for r in chains]) for k in ("lr", "lp")},
         attrs={"engine": engine, "num_chains": num_chains, "num_samples": num_samples,
                "burn_in": burn_in, "thin": thin, "lr": lr, "gamma": gamma,
@@ -204,11 +213,13 @@ _CHAIN_ARGS = ("num_samples", "burn_in", "thin", "batch_size", "lr", "gamma", "d
 def _chain(target: LangevinTarget, train: Split, chain: int, *, preconditioned: bool,
            num_samples: int, burn_in: int, thin: int, batch_size: int, lr: float,
            gamma: float, decay_steps: float, beta: float | None, eps: float | None,
-           init_jitter: float, seed: int, progress: bool) -> dict[str, Any]:
+           init_jitter: float, seed: int, progress: bool,
+           history: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """One chain from its own generators (seeded by ``(seed, chain)``: its draws do not depend
     on the chains run before it, so a resumed run reproduces them): ``draws`` per site
     ``(num_samples, *shape)`` on the CPU, and per draw the step size ``lr`` and the minibatch
-    log density ``lp`` (float64). The log density is checked once per pass over the data."""
+    log density ``lp`` (float64). The log density is checked once per pass over the data;
+    ``history`` gets a row per pass (chain, pass, step, phase, step size, mean ``lp``)."""
     engine = "psgld" if preconditioned else "sgld"
     chain_seed = (seed * 1009 + chain) % 2**32  # numpy (pyro.set_rng_seed) takes < 2**32
     gen = torch.Generator().manual_seed(chain_seed)
@@ -222,9 +233,10 @@ def _chain(target: LangevinTarget, train: Split, chain: int, *, preconditioned: 
     lps: list[torch.Tensor] = []
     total = burn_in + num_samples * thin
     t = 0
-    bar = tqdm(total=total, desc=f"{engine} chain {chain}", unit="step",
-               disable=not progress, dynamic_ncols=True, leave=False)
+    bar = logs.progress(total=total, desc=f"{engine} chain {chain}", unit="step",
+                        enabled=progress, leave=False)
     epoch = 0
+    t_chain = time.perf_counter()
     try:
         while t < total:
             first, seen = t, []
@@ -261,6 +273,13 @@ def _chain(target: LangevinTarget, train: Split, chain: int, *, preconditioned: 
                 bar.update(1)
             _check_log_density(seen, first, total, chain)
             epoch += 1
+            if seen:
+                mean_lp = float(torch.stack(seen).mean())
+                bar.set_postfix(lp=mean_lp)
+                if history is not None:
+                    history({"chain": chain, "epoch": epoch, "step": t,
+                             "phase": "burn_in" if t <= burn_in else "sampling", "lr": step,
+                             "lp": mean_lp, "seconds": time.perf_counter() - t_chain})
     finally:
         bar.close()
     draws = {n: torch.stack(kept[n]) for n in z}
@@ -345,7 +364,8 @@ def sgld(model: BayesianNet, data: Dataset | Split, *, num_samples: int = 1000,
          lr: float = 1e-4, gamma: float = 0.0, decay_steps: float = 1000.0,
          init_jitter: float = 0.1, seed: int = 0, device: str | torch.device = "cpu",
          progress: bool = True, checkpoint_dir: str | os.PathLike | None = None,
-         resume: bool = False) -> posterior_mod.InferenceData:
+         resume: bool = False, history_path: str | os.PathLike | None = None
+         ) -> posterior_mod.InferenceData:
     """SGLD draws of every site of ``model`` (module docstring) as ``InferenceData``
     (``sample_stats``: the step size ``lr`` and the minibatch log density ``lp`` per draw).
 
@@ -354,12 +374,15 @@ def sgld(model: BayesianNet, data: Dataset | Split, *, num_samples: int = 1000,
     instead of re-run (the result is bit-identical to an uninterrupted run), and a file
     written with other settings is refused (:class:`~bayesstruct.errors.CheckpointError`).
     A non-finite log density or draw raises :class:`~bayesstruct.errors.NonFiniteLossError`
-    naming the chain and the step; chains already saved stay on disk."""
+    naming the chain and the step; chains already saved stay on disk. ``history_path``: a
+    ``history.csv`` with one row per pass over the data per chain (a resume keeps the rows
+    of the chains it reads back and redoes the others')."""
     return _langevin(model, data, preconditioned=False, num_samples=num_samples,
                      burn_in=burn_in, thin=thin, num_chains=num_chains, batch_size=batch_size,
                      lr=lr, gamma=gamma, decay_steps=decay_steps, beta=0.0, eps=1.0,
                      init_jitter=init_jitter, seed=seed, device=device, progress=progress,
-                     checkpoint_dir=checkpoint_dir, resume=resume)
+                     checkpoint_dir=checkpoint_dir, resume=resume,
+                     history_path=history_path)
 
 
 def psgld(model: BayesianNet, data: Dataset | Split, *, num_samples: int = 1000,
@@ -367,15 +390,16 @@ def psgld(model: BayesianNet, data: Dataset | Split, *, num_samples: int = 1000,
           lr: float = 1e-4, gamma: float = 0.0, decay_steps: float = 1000.0,
           beta: float = 0.99, eps: float = 1e-5, init_jitter: float = 0.1, seed: int = 0,
           device: str | torch.device = "cpu", progress: bool = True,
-          checkpoint_dir: str | os.PathLike | None = None, resume: bool = False
-          ) -> posterior_mod.InferenceData:
+          checkpoint_dir: str | os.PathLike | None = None, resume: bool = False,
+          history_path: str | os.PathLike | None = None) -> posterior_mod.InferenceData:
     """pSGLD draws (RMSprop preconditioner ``G = 1 / (eps + sqrt(V))``, ``V`` the running
     mean of ``g * g`` with decay ``beta``); otherwise (checkpoints included) as :func:`sgld`."""
     return _langevin(model, data, preconditioned=True, num_samples=num_samples,
                      burn_in=burn_in, thin=thin, num_chains=num_chains, batch_size=batch_size,
                      lr=lr, gamma=gamma, decay_steps=decay_steps, beta=beta, eps=eps,
                      init_jitter=init_jitter, seed=seed, device=device, progress=progress,
-                     checkpoint_dir=checkpoint_dir, resume=resume)
+                     checkpoint_dir=checkpoint_dir, resume=resume,
+                     history_path=history_path)
 
 
 # -- the recipes: ``engine: sgld`` / ``engine: psgld`` -----------------------------------------
@@ -417,6 +441,7 @@ def _fit_langevin(sampler, cfg: SGLDConfig, model: BayesianNet, data: Dataset,
     try:
         return sampler(model, data, seed=options.seed, device=options.device,
                        checkpoint_dir=options.checkpoint_dir, resume=options.resume,
+                       history_path=options.history_path,
                        progress=options.progress, **cfg.sampler_kwargs())
     except ValueError as e:  # improper priors, discrete structure
         raise ConfigError(f"engine {cfg.engine!r}: {e}") from None

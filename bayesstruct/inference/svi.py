@@ -1,6 +1,6 @@
-"""M4.1: stochastic variational inference, minibatch, on CPU or CUDA.
+"""Stochastic variational inference, minibatch, on CPU or CUDA.
 
-The loop optimises the guide's one-sample negative-ELBO estimate (M1)
+The loop optimises the guide's one-sample negative-ELBO estimate
 
     L(theta) = N/B sum_{i in batch} -log p(y_i | x_i, w) + beta_t KL(q || p),
 
@@ -11,7 +11,7 @@ prior's closed-form KL: ``benchmarks/svi_throughput.py`` measures why); any othe
 
 Around it: a progress bar (loss per example, validation NLL and accuracy), a checkpoint at the
 end of every epoch (atomic; ``weights_only``-loadable), ``resume``, early stopping on validation
-NLL with the best state restored, empirical-Bayes prior updates after every step (M3), and a NaN
+NLL with the best state restored, empirical-Bayes prior updates after every step, and a NaN
 guard that stops with the last good checkpoint untouched.
 """
 
@@ -26,9 +26,9 @@ from typing import Any, ClassVar, Literal
 import pyro
 import torch
 from pydantic import Field
-from tqdm.auto import tqdm
 
 from .. import guides as guides_mod
+from .. import logs
 from .. import posterior as posterior_mod
 from ..data import Dataset, Split
 from ..errors import CheckpointError, ConfigError, NonFiniteLossError
@@ -68,16 +68,19 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
         prior_update: str = "auto", temperature: float | None = None,
         temperature_final: float | None = None, progress: bool = True,
         callbacks: Sequence[Callable[[dict], None]] = (),
-        init_from: str | Path | dict | None = None) -> posterior_mod.InferenceData:
+        init_from: str | Path | dict | None = None,
+        history_path: str | Path | None = None) -> posterior_mod.InferenceData:
     """Fit ``guide`` to ``model`` by SVI and return the posterior as ``InferenceData``.
 
     Args:
         model: the Pyro model (its ``num_data`` is set to the training-set size).
-        guide: a bayesstruct guide (bound to ``model`` here if it is not yet) or any Pyro guide.
+        guide (Guide | Callable): a bayesstruct guide (bound to ``model`` here if it is not yet)
+            or any Pyro guide.
         data: a :class:`~bayesstruct.data.Dataset` (its train/val splits) or a training split.
         lr_schedule: ``"constant"`` or ``"cosine"`` (per step from ``lr`` to ``lr / 100`` over
             ``epochs``).
-        kl_weight: beta of M1; ``kl_warmup_epochs`` ramps it linearly from 0.
+        kl_weight: the KL weight beta of the objective; ``kl_warmup_epochs`` ramps it linearly
+            from 0.
         patience: stop after this many epochs without a better validation NLL (needs ``val``)
             and restore the best state.
         checkpoint_dir: where ``last.pt`` is written after every epoch (the one before kept as
@@ -92,13 +95,17 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
             and prior hyperparameters start this run; the optimiser, schedule and step count
             start afresh (e.g. to go on with a lower ``lr`` after a NaN stop).
         prior_update: ``"closed_form"`` sets the prior's hyperparameters to their closed-form
-            empirical-Bayes values (M3) every ``eb_every`` gradient steps, ``"none"`` holds them
+            empirical-Bayes values every ``eb_every`` gradient steps, ``"none"`` holds them
             fixed, ``"auto"`` follows the prior's own ``empirical_bayes`` setting.
         eb_every: steps between empirical-Bayes prior updates.
         temperature: the Concrete temperature of a prior's relaxed structure (IBP masks,
-            M1's metaparameter; ``None`` keeps the prior's own); ``temperature_final`` anneals
-            it geometrically per step, ``t_s = t_0 (t_1 / t_0)^(s / S)`` over the ``S`` steps.
+            a metaparameter of the objective; ``None`` keeps the prior's own);
+            ``temperature_final`` anneals it geometrically per step,
+            ``t_s = t_0 (t_1 / t_0)^(s / S)`` over the ``S`` steps.
         callbacks: called after every epoch (and its checkpoint) with the epoch's record.
+        history_path: ``history.csv`` gets the epoch's record as a row after every epoch
+            (:class:`~bayesstruct.logs.History`; a resume rewrites it from the checkpoint's
+            records first, so no row is duplicated).
     """
     _check_positive(epochs=epochs, batch_size=batch_size, num_draws=num_draws, eb_every=eb_every)
     if not (math.isfinite(lr) and lr > 0):
@@ -127,7 +134,8 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
             raise ValueError("checkpoints, resume and lr schedules need a bayesstruct guide "
                              f"(meanfield, delta), not {type(guide).__name__}")
         return _svi_pyro(model, guide, train, val, epochs=epochs, batch_size=batch_size, lr=lr,
-                         kl_weight=kl_weight, seed=seed, num_draws=num_draws, progress=progress)
+                         kl_weight=kl_weight, seed=seed, num_draws=num_draws, progress=progress,
+                         history_path=history_path)
     anneal = _temperature_schedule(model.prior, temperature, temperature_final)
     torch.manual_seed(seed)
     guide.setup(model)
@@ -165,8 +173,9 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
         state = {k: ck[k] for k in state}
         best = ck.get("best")
 
-    bar = tqdm(total=epochs, initial=state["epoch"], desc="svi", unit="epoch",
-               disable=not progress, dynamic_ncols=True)
+    bar = logs.progress(total=epochs, initial=state["epoch"], desc="svi", unit="epoch",
+                        enabled=progress)
+    history = logs.History(history_path, state["history"], prefix="svi/")
     try:
         for epoch in range(state["epoch"], epochs):
             t0 = time.perf_counter()
@@ -216,22 +225,25 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
                                  "sched": sched.state_dict() if sched is not None else None,
                                  "rng": torch.get_rng_state(), "best": best,
                                  "settings": settings, "epochs": epochs}, ckpt_path, keep=2)
-            bar.update(1)
+            history.append(record)
             bar.set_postfix({k: f"{record[k]:.4g}" for k in ("loss", "val_nll", "val_acc")
                              if k in record})
+            bar.update(1)
             for cb in callbacks:
                 cb(record)
             if patience is not None and epoch + 1 - state["best_epoch"] >= patience:
                 break
     finally:
         bar.close()
+        history.close()
     stopped_early = patience is not None and state["epoch"] < epochs
     if patience is not None and best is not None:
         guide.load_state_dict(best["guide"])
         model.prior.load_state_dict(best["prior"])
     model.kl_weight = kl_weight
     return posterior_mod.from_guide(
-        model, guide, num_draws, observed=train.y, history=state["history"],
+        model, guide, num_draws, **posterior_mod.training_data(data, train),
+        history=state["history"],
         attrs={"epochs_run": state["epoch"], "best_epoch": state["best_epoch"],
                "stopped_early": stopped_early, "kl_weight": kl_weight, "lr": lr,
                "lr_schedule": lr_schedule, "prior_update": "closed_form" if eb else "none",
@@ -329,8 +341,8 @@ PRIOR_UPDATES = ("auto", "none", "closed_form")
 
 
 def prior_updates(prior, prior_update: str) -> bool:
-    """Whether SVI updates ``prior`` in closed form (M3); switches the prior's empirical Bayes
-    on for ``"closed_form"`` and refuses priors without a closed form."""
+    """Whether SVI updates ``prior`` in closed form (empirical Bayes); switches the prior's
+    empirical Bayes on for ``"closed_form"`` and refuses priors without a closed form."""
     if prior_update not in PRIOR_UPDATES:
         raise ValueError(f"prior_update={prior_update!r}; allowed: {', '.join(PRIOR_UPDATES)}")
     if prior_update == "closed_form":
@@ -344,7 +356,8 @@ def _clone(sd: dict) -> dict:
 
 
 def _svi_pyro(model, guide, train: Split, val: Split | None, *, epochs, batch_size, lr,
-              kl_weight, seed, num_draws, progress) -> posterior_mod.InferenceData:
+              kl_weight, seed, num_draws, progress, history_path=None
+              ) -> posterior_mod.InferenceData:
     """Any Pyro guide: ``pyro.infer.SVI`` with ``TraceMeanField_ELBO`` (analytic KL per site)."""
     pyro.set_rng_seed(seed)
     model.kl_weight = kl_weight
@@ -352,11 +365,16 @@ def _svi_pyro(model, guide, train: Split, val: Split | None, *, epochs, batch_si
                           pyro.infer.TraceMeanField_ELBO())
     batches = Minibatches(train.x, train.y, batch_size, seed)
     history = []
-    for epoch in tqdm(range(epochs), desc="svi (pyro)", disable=not progress):
-        total = sum(svi_.step(x, y) for x, y in batches.epoch(epoch))
-        history.append({"epoch": epoch + 1, "loss": total / len(batches) / batches.n})
-        if not math.isfinite(history[-1]["loss"]):
-            raise NonFiniteLossError(f"loss became {history[-1]['loss']} in epoch {epoch + 1}")
+    with logs.History(history_path, prefix="svi/") as rows:
+        for epoch in logs.progress(range(epochs), desc="svi (pyro)", unit="epoch",
+                                   enabled=progress):
+            t0 = time.perf_counter()
+            total = sum(svi_.step(x, y) for x, y in batches.epoch(epoch))
+            history.append({"epoch": epoch + 1, "loss": total / len(batches) / batches.n})
+            if not math.isfinite(history[-1]["loss"]):
+                raise NonFiniteLossError(f"loss became {history[-1]['loss']} in epoch "
+                                         f"{epoch + 1}")
+            rows.append({**history[-1], "seconds": time.perf_counter() - t0})
     predictive = pyro.infer.Predictive(model, guide=guide, num_samples=num_draws,
                                        return_sites=[s.name for s in model.sites]
                                        + [ls.name for ls in model.prior.latents])
@@ -367,8 +385,12 @@ def _svi_pyro(model, guide, train: Split, val: Split | None, *, epochs, batch_si
         # Predictive pads each site with singleton plate dims: restore (chain, draw, *shape)
         draws = {k: v.reshape(1, num_draws, *shapes[k])
                  for k, v in predictive(train.x[:1]).items()}
-    return posterior_mod.from_draws(model, draws, observed=train.y, history=history,
-                                    attrs={"engine": "svi", "guide": type(guide).__name__})
+    idata = posterior_mod.from_draws(model, draws, **posterior_mod.training_data(train, train),
+                                     history=history,
+                                     attrs={"engine": "svi", "guide": type(guide).__name__})
+    if isinstance(guide, pyro.infer.autoguide.AutoNormal):  # its Normal factors, for rho
+        posterior_mod.add_variational(idata, model, posterior_mod.autonormal_factors(model, guide))
+    return idata
 
 
 # -- the recipe: ``engine: svi`` ---------------------------------------------------------------
@@ -445,4 +467,5 @@ def fit_svi(cfg: SVIConfig, model: BayesianNet, data: Dataset, options: FitOptio
                checkpoint_dir=options.checkpoint_dir, resume=options.resume,
                num_draws=cfg.num_draws, eb_every=cfg.eb_every, prior_update=cfg.prior_update,
                temperature=cfg.temperature, temperature_final=cfg.temperature_final,
-               progress=options.progress, init_from=options.init_from)
+               progress=options.progress, init_from=options.init_from,
+               history_path=options.history_path)

@@ -20,7 +20,7 @@ __all__ = ["BayesianNet", "eval_mode", "is_functional", "refusals", "sequential_
 
 
 class BayesianNet(nn.Module):
-    """The generative model of METHODS.md M1 for a plain ``nn.Module``.
+    """The generative model (prior, structure, likelihood) for a plain ``nn.Module``.
 
         w, latents ~ p(w, latents | h)           (the prior's sample sites)
         y_i | x_i, w ~ likelihood(f(x_i; w))     i in a minibatch of B out of N
@@ -28,7 +28,7 @@ class BayesianNet(nn.Module):
     ``forward(x, y)`` *is* the Pyro model: one sample site per parameter tensor, named as in
     ``net.named_parameters()`` (``fc1.weight``), the prior's hyper-latents, and ``obs`` inside
     ``pyro.plate("data", N)`` so a minibatch's log-likelihood is scaled by ``N / B``. Any Pyro
-    inference works on it (``SVI`` with any guide, ``NUTS``). ``kl_weight`` (beta, M1) scales
+    inference works on it (``SVI`` with any guide, ``NUTS``). ``kl_weight`` (beta) scales
     every prior site; guides scale their sites by the same factor.
 
     The net's own ``nn.Parameter`` values are not used by the model (they are replaced through
@@ -175,7 +175,7 @@ def sequential_forward(net: nn.Sequential, weights: dict[str, Tensor], x: Tensor
 
     A Linear weight may carry batch dimensions, ``(..., out, in)``: they broadcast against
     the input's batch dimensions (``x[..., in]``), which is how Pyro's enumerated IBP masks
-    (M2.5) reach the network."""
+    (the IBP) reach the network."""
     for name, m in net.named_children():
         family = family_of(m)
         if family is not None:

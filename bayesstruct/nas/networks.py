@@ -1,4 +1,4 @@
-"""The search network (a supernet of mixed operations) and the derived network (M7).
+"""The search network (a supernet of mixed operations) and the derived network.
 
 Both are ``stem -> n_cells cells -> global average pool -> Linear``: the stem is a 3x3
 convolution to ``3 C`` channels (stride ``stem_stride``); every cell preprocesses its two

@@ -47,8 +47,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
-from tqdm.auto import tqdm
 
+from .. import logs
 from ..data import Dataset, Split
 from ..errors import NonFiniteLossError
 from ..guides.meanfield import MeanField
@@ -176,8 +176,8 @@ class _Bilevel(Searcher):
         total = self.epochs * len(tb)
         sched = torch.optim.lr_scheduler.LambdaLR(self.w_opt, cosine_factor(total, floor=0.0))
         history = []
-        for epoch in tqdm(range(self.epochs), desc=self.name, unit="epoch",
-                          disable=not progress, leave=False, dynamic_ncols=True):
+        for epoch in logs.progress(range(self.epochs), desc=self.name, unit="epoch",
+                                   enabled=progress, leave=False):
             rec = self._on_epoch(epoch)
             wsum = asum = torch.zeros((), device=device)
             for xt, yt in tb.epoch(epoch):
@@ -359,8 +359,8 @@ class RandomSearch(Searcher):
 
     def _search(self, train, val, space, in_channels, n_classes, seed, rng, device, progress):
         scored: list[tuple[Genotype, float]] = []
-        for i in tqdm(range(self.n_samples), desc=self.name, unit="arch", disable=not progress,
-                      leave=False, dynamic_ncols=True):
+        for i in logs.progress(range(self.n_samples), desc=self.name, unit="arch",
+                               enabled=progress, leave=False):
             g = space.random_genotype(rng)
             torch.manual_seed(seed * 10_007 + i)
             net = DerivedNet(space, g, in_channels, n_classes).to(device)
@@ -396,8 +396,8 @@ class SPOS(Searcher):
         sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_factor(total, floor=0.0))
         history = []
         net.train()
-        for epoch in tqdm(range(self.epochs), desc=self.name, unit="epoch",
-                          disable=not progress, leave=False, dynamic_ncols=True):
+        for epoch in logs.progress(range(self.epochs), desc=self.name, unit="epoch",
+                                   enabled=progress, leave=False):
             lsum = torch.zeros((), device=device)
             for x, y in tb.epoch(epoch):
                 path = space.random_genotype(rng)

@@ -1,5 +1,5 @@
 """The DARTS search space: cells of ``n_nodes`` intermediate nodes, their edges, genotypes
-(discrete architectures) and the derivation of a genotype from structure weights (M7).
+(discrete architectures) and the derivation of a genotype from structure weights.
 
 A cell has two input states (the outputs of the two previous cells, or the stem) numbered
 0 and 1, and intermediate nodes numbered 2, 3, ...; node ``i`` (0-based among the

@@ -1,4 +1,4 @@
-"""Retraining a derived architecture from scratch and scoring it (the last stage of M7)."""
+"""Retraining a derived architecture from scratch and scoring it (the last stage of a search)."""
 
 from __future__ import annotations
 

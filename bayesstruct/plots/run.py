@@ -118,7 +118,7 @@ def plot_comparison(rows: Sequence[Mapping[str, object]], path: str | os.PathLik
 
 def plot_inclusion(probs: Mapping[str, Sequence[float]], path: str | os.PathLike,
                    prior: Mapping[str, Sequence[float]] | None = None, title: str = "") -> Path:
-    """IBP widths (M2.5): each layer's posterior inclusion probabilities ``P(z_k = 1)``
+    """IBP widths: each layer's posterior inclusion probabilities ``P(z_k = 1)``
     against the unit index ``k`` (units with ``P > 1/2`` are kept), with the prior's
     inclusion probabilities for comparison when given."""
     import matplotlib

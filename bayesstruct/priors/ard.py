@@ -1,4 +1,4 @@
-"""M2.2: Gaussian automatic relevance determination (ARD), per weight or per input unit.
+"""Gaussian automatic relevance determination (ARD), per weight or per input unit.
 
 ``w_i ~ N(0, 1 / alpha_{g(i)})`` where ``g(i)`` is the weight itself (``per="weight"``) or the
 input unit / input channel it leaves (``per="unit"``, a column of ``W[out, in]``; MacKay 1994,
@@ -6,7 +6,7 @@ Neal 1996). The precisions are either
 
 * latent, with a ``Gamma(a, b)`` hyperprior (``hyper="gamma"``; full Bayes, log-normal guide on
   alpha), or
-* point hyperparameters set by empirical Bayes (``hyper="empirical_bayes"``, METHODS.md M3):
+* point hyperparameters set by empirical Bayes (``hyper="empirical_bayes"``):
 
       alpha_hat_g = |g| / sum_{i in g} (m_i^2 + s_i^2)
 
@@ -120,7 +120,7 @@ class ARD(Prior, config=ARDConfig):
         return torch.zeros((), device=scale.device), scale
 
     def weight_precision(self, site, latent_loc, latent_scale):
-        """``1/2 sum [alpha (m^2 + s^2) - log alpha - log s^2 - 1]`` (M2.2); under a LogNormal
+        """``1/2 sum [alpha (m^2 + s^2) - log alpha - log s^2 - 1]``; under a LogNormal
         hyper-posterior ``alpha`` and ``log alpha`` become ``E_q alpha = exp(mu + sd^2/2)`` and
         ``E_q log alpha = mu``, plus ``KL(q(alpha) || Gamma(a, b))``."""
         if self.empirical_bayes:

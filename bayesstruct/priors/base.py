@@ -5,7 +5,7 @@ into a Pyro sample site of the same name (so ``torch.func.functional_call`` can 
 network on the sampled values), and may add positive hyper-latent sites of its own (ARD
 precisions ``fc1.weight.alpha``).
 
-*Group* (METHODS.md M2): the weights leaving one input unit -- a column of a ``Linear`` weight
+*Group*: the weights leaving one input unit -- a column of a ``Linear`` weight
 ``W[out, in]`` or an input channel of a ``Conv2d`` weight ``W[out, in, kh, kw]``; group priors
 share one scale per group, which is what makes unit pruning possible.
 
@@ -177,7 +177,7 @@ def expand_group(values: Tensor, site: ParamSite) -> Tensor:
 def kl_normal_normal(m: Tensor, s: Tensor, mu: Tensor | float, var: Tensor | float) -> Tensor:
     """Elementwise ``KL(N(m, s^2) || N(mu, var)) = 1/2 [log(var/s^2) + (s^2 + (m-mu)^2)/var - 1]``.
 
-    (METHODS.md M3, the standard form; the seed's display swaps the arguments.)
+    (The standard form, ``KL(q || p)`` with ``q`` the posterior.)
     """
     var = torch.as_tensor(var, dtype=m.dtype, device=m.device)
     return 0.5 * (torch.log(var) - 2.0 * torch.log(s) + (s * s + (m - mu) ** 2) / var - 1.0)
@@ -187,10 +187,11 @@ def kl_normal_sum(m: Tensor, var: Tensor, log_var: Tensor, prec: Tensor, log_pre
                   mu: Tensor | None = None) -> Tensor:
     """``sum_i KL(N(m_i, var_i) || N(mu_i, 1/prec_i))`` in the precision form
 
-        1/2 sum_i [ prec_i (var_i + (m_i - mu_i)^2) - log prec_i - log var_i - 1 ]     (M3)
+        1/2 sum_i [ prec_i (var_i + (m_i - mu_i)^2) - log prec_i - log var_i - 1 ]
 
     ``prec`` and ``log_prec`` broadcast against ``m``; passing ``E_q[prec]`` and
-    ``E_q[log prec]`` gives the expected KL under a hyper-posterior (M2.2). ``var`` and
+    ``E_q[log prec]`` gives the expected KL under a hyper-posterior (ARD with a Gamma
+    hyperprior). ``var`` and
     ``log_var`` are both taken so the caller computes ``exp`` once (the guide shares ``var``
     with its local-reparameterisation layers). A scalar precision is applied after summing,
     and the log-precision sum counts each broadcast value once per weight it covers.
@@ -279,11 +280,11 @@ class Prior(nn.Module, ABC):
       keyed like ``net.named_parameters()``.
     * :attr:`latents` -- the positive hyper-latent sites (guides give them log-normal factors).
     * :meth:`kl` -- ``E_q KL(q || p)`` in closed form for a mean-field Normal guide on the
-      weights and log-normal factors on the latents (METHODS.md M1: analytic KL where the pair
+      weights and log-normal factors on the latents (analytic KL where the pair
       has one).
     * :meth:`log_prob` -- ``log p(w, latents)`` at a point (MAP / Delta guides).
-    * :meth:`empirical_bayes_` -- the closed-form prior update of M3 (if the prior has one).
-    * :meth:`mode` -- the prior's mode for a site (the numerator point of rho, M5).
+    * :meth:`empirical_bayes_` -- the closed-form empirical-Bayes update (if the prior has one).
+    * :meth:`mode` -- the prior's mode for a site (the numerator point of rho).
     """
 
     #: name used by the registry / YAML (``prior.kind``), read from :attr:`Config`
@@ -294,7 +295,7 @@ class Prior(nn.Module, ABC):
     empirical_bayes: bool = False
     #: whether the prior is a normalisable density (MAP and prior draws make sense)
     proper: bool = True
-    #: the pruning criterion ``criterion: auto`` resolves to (M5): ``rho`` per weight,
+    #: the pruning criterion ``criterion: auto`` resolves to: ``rho`` per weight,
     #: ``log_alpha`` per weight (sparse VD), ``unit`` per group (group-scale priors)
     criterion: str = "rho"
     #: whether the prior has discrete structure latents (IBP masks): guides relax them
@@ -381,7 +382,7 @@ class Prior(nn.Module, ABC):
         """The plain network's parameters from sample-site values (and latents).
 
         The identity on the sites for priors whose sites *are* the weights; group-scale priors
-        in the non-centred form (``w = z * w~``, M2.3/M2.4) multiply the scales in here.
+        in the non-centred form (``w = z * w~``: BC-GNJ, BC-GHS, IBP) multiply the scales in here.
         """
         return {s.name: values[s.name] for s in self.sites}
 
@@ -502,15 +503,15 @@ class Prior(nn.Module, ABC):
         return total
 
     def empirical_bayes_(self, q_loc: dict[str, Tensor], q_scale: dict[str, Tensor]) -> None:
-        """Closed-form update of the prior's hyperparameters (M3); no-op by default."""
+        """Closed-form update of the prior's hyperparameters (empirical Bayes); no-op by default."""
 
     def enable_empirical_bayes(self) -> None:
-        """Switch the closed-form updates (M3) on; priors without one refuse."""
-        raise ValueError(f"prior {self.kind!r} has no closed-form empirical-Bayes update (M3); "
+        """Switch the closed-form empirical-Bayes updates on; priors without one refuse."""
+        raise ValueError(f"prior {self.kind!r} has no closed-form empirical-Bayes update; "
                          "use gaussian, or ard with hyper=empirical_bayes")
 
     def mode(self, site: ParamSite) -> float | Tensor:
-        """The prior's mode for a weight (the numerator point of rho, M5): a number, or one
+        """The prior's mode for a weight (the numerator point of rho): a number, or one
         per group (``site.group_shape``) for priors with per-group locations."""
         return 0.0
 

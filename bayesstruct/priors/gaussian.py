@@ -1,4 +1,4 @@
-"""M2.1: Gaussian prior ``w ~ N(mu, sigma^2 I)`` per layer or per group (Graves 2011; seed 001)."""
+"""Gaussian prior ``w ~ N(mu, sigma^2 I)`` per layer or per group (Graves 2011)."""
 
 from __future__ import annotations
 
@@ -31,14 +31,14 @@ class Gaussian(Prior, config=GaussianConfig):
     input unit / input channel of it (``per="unit"``, a column of ``W[out, in]``).
 
     ``(mu, sigma)`` start at ``(loc, scale)``. With ``empirical_bayes=True`` (or the SVI
-    engine's ``prior_update="closed_form"``) they follow the closed-form M3 update (seed 001)
+    engine's ``prior_update="closed_form"``) they follow the closed-form empirical-Bayes update
     after each gradient step on the guide,
 
         mu_hat_g      = (1/|g|) sum_{i in g} m_i
         sigma_hat_g^2 = (1/|g|) sum_{i in g} [ (mu_hat_g - m_i)^2 + s_i^2 ],
 
     which minimises ``sum_{i in g} KL(N(m_i, s_i^2) || N(mu_g, sigma_g^2))`` over
-    ``(mu_g, sigma_g^2)`` (a scalar posterior covariance, ``s_i = beta``, gives the talk's
+    ``(mu_g, sigma_g^2)`` (a scalar posterior covariance, ``s_i = beta``, gives
     ``sigma_hat^2 = mean (mu - m_i)^2 + beta^2``).
     """
 

@@ -1,4 +1,4 @@
-"""Non-centred group-scale priors (M2.3 BC-GNJ, M2.4 BC-GHS): what they share.
+"""Non-centred group-scale priors (BC-GNJ, BC-GHS): what they share.
 
 Both write a weight of group ``g`` (input unit / input channel) as
 

@@ -1,4 +1,4 @@
-"""M2.4: the group horseshoe prior (Bayesian Compression model 2, BC-GHS).
+"""The group horseshoe prior (Bayesian Compression model 2, BC-GHS).
 
 Non-centred form (Louizos, Ullrich & Welling 2017; Ghosh, Yao & Doshi-Velez 2019), one global
 scale per layer and one local scale per group ``g`` (input unit / input channel):
@@ -20,10 +20,10 @@ where the last expectation, ``E_{u ~ N(mu, sd^2)} softplus(2u - 2 log t)``, is a
 one-dimensional integral computed by Gauss-Hermite quadrature (32 nodes; tested against
 Monte Carlo).
 
-**Unit decision.** The relative density of M5 compares ``q`` at the prior's mode with ``q`` at
+**Unit decision.** The relative variational density compares ``q`` at the prior's mode with ``q`` at
 its own mode. For the scale ``theta_g`` itself that ratio is degenerate: the log-normal has
 density 0 at the mode 0 of ``p(theta)``, so every unit would look important. We therefore
-apply M5 to what the scale acts on, the group's *effective weights* ``w_gj = theta_g w~_gj``,
+apply it to what the scale acts on, the group's *effective weights* ``w_gj = theta_g w~_gj``,
 whose prior (the horseshoe marginal) has its mode, a pole, at 0. With a Gaussian fit to each
 effective weight's ``q`` (its exact mean and variance),
 

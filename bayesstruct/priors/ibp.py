@@ -1,4 +1,4 @@
-"""M2.5: Indian Buffet Process deep sparse networks, in truncated stick-breaking form.
+"""Indian Buffet Process deep sparse networks, in truncated stick-breaking form.
 
 Per hidden layer ``l`` with truncation ``K_l`` units (the layer's width in the plain network;
 Teh, Gorur & Ghahramani 2007; Adams, Wallach & Ghahramani 2010):
@@ -133,7 +133,7 @@ class IBP(GroupScalePrior, config=IBPConfig):
         alpha: concentration of every layer's ``Beta(alpha, 1)`` sticks (the expected first
             hidden width is about ``alpha H_D`` for ``D`` inputs).
         temperature: Concrete temperature of the relaxed masks in the fast path (a
-            metaparameter, M1; the SVI engine can anneal it, ``temperature_final``).
+            metaparameter of the objective; the SVI engine can anneal it, ``temperature_final``).
         init_inclusion: where ``q(z_k = 1)`` starts: a probability for every unit, or
             ``"prior"``: the prior's own inclusion probability under the initial sticks
             (:meth:`prior_inclusion`), clipped to ``[0.02, 0.98]``, so the first

@@ -1,4 +1,4 @@
-"""M2.3: the log-uniform prior -- sparse variational dropout per weight, normal-Jeffreys per unit.
+"""The log-uniform prior -- sparse variational dropout per weight, normal-Jeffreys per unit.
 
 **Weight level** (sparse variational dropout; Molchanov, Ashukha & Vetrov 2017). The improper
 prior ``p(|w|) ~ 1/|w|`` with the mean-field guide ``q(w) = N(theta, sigma^2)`` in the additive
@@ -17,7 +17,7 @@ which Molchanov et al. (eq. 14) approximate as
 
 (``C = -k1`` makes ``-KL -> 0`` as ``alpha -> inf``; tested against a numerical integral over
 a grid of ``log alpha``). A weight is pruned when ``log alpha >= 3`` (``alpha`` of about 20:
-its posterior is almost all noise). Since ``rho = exp(-1 / (2 alpha))`` (M5), this is the
+its posterior is almost all noise). Since ``rho = exp(-1 / (2 alpha))``, this is the
 same ordering as the relative density.
 
 **Group level** (Bayesian Compression with the normal-Jeffreys prior, BC-GNJ; Louizos, Ullrich
@@ -30,7 +30,7 @@ same ordering as the relative density.
     log alpha_g = log sigma_z^2 - log mu_z^2  (clipped to [-8, 8]).
 
 A unit is pruned when ``log alpha_g`` exceeds a per-layer threshold; a weight survives when
-both the unit it leaves and the unit it enters survive (M5).
+both the unit it leaves and the unit it enters survive.
 """
 
 from __future__ import annotations

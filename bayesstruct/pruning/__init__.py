@@ -1,4 +1,4 @@
-"""Relative density, pruning decisions, curves, smaller networks and their size (M5).
+"""Relative density, pruning decisions, curves, smaller networks and their size.
 
 The pipeline from a posterior to a smaller network:
 

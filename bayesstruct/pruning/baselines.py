@@ -31,8 +31,8 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
+from .. import logs
 from ..data import Split
 from ..training.plain import evaluate_net, weights
 from .compression import apply_masks
@@ -124,8 +124,8 @@ def sweep(net: nn.Module, scores: Scores | Callable[[nn.Module], Scores], split:
     current = net
     removed_before: dict[str, np.ndarray] = {}
     rows = []
-    for f in tqdm(fractions, desc=method or "sweep", unit="fraction", disable=not progress,
-                  leave=False, dynamic_ncols=True):
+    for f in logs.progress(fractions, desc=method or "sweep", unit="fraction",
+                           enabled=progress, leave=False):
         t0 = time.perf_counter()
         s = fixed if fixed is not None else (scores(current) if callable(scores) else scores)
         if removed_before:

@@ -184,7 +184,7 @@ def compare(make_net: Callable[[], nn.Module], ds: Dataset,
             base starts from the same weights).
         ds: the data; bases train on ``ds.train``, Hessians use ``ds.train``, curves
             ``ds.test``.
-        prior: the prior of the variational base (default ``Gaussian()``).
+        prior (Prior | None): the prior of the variational base (default ``Gaussian()``).
         checkpoint_dir: where each trained base (``base-<name>.pt``, ``weights_only``
             loadable) and each finished method's rows (``rows.json``) are kept; a repeated call
             with the same directory reuses them (resume after an interruption; a base whose

@@ -1,4 +1,4 @@
-"""Applying decisions: a plain network that is actually smaller (M5).
+"""Applying decisions: a plain network that is actually smaller.
 
 :func:`prune` zeroes the removed weights (:func:`apply_masks`) and then deletes the units that
 no longer matter, so that the returned network has fewer rows, columns and channels and computes

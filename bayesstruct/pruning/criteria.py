@@ -1,4 +1,4 @@
-"""One entry point from a posterior to pruning decisions, whatever the criterion (M5).
+"""One entry point from a posterior to pruning decisions, whatever the criterion.
 
 ==============  ==========================================  =============================
 criterion       score (larger = removed first)              removed when

@@ -1,4 +1,4 @@
-"""The pruning curve (M5): fraction of weights removed against test accuracy and NLL.
+"""The pruning curve: fraction of weights removed against test accuracy and NLL.
 
 For every fraction the weights with the highest prunability score (rho by default) are removed
 and the masked network is evaluated two ways: the *posterior-mean* network (one forward pass at
@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
+from .. import logs
 from ..data import Split
 from ..models.bayesnet import BayesianNet, eval_mode
 from ..posterior import InferenceData, point_estimate
@@ -77,8 +78,9 @@ def mc_evaluate(model: BayesianNet, draws, split: Split,
 def pruning_curve(model: BayesianNet, post: InferenceData, split: Split,
                   fractions: Sequence[float] = DEFAULT_FRACTIONS, *,
                   scores: Mapping[str, np.ndarray] | None = None, mc_samples: int = 20,
-                  seed: int = 0) -> list[dict[str, float]]:
+                  seed: int = 0, progress: bool = False) -> list[dict[str, float]]:
     """One row per fraction: ``fraction, removed, acc_mean, nll_mean, acc_mc, nll_mc``.
+    ``progress``: report the fractions done (:func:`bayesstruct.logs.progress`).
 
     ``scores`` default to ``log rho`` per weight (:func:`log_relative_density`). The
     posterior must be ``model``'s (:func:`~bayesstruct.pruning.decisions.check_matches`).
@@ -90,7 +92,7 @@ def pruning_curve(model: BayesianNet, post: InferenceData, split: Split,
     point = _tensors(point_estimate(post), device)
     sites = [ls.name for ls in model.prior.latents] + [s.name for s in model.sites]
     rows = []
-    for f in fractions:
+    for f in logs.progress(fractions, desc="pruning curve", unit="fraction", enabled=progress):
         masks_np = decide(scores, fraction=f)
         masks = _tensors(masks_np, device)
         params = mask_params({k: point[k] for k in sites}, masks)

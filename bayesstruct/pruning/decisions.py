@@ -1,4 +1,4 @@
-"""M5: pruning decisions -- boolean keep-masks from a threshold or a target fraction, and the
+"""Pruning decisions -- boolean keep-masks from a threshold or a target fraction, and the
 check that a posterior belongs to the model it is applied to."""
 
 from __future__ import annotations

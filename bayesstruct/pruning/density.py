@@ -1,4 +1,4 @@
-"""M5: the relative variational density of weights and units.
+"""The relative variational density of weights and units.
 
     rho(w | h) = q_w(mode of p(w | h)) / q_w(mode of q_w)
 
@@ -11,6 +11,11 @@ weights with rho near 0 first would invert the formula; the formula is followed.
 A unit's (group's) rho is that of the whole group's factor, the product over its weights:
 ``log rho_g = sum_{i in g} log rho_i`` -- the same definition applied to the vector of the
 group's weights, since ``q`` factorises.
+
+The closed form applies to any Normal mean-field posterior stored in the ``variational_loc`` /
+``variational_scale`` groups: bayesstruct's ``MeanField`` guide, and Pyro's own ``AutoNormal``
+guide (whose real-valued sites are Normal factors; :func:`bayesstruct.posterior.
+autonormal_factors`).
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ def normal_weight_factors(post: InferenceData):
         guide = post.attrs.get("guide", "")
         raise ValueError(
             f"this posterior (engine {engine} {guide}) has no variational density to evaluate; "
-            "rho needs a guide with a density (meanfield). For point estimates use "
+            "rho needs a guide with a density (meanfield, or Pyro's AutoNormal). For point "
+            "estimates use "
             "magnitude scores (pruning.magnitude).")
     for name, loc in post.variational_loc.data_vars.items():
         if loc.attrs.get("family") != "Normal" or "prior_mode" not in loc.attrs:

@@ -1,4 +1,4 @@
-"""Hessians of the training loss with respect to the weights, for OBD and OBS (M5).
+"""Hessians of the training loss with respect to the weights, for OBD and OBS.
 
 The loss is :func:`bayesstruct.training.plain.regularised_loss` averaged over the training
 split: ``L(w) = (1/N) sum_n CE_n(w) + l1 ||W||_1 + (l2/2) ||W||^2``. Its Hessian over the weight

@@ -1,4 +1,4 @@
-"""Optimal Brain Surgeon (Hassibi & Stork 1993; M5): remove weights with the compensating update.
+"""Optimal Brain Surgeon (Hassibi & Stork 1993): remove weights with the compensating update.
 
 Around a minimum ``w`` of the training loss with Hessian ``H``, the second-order model of the
 loss after a change ``dw`` is ``dL = 1/2 dw^T H dw``. Removing weight ``q`` means the constraint
@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+
+from .. import logs
 
 __all__ = ["OBSPath", "obs_path", "obs_remove", "obs_saliency"]
 
@@ -112,8 +113,8 @@ def obs_path(w: torch.Tensor, hess: torch.Tensor, counts: Sequence[int], *, bloc
     order: list[np.ndarray] = []
     path = OBSPath(order=np.zeros(0, dtype=np.int64))
     total, n_removed = 0.0, 0
-    bar = tqdm(total=counts[-1] if counts else 0, desc="OBS", unit="w", disable=not progress,
-               leave=False, dynamic_ncols=True)
+    bar = logs.progress(total=counts[-1] if counts else 0, desc="OBS", unit="weight",
+                        enabled=progress, leave=False)
     for target in counts:
         while n_removed < target:
             b = min(block, target - n_removed)

@@ -1,4 +1,4 @@
-"""Removing hidden units of the zoo's recurrent nets (M5: a pruned net is genuinely smaller).
+"""Removing hidden units of the zoo's recurrent nets (a pruned net is genuinely smaller).
 
 In :class:`~bayesstruct.nets.SequenceClassifier` and :class:`~bayesstruct.nets.PairClassifier`
 hidden unit ``j`` of the recurrent layer is read only by column ``j`` of ``U`` (``rnn.hh``, every

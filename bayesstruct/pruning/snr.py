@@ -3,7 +3,7 @@
 
 For a Normal factor ``q(w_i) = N(mu_i, sigma_i^2)`` and a zero-mode prior the relative density
 is ``rho_i = exp(-lambda_i^2 / 2)``: a weight with small ``lambda_i`` puts nearly as much density
-at 0 as at its mode and is removed. The talk's three curves are the network evaluated at the
+at 0 as at its mode and is removed. The three SNR curves are the network evaluated at the
 posterior mean with every weight of ``lambda_i < lambda`` set to zero, against ``lambda``:
 parameters kept, test accuracy / macro F1, and test log-likelihood. (Removing the weights with
 *large* lambda instead would invert the formula; the formula is followed.)
@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
+from .. import logs
 from ..data import Split
 from ..errors import UserInputError
 from ..models.bayesnet import BayesianNet
@@ -50,11 +51,13 @@ def lambda_grid(scores: Mapping[str, np.ndarray], num: int = 40,
 @torch.no_grad()
 def snr_curve(model: BayesianNet, post: InferenceData, split: Split,
               lambdas: Sequence[float] | None = None,
-              scores: Mapping[str, np.ndarray] | None = None) -> list[dict[str, float]]:
+              scores: Mapping[str, np.ndarray] | None = None, *, progress: bool = False,
+              desc: str = "SNR curve") -> list[dict[str, float]]:
     """One row per threshold: ``lambda``, ``weights_kept``, ``params_kept`` (biases
     included), ``removed`` (fraction of weights), ``acc``, ``f1_macro``, ``nll`` (per
     example) and ``log_lik`` (summed over the split) of the posterior-mean network with the
-    weights of ``lambda_i < lambda`` removed."""
+    weights of ``lambda_i < lambda`` removed. ``progress``: report the thresholds done
+    (:func:`bayesstruct.logs.progress`, labelled ``desc``)."""
     check_matches(post, model)
     scores = dict(scores) if scores is not None else snr(post, model)
     lambdas = lambda_grid(scores) if lambdas is None else np.asarray(lambdas, dtype=np.float64)
@@ -66,7 +69,7 @@ def snr_curve(model: BayesianNet, post: InferenceData, split: Split,
     n_weights = sum(v.size for v in scores.values())
     n_bias = sum(s.numel for s in model.sites if s.role != "weight")
     rows = []
-    for lam in lambdas:
+    for lam in logs.progress(lambdas, desc=desc, unit="threshold", enabled=progress):
         masks = {k: v >= lam for k, v in scores.items()}
         kept = int(sum(int(m.sum()) for m in masks.values()))
         ev = evaluate(model, mask_params(params, masks), split)

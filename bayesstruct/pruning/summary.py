@@ -1,4 +1,4 @@
-"""The compression report of a pruned posterior (M5; Louizos et al. 2017; Han et al. 2016).
+"""The compression report of a pruned posterior (Louizos et al. 2017; Han et al. 2016).
 
 Per weight layer: weights and units kept, and three sizes of what is left,
 

@@ -1,4 +1,5 @@
-"""Structured decisions (M2.3, M2.4, M5 groups): which units survive, and the weight masks.
+"""Structured decisions (BC-GNJ, BC-GHS, ARD and IBP unit groups): which units survive, and the
+weight masks.
 
 * Sparse VD (per weight): ``log alpha = log sigma^2 - log theta^2`` per weight; prune at
   ``log alpha >= 3`` (Molchanov et al. 2017).
@@ -179,7 +180,7 @@ def _output_dim(net: nn.Module, site) -> int | None:
 
 
 def inclusion_probabilities(post: InferenceData, model: BayesianNet) -> dict[str, np.ndarray]:
-    """``layer -> P(z_k = 1 | D)`` of a prior's discrete unit masks (IBP, M2.5): ``q``'s
+    """``layer -> P(z_k = 1 | D)`` of a prior's discrete unit masks (IBP): ``q``'s
     Bernoulli probabilities for SVI, the draws' frequencies for a sampler."""
     out = {}
     for ls in model.prior.latents:

@@ -332,8 +332,8 @@ def train_selective(net: nn.Module, data: Dataset, *, eta0: int, eta1: int, k: f
                     rule: str = "psgld", granularity: str = "element", window: int = 100,
                     lr: float = 0.05, batch_size: int = 128, seed: int = 0,
                     device: str | torch.device | None = None) -> FreezeResult:
-    """The three stages of M8 for one setting; ``k`` and ``l`` are fractions of the
-    parameters (``0 < k, l <= 1``). ``net`` is trained and pruned in place.
+    """The three stages (train all, train ``k``, keep ``l``) for one setting; ``k`` and ``l`` are
+    fractions of the parameters (``0 < k, l <= 1``). ``net`` is trained and pruned in place.
 
     A stage whose loss becomes NaN/inf raises :class:`~bayesstruct.errors.NonFiniteLossError`
     naming the stage and the steps (checked once per epoch of minibatches)."""

@@ -1,4 +1,4 @@
-"""Plain (point-estimate) training: the regularised empirical risk of the pruning baselines (M5).
+"""Plain (point-estimate) training: the regularised empirical risk of the pruning baselines.
 
 The loss is the mean cross-entropy plus penalties on the *weights* (biases are not penalised):
 
@@ -23,8 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
+from .. import logs
 from ..data import Dataset, Split
 from ..errors import NonFiniteLossError
 from .common import Minibatches, cosine_factor, make_adam
@@ -133,8 +133,8 @@ def train_plain(net: nn.Module, data: Dataset | Split, *, epochs: int, lr: float
              if lr_schedule == "cosine" else None)
     history = []
     net.train()
-    for epoch in tqdm(range(epochs), desc=desc, unit="epoch", disable=not progress,
-                      leave=False, dynamic_ncols=True):
+    for epoch in logs.progress(range(epochs), desc=desc, unit="epoch", enabled=progress,
+                               leave=False):
         total = torch.zeros((), device=device)
         for x, y in batches.epoch(epoch):
             opt.zero_grad(set_to_none=True)

@@ -342,7 +342,9 @@ class ReversibleTrajectory:
         w0: the initial weights (any shape; held as float64 fixed point).
         grad_fn: ``(w float64, t) -> gradient float64`` of ``w``'s shape; deterministic.
         lr: the learning rate.
-        momentum, betas, eps: the optimiser's settings.
+        momentum: the momentum decay (``optimizer="momentum"``).
+        betas: Adam's decays ``(b1, b2)``.
+        eps: Adam's ``eps``.
         radix_bits: fractional bits of ``w`` and ``b`` / ``m``.
         v_radix_bits: fractional bits of Adam's ``v``.
         max_denominator: the largest denominator of the rational decays (at most 1024).

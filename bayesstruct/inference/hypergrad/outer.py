@@ -1,11 +1,11 @@
-"""The outer loops of METHODS.md M6.6 (seed 002's two algorithms).
+"""The two outer loops of hypergradient optimisation: greedy and honest.
 
 * :func:`greedy`: train with the inner optimiser; every ``k`` inner steps the hypergradient of
-  the validation loss through those ``k`` steps (unrolled from the running state: the seed's
+  the validation loss through those ``k`` steps (unrolled from the running state: the
   ``diff-argmin``) updates ``lambda``. Cheap and stochastic-friendly, but short-horizon biased.
 * :func:`honest`: per outer step, optimise the inner problem (warm-started) until
   ``||grad_w L_train|| <= inner_tol``, then take the implicit hypergradient (CG on
-  Hessian-vector products: the seed's ``diff-CG``) and update ``lambda``.
+  Hessian-vector products: ``diff-CG``) and update ``lambda``.
 
 Both update ``lambda`` by Adam (``hyper_lr``) and return an :class:`OuterResult` with the
 history of ``lambda`` and the validation loss. A validation loss, hypergradient or inner
@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
+from ... import logs
 from ...errors import NonFiniteLossError
 from .implicit import SolveInfo, implicit
 from .problem import HyperProblem, init_state, opt_step
@@ -72,7 +72,8 @@ def greedy(problem: HyperProblem, lam0: Tensor, *, total_steps: int, k: int = 10
     lam, opt = _adam(lam0, hyper_lr)
     state = init_state(problem.optimizer, problem.w0.detach())
     history = []
-    bar = tqdm(range(0, total_steps, k), desc="greedy", disable=not progress)
+    bar = logs.progress(range(0, total_steps, k), desc="greedy", unit="outer step",
+                        enabled=progress)
     for i, start in enumerate(bar):
         n = min(k, total_steps - start)
         grad, state = unrolled(problem, lam, n, state=state, start=start, return_state=True)
@@ -186,7 +187,8 @@ def honest(problem: HyperProblem, lam0: Tensor, *, outer_steps: int, hyper_lr: f
     lam, opt = _adam(lam0, hyper_lr)
     state = init_state(problem.optimizer, problem.w0.detach())
     history = []
-    for i in tqdm(range(outer_steps), desc="honest", disable=not progress):
+    for i in logs.progress(range(outer_steps), desc="honest", unit="outer step",
+                           enabled=progress):
         if not warm_start:
             state = init_state(problem.optimizer, problem.w0.detach())
             state = state if inner == "optimizer" else {"w": state["w"]}

@@ -1,4 +1,4 @@
-"""A bilevel problem (METHODS.md M6) and the inner optimisers as differentiable steps.
+"""A bilevel problem and the inner optimisers as differentiable steps.
 
     min_lambda L_val(w_T(lambda), lambda),    w_{t+1} = step(w_t, grad_w L_train(w_t, lambda))
 
@@ -12,8 +12,8 @@ module and it). The inner optimisers follow PyTorch's conventions exactly (teste
                  ``w <- w - lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)``, ``t = 1, 2, ..``
 
 with ``g`` the gradient at the weights before the step. :func:`opt_step` is written with
-tensor operations only, so reverse mode differentiates through it (unrolled, M6.2), and the
-exact fixed-point version (:mod:`.exact`, M6.3) mirrors it operation by operation.
+tensor operations only, so reverse mode differentiates through it (unrolled), and the
+exact fixed-point version (:mod:`.exact`) mirrors it operation by operation.
 """
 
 from __future__ import annotations

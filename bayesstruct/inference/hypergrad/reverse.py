@@ -1,4 +1,4 @@
-"""Reverse-mode hypergradients through T inner steps (METHODS.md M6.2-M6.4).
+"""Reverse-mode hypergradients through T inner steps.
 
 With ``s_t`` the optimiser state (weights and moments) and ``s_{t+1} = Phi_t(s_t, lambda)``,
 
@@ -8,14 +8,14 @@ With ``s_t`` the optimiser state (weights and moments) and ``s_{t+1} = Phi_t(s_t
 a backward sweep that needs ``s_t`` for ``t = T-1 .. 0`` in reverse order. The methods differ
 only in how they get those states back:
 
-* ``unrolled`` (M6.2): autograd keeps the whole graph of the T steps: time O(T), memory O(T).
-* ``checkpointed`` (M6.4, the seed's tree): to reverse steps ``[a, b)`` from ``s_a``, run
-  forward to the midpoint ``m``, reverse ``[m, b)`` from ``s_m``, then ``[a, m)`` from
-  ``s_a``; at most ``max(1, ceil(log2 T)) + 1`` states are held at once and each step is recomputed
-  ``O(log T)`` times: memory O(log T), time O(T log T).
-* ``reversible`` (M6.3): the forward run is exact in fixed-point arithmetic
-  (:class:`~.exact.ReversibleTrajectory`), so each ``s_t`` is recovered by undoing the step,
-  bit for bit; memory is the information buffer, ``O(T sum_k log2(1/gamma_k))`` bits.
+* ``unrolled``: autograd keeps the whole graph of the T steps: time O(T), memory O(T).
+* ``checkpointed`` (tree checkpointing; Griewank & Walther 2000): to reverse steps ``[a, b)``
+  from ``s_a``, run forward to the midpoint ``m``, reverse ``[m, b)`` from ``s_m``, then
+  ``[a, m)`` from ``s_a``; at most ``max(1, ceil(log2 T)) + 1`` states are held at once and
+  each step is recomputed ``O(log T)`` times: memory O(log T), time O(T log T).
+* ``reversible`` (Maclaurin, Duvenaud & Adams 2015): the forward run is exact in fixed-point
+  arithmetic (:class:`~.exact.ReversibleTrajectory`), so each ``s_t`` is recovered by undoing
+  the step, bit for bit; memory is the information buffer, ``O(T sum_k log2(1/gamma_k))`` bits.
 
 The last two apply :func:`step_vjp` (one step's vector-Jacobian product, with ``grad_w
 L_train`` differentiated through, i.e. Hessian-vector products) per step.
@@ -83,7 +83,7 @@ def unrolled(problem: HyperProblem, lam: Tensor, steps: int,
     """Reverse mode through the whole unrolled loop (autograd keeps every step's graph).
 
     From ``state`` at step index ``start`` (default ``w_0``, zero moments, step 0): the
-    seed's ``diff-argmin`` over a window, which the greedy loop calls with the running state;
+    ``diff-argmin`` over a window, which the greedy loop calls with the running state;
     ``return_state`` also returns the (detached) state after the window."""
     with torch.enable_grad():
         lam_ = lam.detach().requires_grad_(True)
