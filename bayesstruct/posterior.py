@@ -17,9 +17,12 @@ and HMC, ``sgld`` = SGLD and pSGLD):
   after the fit in evaluation mode, in batches; for training sets larger than
   ``log_likelihood_obs`` (default :data:`LOG_LIKELIHOOD_OBS`) only that many evenly spaced
   observations are kept (their ``obs_id`` are the training indices; attr ``obs_subset``), so
-  LOO/WAIC then estimate the elpd of that subset. The cost: one forward pass per stored draw
-  over those observations (on the model's device), and ``chains x draws x obs`` float64
-  numbers on disk (100 guide draws x 10 000 observations: 8 MB);
+  LOO/WAIC then estimate the elpd of that subset; an engine's posterior also keeps at most
+  :data:`LOG_LIKELIHOOD_VALUES` numbers (``chains x draws x obs``), so long chains keep fewer
+  observations (at least 100; :func:`add_log_likelihood` recomputes the group over any
+  number). The cost: one forward pass per stored draw over those observations (on the
+  model's device), and ``chains x draws x obs`` float64 numbers on disk (100 guide draws x
+  10 000 observations: 8 MB);
 * ``sample_stats`` -- ``lp`` (the log joint density at each draw: the potential energy's
   negative for mcmc, the minibatch estimate for sgld, the full-data value for svi, written
   only when ``log_likelihood`` covers every observation),
@@ -75,8 +78,8 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)
     import arviz as az
 
-__all__ = ["CONSTANT_DATA_VALUES", "LOG_LIKELIHOOD_OBS", "PRIOR_DRAWS", "PRIOR_VALUES",
-           "InferenceData",
+__all__ = ["CONSTANT_DATA_VALUES", "LOG_LIKELIHOOD_OBS", "LOG_LIKELIHOOD_VALUES", "PRIOR_DRAWS",
+           "PRIOR_VALUES", "InferenceData",
            "add_log_likelihood", "add_variational", "autonormal_factors", "feature_labels",
            "from_draws", "from_guide", "load", "mode_array", "point_estimate", "save", "stamp",
            "to_datatree", "training_data", "weight_sites"]
@@ -85,6 +88,9 @@ InferenceData = az.InferenceData
 
 #: observations kept in the ``log_likelihood`` group by default (all of them up to this size)
 LOG_LIKELIHOOD_OBS = 10_000
+#: the most numbers (draws x observations) the ``log_likelihood`` group of an engine's
+#: posterior holds by default (32 MB of float64): 4000 pSGLD draws keep 1048 observations
+LOG_LIKELIHOOD_VALUES = 2**22
 #: draws in the ``prior`` group (fewer for networks too large for :data:`PRIOR_VALUES`)
 PRIOR_DRAWS = 100
 #: the most numbers the ``prior`` group holds (32 MB of float32)
@@ -205,7 +211,11 @@ def from_draws(model, draws: Mapping[str, torch.Tensor | np.ndarray], *,
     stats = dict(sample_stats or {})
     meta = {"weight_sites": ",".join(s.name for s in model.weight_sites), **(attrs or {})}
     if inputs is not None and observed is not None:
-        idx = _obs_subset(len(observed), log_likelihood_obs)
+        cap = log_likelihood_obs
+        if cap is not None:  # long chains: fewer observations, so disk and time stay bounded
+            n_draws = posterior.sizes["chain"] * posterior.sizes["draw"]
+            cap = min(cap, max(100, LOG_LIKELIHOOD_VALUES // n_draws))
+        idx = _obs_subset(len(observed), cap)
         loglik = _pointwise_log_likelihood(model, draws, inputs[idx], observed[idx])
         groups["log_likelihood"] = xr.Dataset(
             {"obs": (("chain", "draw", "obs_id"), loglik)},

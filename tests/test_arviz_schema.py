@@ -182,6 +182,20 @@ def test_log_likelihood_cap_keeps_evenly_spaced_observations(digits):
     np.testing.assert_allclose(full.log_likelihood["obs"].values[:, :, ids], capped)
 
 
+def test_long_chains_keep_fewer_observations(digits, monkeypatch):
+    """At most LOG_LIKELIHOOD_VALUES numbers: draws x observations, observations cut first."""
+    model = _mlp(digits, priors.Gaussian())
+    guide = guides.MeanField(model)
+    monkeypatch.setattr(posterior, "LOG_LIKELIHOOD_VALUES", 8 * 150)
+    post = posterior.from_guide(model, guide, 8, observed=digits.train.y,
+                                inputs=digits.train.x)
+    assert post.log_likelihood.sizes["obs_id"] == 150
+    monkeypatch.setattr(posterior, "LOG_LIKELIHOOD_VALUES", 8 * 10)  # never below 100
+    post = posterior.from_guide(model, guide, 8, observed=digits.train.y,
+                                inputs=digits.train.x)
+    assert post.log_likelihood.sizes["obs_id"] == 100
+
+
 def test_coordinates_carry_meaning(fitted, digits):
     post = fitted["svi"][2]
     assert list(post.posterior["fc1_in"].values[:3]) == ["r0c0", "r0c1", "r0c2"]
