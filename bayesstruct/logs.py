@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -34,9 +35,9 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["HISTORY", "LINE_SECONDS", "MIN_SECONDS", "TENSORBOARD_ENV", "History", "Progress",
-           "configure", "get_logger", "interactive", "phase", "progress", "read_history",
-           "sample_stats_rows", "tensorboard_dir", "verbosity"]
+__all__ = ["HISTORY", "LINE_SECONDS", "MIN_SECONDS", "PHASE_SECONDS", "TENSORBOARD_ENV",
+           "History", "Progress", "configure", "get_logger", "interactive", "phase", "progress",
+           "read_history", "sample_stats_rows", "tensorboard_dir", "verbosity"]
 
 ROOT = "bayesstruct"
 #: the file name of the per-epoch history in a run directory
@@ -46,6 +47,9 @@ LINE_SECONDS = 60.0
 #: in log-line mode, the shortest: a ~10 % step sooner than this after the last line is not
 #: reported (a loop of a few seconds gets its final line only)
 MIN_SECONDS = 2.0
+#: a :func:`phase` says it is running once it has taken this long (seconds); quicker ones
+#: print nothing
+PHASE_SECONDS = 1.0
 #: the environment variable that switches on TensorBoard scalars (its value: the log folder)
 TENSORBOARD_ENV = "BAYESSTRUCT_TENSORBOARD"
 
@@ -263,8 +267,10 @@ class Progress:
             self._bar.close()
             return
         now = time.perf_counter()
-        if not self.leave and not self._lines and now - self._t0 < self._min_seconds:
-            return  # a transient bar (leave=False) that was over at once: no line
+        quick = not self._lines and now - self._t0 < self._min_seconds
+        finished = self.total is not None and self.n >= self.total
+        if quick and (not self.leave or (finished and not self.postfix)):
+            return  # over at once with nothing to report (no loss, no accuracy): no line
         if self.n > self.initial or self.total is not None:
             self._emit(self._line(now, final=True))
 
@@ -318,20 +324,37 @@ def progress(iterable: Iterable | None = None, *, total: int | float | None = No
 @contextlib.contextmanager
 def phase(name: str, *, enabled: bool = True, logger: logging.Logger | None = None
           ) -> Iterator[None]:
-    """Log ``"name ..."`` on entry and ``"name done in X s"`` on exit (info level); a phase
-    left by an exception logs ``"name stopped after X s"``."""
+    """Say that a step without a natural count is running, if it takes a while: ``"name ..."``
+    once it has run for :data:`PHASE_SECONDS` and ``"name done in X s"`` at its end (info
+    level); a phase left by an exception after its start line logs ``"name stopped after X
+    s"``. A quicker phase prints nothing (with ``-v``, verbosity 1, every phase is logged)."""
     log = logger or get_logger("phase")
     on = enabled and verbosity() >= 0
-    if on:
-        log.info(f"{name} ...")
     t0 = time.perf_counter()
+    started = threading.Event()
+
+    def announce() -> None:
+        started.set()
+        log.info(f"{name} ...")
+
+    timer = None
+    if on and verbosity() >= 1:
+        announce()
+    elif on:
+        timer = threading.Timer(PHASE_SECONDS, announce)
+        timer.daemon = True
+        timer.start()
     try:
         yield
     except BaseException:
-        if on:
+        if timer is not None:
+            timer.cancel()
+        if started.is_set():
             log.info(f"{name} stopped after {_seconds(time.perf_counter() - t0)}")
         raise
-    if on:
+    if timer is not None:
+        timer.cancel()
+    if started.is_set():
         log.info(f"{name} done in {_seconds(time.perf_counter() - t0)}")
 
 

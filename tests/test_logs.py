@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import logging
 import sys
+import time
 import types
 
 import pytest
@@ -60,10 +61,15 @@ def test_piped_progress_writes_bounded_plain_lines_and_a_final_one(piped):
     assert len(_lines(piped)) == len(lines)
 
 
-def test_a_fast_loop_gets_its_final_line_only(piped):
+def test_a_fast_loop_gets_its_final_line_only_if_it_has_figures(piped):
     assert list(logs.progress(range(1000), desc="curve", unit="fraction")) == list(range(1000))
+    assert piped.getvalue() == ""  # over at once, nothing to report
+    with logs.progress(total=1000, desc="svi", unit="epoch") as bar:
+        for _ in range(1000):
+            bar.set_postfix(loss=0.25)
+            bar.update(1)
     lines = _lines(piped)
-    assert len(lines) == 1 and "fraction 1000/1000 (100 %)" in lines[0], lines
+    assert len(lines) == 1 and "epoch 1000/1000 (100 %), loss 0.25" in lines[0], lines
 
 
 def test_a_transient_loop_over_at_once_writes_nothing(piped):
@@ -138,15 +144,32 @@ def test_configure_is_idempotent_and_sets_the_level(piped):
     assert logs.get_logger("bayesstruct.pruning").name == "bayesstruct.pruning"
 
 
-def test_phase_logs_its_start_and_its_end(piped):
+def test_phase_logs_its_start_and_its_end(piped, monkeypatch):
+    monkeypatch.setattr(logs, "PHASE_SECONDS", 0.05)
     with logs.phase("SNR curves"):
-        pass
+        time.sleep(0.3)
     with pytest.raises(RuntimeError), logs.phase("export"):
+        time.sleep(0.3)
         raise RuntimeError("boom")
     lines = _lines(piped)
     assert lines[0] == "SNR curves ..."
     assert lines[1].startswith("SNR curves done in ") and lines[1].endswith(" s")
     assert lines[2] == "export ..." and lines[3].startswith("export stopped after ")
+
+
+def test_a_quick_phase_prints_nothing_unless_verbose(piped, monkeypatch):
+    monkeypatch.setattr(logs, "PHASE_SECONDS", 5.0)
+    with logs.phase("compression summary"):
+        pass
+    with pytest.raises(RuntimeError), logs.phase("export"):
+        raise RuntimeError("boom")
+    assert piped.getvalue() == ""
+    logs.configure(1)
+    with logs.phase("compression summary"):
+        pass
+    lines = _lines(piped)
+    assert lines[0].endswith("compression summary ...")
+    assert "compression summary done in " in lines[1]
 
 
 # -- history.csv ---------------------------------------------------------------------------------

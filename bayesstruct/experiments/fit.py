@@ -100,9 +100,10 @@ def run_fit(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: 
         train_seconds = time.perf_counter() - t0
         with logs.phase("saving posterior.nc"):
             posterior.save(post, out / "posterior.nc")
+        criterion = pruning.criteria.resolve_criterion(cfg.pruning.criterion, post, model)
         calibrate = (", calibrating unit thresholds on validation"
-                     if cfg.pruning.unit_threshold == "auto" else "")
-        with logs.phase(f"pruning decision ({cfg.pruning.criterion} criterion{calibrate})"):
+                     if criterion == "unit" and cfg.pruning.unit_threshold == "auto" else "")
+        with logs.phase(f"pruning decision ({criterion} criterion{calibrate})"):
             decision = decide(cfg, model, post, ds)
         result = analyse(cfg, model, post, ds, decision, device, progress=progress)
         extra = {"train_seconds": train_seconds, "device": str(device)}
