@@ -341,11 +341,26 @@ def diagnose(
     write_json(run_dir / "diagnose.json", d.to_dict())
     if plots:
         with _errors():
-            log_rho = (pruning.log_relative_density(post) if posterior.weight_sites(post)
-                       else None)
+            log_rho = (pruning.log_relative_density(post, model=_run_model(run_dir))
+                       if posterior.weight_sites(post) else None)
             for p in diagnostics.plot_diagnostics(post, run_dir, num_weights=weights,
                                                   log_rho=log_rho):
                 typer.echo(f"wrote {p}")
+
+
+def _run_model(run_dir: Path):
+    """The run's model, rebuilt from its config.yaml, so that rho is read off the network's
+    weights (for group-scale priors the sampled sites are ``w~``, not ``s z w~``); ``None``
+    when the config cannot be read or its data set is not here (rho of the sampled sites)."""
+    from .config import load_run_config
+    from .experiments.base import build_model, load_data
+
+    try:
+        cfg = load_run_config(run_dir)
+        return build_model(cfg, load_data(cfg, "cpu"))
+    except Exception as e:  # noqa: BLE001 - any failure: fall back to the sampled sites
+        _note(f"rho from the sampled sites: the run's model cannot be rebuilt ({e})")
+        return None
 
 
 @app.command(cls=_Command, epilog=_examples(

@@ -142,6 +142,11 @@ class PruningConfig(_Strict):
     layer_thresholds: dict[str, float] = {}
     kmeans_bits_conv: int = Field(8, ge=1, le=16)
     kmeans_bits_fc: int = Field(5, ge=1, le=16)
+    #: Deep Compression's trained quantisation (Han et al. 2016): epochs of fine-tuning the
+    #: shared k-means centroids on the training split (0: the k-means centroids as they are),
+    #: and its learning rate (Adam, cosine schedule)
+    finetune_epochs: int = Field(2, ge=0, le=1000)
+    finetune_lr: float = Field(1e-3, gt=0, le=1)
     fractions: list[Annotated[float, Field(ge=0, le=1)]] = [
         0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99]
     mc_samples: int = Field(20, ge=0)

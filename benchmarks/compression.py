@@ -3,17 +3,22 @@
 For one architecture (LeNet-300-100 or LeNet-5-Caffe) on Fashion-MNIST, in one run:
 
   dense      -- the plain ``torch.nn`` network, cross-entropy, Adam (cosine lr), same epochs;
-  magnitude  -- the dense net pruned by |w| (one global threshold) to the sparsity sparse VD
-                reached, then retrained with the mask held (Han et al. 2015: from the previous
-                optimum at a tenth of the learning rate, ``retrain_epochs``);
+  magnitude  -- the dense net pruned by |w| (one global threshold per round) to the sparsity
+                sparse VD reached, iteratively (Han et al. 2015): up to ``PRUNE_ROUNDS``
+                rounds with the kept fraction falling geometrically from 30 %, each followed
+                by retraining with the mask held at the training lr (``retrain_epochs`` in
+                all, split over the rounds);
   sparse VD, BC-GNJ, BC-GHS -- the zoo entries ``<net>-sparsevd``, ``<net>-bc-gnj``,
                 ``<net>-bc-horseshoe`` through ``bayesstruct.runner.run`` (what
                 ``bayesstruct run`` does), with their own pruning rule.
 
 Columns: test error of the pruned network, % weights kept, units kept per layer (input units
 of every layer, then the last layer's outputs), |W|/|W != 0|, Deep-Compression bytes
-(k-means + Huffman) and their ratio against float32, training time. The table is printed and
-written, as the architecture's section, into ``DIR/RESULTS.md`` (``--out DIR``; default
+(k-means + Huffman) with their ratio against float32 and the test error of the network those
+bytes store (k-means shared weights, centroids fine-tuned on the training split for
+``pruning.finetune_epochs`` epochs, Han et al. 2016), the bit-precision bytes (Louizos et al.
+2017) with the test error of the network rounded to those bits, training time. The table is
+printed and written, as the architecture's section, into ``DIR/RESULTS.md`` (``--out DIR``; default
 ``runs/benchmarks/``), or with ``--write-results`` into the tracked ``benchmarks/RESULTS.md``.
 
     python benchmarks/compression.py --net lenet300 [--epochs 30] [--data-dir DIR]
@@ -43,6 +48,8 @@ from bayesstruct.training.plain import evaluate_net, train_plain
 sys.path.insert(0, str(Path(__file__).parent))
 from _results import Output, add_output_args  # noqa: E402
 
+#: rounds of iterative magnitude pruning (at most one per retraining epoch)
+PRUNE_ROUNDS = 4
 METHODS = {"sparsevd": "sparse VD", "bc-gnj": "BC-GNJ", "bc-horseshoe": "BC-GHS"}
 ANCHORS = {  # published MNIST numbers (error %, compression |W|/|W != 0|) to quote beside
     "lenet300": "Published on MNIST: sparse VD LeNet-300-100 1.92% error at 68x "
@@ -63,19 +70,27 @@ def _error(net, split):
     return 100.0 * (1.0 - evaluate_net(net, split)["acc"])
 
 
-def _point_row(name, net, ds, masks, seconds, bits_conv, bits_fc):
+def _point_row(name, net, ds, masks, seconds, pc, seed):
+    """A row for a plain network: point estimates, so every weight gets 23 significand bits
+    (float32) and the rounded network is the masked one."""
     model = BayesianNet(net, Gaussian())
     moments = {s.name: (p.detach().numpy(), np.zeros(p.shape))
                for s, p in zip(model.sites, net.parameters(), strict=True)
                if s.role == "weight"}
     masks = masks or {s.name: np.ones(s.shape, dtype=bool) for s in model.weight_sites}
-    summary = pruning.compression_summary(model, masks, moments, bits_conv=bits_conv,
-                                          bits_fc=bits_fc)
+    summary = pruning.compression_summary(
+        model, masks, moments, bits_conv=pc.kmeans_bits_conv, bits_fc=pc.kmeans_bits_fc,
+        seed=seed, net=net, train=ds.train, test=ds.test, finetune_epochs=pc.finetune_epochs,
+        finetune_lr=pc.finetune_lr)
     masked = pruning.apply_masks(net, masks)
     small = pruning.prune(net, masks)
     speedup = (pruning.inference_seconds(net, ds.test.x)
                / pruning.inference_seconds(small, ds.test.x))
     return _row(name, _error(masked, ds.test), summary, seconds, speedup)
+
+
+def _err(acc):
+    return "n/a" if acc is None else f"{100.0 * (1.0 - acc):.2f}"
 
 
 def _row(name, error, summary, seconds, speedup):
@@ -84,12 +99,15 @@ def _row(name, error, summary, seconds, speedup):
                      + [str(layers[-1]["out_units_kept"])])
     return [name, f"{error:.2f}", f"{100 * summary['weights_kept_fraction']:.2f}", units,
             f"{summary['sparsity_ratio']:.1f}x", str(summary["deep_compression_bytes"]),
-            f"{summary['deep_compression_ratio']:.1f}x", f"{speedup:.2f}x", f"{seconds:.0f}"]
+            f"{summary['deep_compression_ratio']:.1f}x", _err(summary.get("acc_quantised")),
+            str(summary["bit_precision_bytes"]), f"{summary['bit_precision_ratio']:.1f}x",
+            _err(summary.get("acc_bit_precision")), f"{speedup:.2f}x", f"{seconds:.0f}"]
 
 
 HEADER = ["method", "test error (%)", "weights kept (%)", "units kept per layer", "|W|/|W!=0|",
-          "bytes (k-means+Huffman)", "ratio vs float32", "pruned-net inference speed-up",
-          "train time (s)"]
+          "bytes (k-means+Huffman)", "ratio vs float32", "test error (%), k-means net",
+          "bytes (bit precision)", "ratio vs float32", "test error (%), rounded net",
+          "pruned-net inference speed-up", "train time (s)"]
 
 
 def _fmt(thresholds):
@@ -158,20 +176,26 @@ def main() -> None:
     torch.manual_seed(args.seed)
     dense = nets.build(args.net, ds.input_shape, ds.n_classes)
     t_dense = _train_plain(dense, ds, epochs, lr, bs, args.seed)
-    dense_row = _point_row("dense", dense, ds, None, t_dense, pc.kmeans_bits_conv,
-                           pc.kmeans_bits_fc)
+    dense_row = _point_row("dense", dense, ds, None, t_dense, pc, args.seed)
 
     kept = results["sparsevd"]["compression"]["weights_kept_fraction"]
     retrain = args.retrain_epochs or max(1, epochs // 3)
-    print(f"== magnitude pruning to {100 * kept:.2f}% kept, retrain {retrain} epochs",
-          flush=True)
-    scores = {n: -p.detach().abs().numpy() for n, p in dense.named_parameters()
-              if n.endswith("weight")}
-    masks = pruning.decide(scores, fraction=1.0 - kept)
-    pruned = pruning.apply_masks(dense, masks)
-    t_retrain = _train_plain(pruned, ds, retrain, lr / 10, bs, args.seed, masks)
-    mag_row = _point_row("magnitude + retrain", pruned, ds, masks, t_dense + t_retrain,
-                         pc.kmeans_bits_conv, pc.kmeans_bits_fc)
+    # iterative pruning (Han et al. 2015, Sec. 3.5): one-shot pruning to sparse VD's level
+    # followed by retraining at a tenth of the learning rate left LeNet-5 near chance; prune
+    # in geometric steps from 30 % kept, retraining at the training lr after each step
+    rounds = min(PRUNE_ROUNDS, retrain)
+    print(f"== magnitude pruning to {100 * kept:.2f}% kept in {rounds} rounds, retrain "
+          f"{retrain} epochs", flush=True)
+    pruned, t_retrain = dense, 0.0
+    for i, keep in enumerate(np.geomspace(max(kept, 0.3), kept, rounds)):
+        scores = {n: -p.detach().abs().numpy() for n, p in pruned.named_parameters()
+                  if n.endswith("weight")}
+        masks = pruning.decide(scores, fraction=1.0 - float(keep))
+        pruned = pruning.apply_masks(pruned, masks)
+        n_epochs = retrain // rounds + int(i >= rounds - retrain % rounds)  # extra: at the end
+        t_retrain += _train_plain(pruned, ds, n_epochs, lr, bs, args.seed + i, masks)
+    mag_row = _point_row("magnitude + retrain", pruned, ds, masks, t_dense + t_retrain, pc,
+                         args.seed)
 
     rows = [dense_row, mag_row, *rows]
     print()
@@ -187,8 +211,14 @@ def main() -> None:
     cmd = " ".join(["python benchmarks/compression.py --net", args.net, *flags])
     text = (f"Measured {when} on {machine} (CPU), torch {torch.__version__}; command "
             f"`{cmd}`; Fashion-MNIST ({size}), {epochs} epochs each (the magnitude baseline: "
-            f"{epochs} dense + {retrain} retraining epochs). Error is of the pruned network "
-            f"(posterior mean for the Bayesian methods). Pruning rules: "
+            f"{epochs} dense + {retrain} retraining epochs over {rounds} rounds of iterative "
+            f"pruning). Error is of the pruned network "
+            f"(posterior mean for the Bayesian methods); beside each size, the error of the "
+            f"network that size stores (Deep Compression: k-means shared weights, "
+            f"{2 ** pc.kmeans_bits_fc} per fc layer and {2 ** pc.kmeans_bits_conv} per conv "
+            f"layer, centroids fine-tuned {pc.finetune_epochs} epochs at lr "
+            f"{pc.finetune_lr:g}; bit precision: kept weights rounded to each layer's "
+            f"significand bits, 23 for the point estimates). Pruning rules: "
             + "; ".join(_rule(METHODS[m], c, t, lt) for m, (c, t, lt) in thresholds.items())
             + ".\n\n" + _markdown(rows) + "\n\n" + ANCHORS[args.net])
     print("\n" + text)

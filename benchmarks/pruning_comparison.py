@@ -60,6 +60,13 @@ def _checks(rows: list[dict]) -> list[str]:
             out.append(f"at {100 * f:g} %: variational {100 * acc[('variational', f)]:.2f} vs "
                        f"magnitude-l2 {100 * acc[('magnitude-l2', f)]:.2f}, OBD "
                        f"{100 * acc[('obd', f)]:.2f}")
+    nll = {(r["method"], r["fraction"]): r["nll"] for r in rows}
+    pairs = [f for f in (0.3, 0.5, 0.8) if ("obd", f) in nll and ("magnitude-l2", f) in nll]
+    if pairs:
+        out.append("test NLL per example, OBD vs magnitude-l2: " + ", ".join(
+            f"{nll[('obd', f)]:.4f} vs {nll[('magnitude-l2', f)]:.4f} at {100 * f:g} %"
+            for f in pairs) + (f" (dense {nll[('obd', 0.0)]:.4f})" if ("obd", 0.0) in nll
+                               else ""))
     return out
 
 
@@ -117,7 +124,7 @@ def _read_csv(path: Path):
 
     for r in csv.DictReader(path.open()):
         yield {"method": r["method"], "fraction": float(r["fraction"]),
-               "acc": float(r["acc"])}
+               "acc": float(r["acc"]), "nll": float(r["nll"])}
 
 
 if __name__ == "__main__":

@@ -188,10 +188,13 @@ def analyse(cfg: RunConfig, model: BayesianNet, post: posterior.InferenceData,
         small = pruning.prune(mean_net, masks)
         seconds_dense = pruning.inference_seconds(mean_net, ds.test.x)
         seconds_pruned = pruning.inference_seconds(small, ds.test.x)
-    with logs.phase("compression summary"):
+    with logs.phase(f"compression summary (k-means centroids fine-tuned {pc.finetune_epochs} "
+                    "epochs; the quantised and the rounded networks evaluated)"):
         compression = pruning.compression_summary(
             model, masks, _moments(post, model, decision.criterion, params),
-            bits_conv=pc.kmeans_bits_conv, bits_fc=pc.kmeans_bits_fc, seed=cfg.seed)
+            bits_conv=pc.kmeans_bits_conv, bits_fc=pc.kmeans_bits_fc, seed=cfg.seed,
+            net=mean_net, train=ds.train, test=ds.test, finetune_epochs=pc.finetune_epochs,
+            finetune_lr=pc.finetune_lr)
     with logs.phase(f"pruning curve ({len(pc.fractions)} fractions, {pc.mc_samples} "
                     "MC draws each)"):
         curve = pruning.pruning_curve(model, post, ds.test, pc.fractions,
@@ -221,10 +224,9 @@ def _moments(post: posterior.InferenceData, model: BayesianNet, criterion: str,
     """Each weight's posterior mean and variance (what the compressed sizes are coded from)."""
     if "variational_loc" in post.groups():
         return pruning.effective_moments(post, model)
-    if criterion == "rho":  # draws of a sampler: their mean and variance per weight
-        draws = post.posterior
-        return {s.name: (draws[s.name].mean(("chain", "draw")).values,
-                         draws[s.name].var(("chain", "draw")).values) for s in model.sites}
+    if criterion == "rho":  # draws of a sampler: the mean and variance of each network weight
+        draws = pruning.units.effective_draws(post, model, [s.name for s in model.sites])
+        return {k: (d.mean(0), d.var(0)) for k, d in draws.items()}
     return {k: (v.cpu().numpy(), np.zeros(v.shape))
             for k, v in model.prior.net_params(params).items()}
 
@@ -346,6 +348,12 @@ def show(metrics: dict[str, Any], result: Analysis, out: Path,
          f"{summary['deep_compression_ratio']:.1f}x) and {summary['bit_precision_bytes']} bytes "
          f"(bit precision, {summary['bit_precision_ratio']:.1f}x) against "
          f"{summary['dense_bytes']} bytes dense float32")
+    if summary.get("acc_quantised") is not None:
+        echo(f"test acc of the networks these sizes store: {100 * summary['acc_quantised']:.2f}% "
+             f"(Deep Compression: k-means shared weights, centroids fine-tuned "
+             f"{summary['finetune_epochs']} epochs), {100 * summary['acc_bit_precision']:.2f}% "
+             f"(weights rounded to the bit precision), against "
+             f"{100 * summary['acc_pruned']:.2f}% unquantised")
     if widths is not None:
         echo("inferred widths (units with P(z = 1) > 1/2, of the truncation; expected width): "
              + ", ".join(f"{k} {w['active']}/{w['truncation']} ({w['expected']:.1f})"

@@ -10,10 +10,25 @@ and step size ``eps_t``:
 
 * **SGLD** (Welling & Teh 2011): ``z <- z + (eps_t / 2) g + N(0, eps_t)``;
 * **pSGLD** (Li, Chen, Carlson, Carin 2016, the RMSprop preconditioner, Gamma term dropped as
-  the paper recommends): ``V <- b V + (1 - b) g * g``, ``G = 1 / (lambda + sqrt(V))``,
+  the paper recommends): ``V <- b V + (1 - b) g~ * g~``, ``G = 1 / (lambda + sqrt(V))``,
   ``z <- z + (eps_t / 2) G g + N(0, eps_t G)``. Dropping Gamma biases the stationary law in
   principle; on the conjugate test model the bias is below 0.003 posterior sd (a 4000-chain
   float64 reference; tests/inference/test_sgld.py compares the engine with that reference).
+
+  **Units of the preconditioner** (``units``). Li et al.'s Algorithm 1 (and their reference
+  code) build ``V`` from the *per-example mean* gradient, ``g~ = g / N`` (the minibatch mean
+  of ``grad log p(y_i | x_i, z)`` plus ``grad log p(z) / N``: the gradient of the mean loss
+  with its weight decay), and move by ``(eps_t / 2) G g`` with the full ``g``. That is
+  ``units="paper"``; a step size ``lr`` and a floor ``lambda`` (``eps``) taken from the paper
+  mean the same here. ``units="log_posterior"`` builds ``V`` from ``g`` itself (``g~ = g``),
+  which makes ``sqrt(V)`` ``N`` times larger: the two are the same sampler under
+
+      (lr, eps) with units="log_posterior"  ==  (lr / N, eps / N) with units="paper"
+
+  (exactly: ``G`` scales by ``1 / N``; tested). The function :func:`psgld` and the recipe
+  ``engine: psgld`` default to ``"log_posterior"``, the units of earlier versions, so existing
+  settings (``inference/psgld.yaml``: ``lr: 0.001``, ``eps: 1e-5``) keep their meaning; set
+  ``units: paper`` to use the paper's values directly.
 
 ``eps_t = lr (1 + t / decay_steps)^(-gamma)`` (``gamma = 0``: constant; Welling & Teh use
 ``gamma in (0.5, 1]``). Each chain runs ``burn_in`` steps, then ``num_samples * thin`` steps
@@ -55,8 +70,22 @@ from ..models.bayesnet import BayesianNet
 from ..training import Minibatches
 from .registry import EngineConfig, FitOptions, register_engine, require_fixed_prior
 
-__all__ = ["LangevinTarget", "PSGLDConfig", "SGLDConfig", "fit_psgld", "fit_sgld", "psgld",
-           "sgld"]
+__all__ = ["PSGLD_UNITS", "LangevinTarget", "PSGLDConfig", "SGLDConfig", "fit_psgld",
+           "fit_sgld", "precondition", "psgld", "sgld"]
+
+PSGLD_UNITS = ("log_posterior", "paper")
+
+
+def precondition(v_acc: torch.Tensor | None, g: torch.Tensor, *, beta: float, eps: float,
+                 scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """One update of pSGLD's preconditioner: ``(V, G)`` with ``g~ = scale * g``,
+    ``V <- beta V + (1 - beta) g~ * g~`` (``V = g~ * g~`` at the first step, ``v_acc=None``)
+    and ``G = 1 / (eps + sqrt(V))``. ``scale = 1 / N`` gives Li et al.'s units (``g~`` the
+    per-example mean gradient; module docstring), ``scale = 1`` the log-posterior ones."""
+    gs = g * scale if scale != 1.0 else g
+    gg = gs * gs
+    v_acc = gg if v_acc is None else beta * v_acc + (1 - beta) * gg
+    return v_acc, 1.0 / (eps + v_acc.sqrt())
 
 
 class LangevinTarget:
@@ -145,9 +174,12 @@ def _langevin(model: BayesianNet, data: Dataset | Split, *, preconditioned: bool
               lr: float, gamma: float, decay_steps: float, beta: float, eps: float,
               init_jitter: float, seed: int, device, progress: bool,
               checkpoint_dir: str | os.PathLike | None = None, resume: bool = False,
-              history_path: str | os.PathLike | None = None) -> posterior_mod.InferenceData:
+              history_path: str | os.PathLike | None = None,
+              units: str = "log_posterior") -> posterior_mod.InferenceData:
     _check_settings(num_samples, burn_in, thin, num_chains, batch_size, lr, gamma, decay_steps,
                     beta, eps, init_jitter)
+    if units not in PSGLD_UNITS:
+        raise ValueError(f"units {units!r}; allowed: {', '.join(PSGLD_UNITS)}")
     device = torch.device(device)
     train = (data.train if isinstance(data, Dataset) else data).to(device)
     model.to(device)
@@ -164,6 +196,8 @@ def _langevin(model: BayesianNet, data: Dataset | Split, *, preconditioned: bool
                     seed=int(seed), data=_data_key(train), init=_init_key(model),
                     prior=model.prior.kind,
                     sites=[(n, tuple(s["value"].shape)) for n, s in target.sites.items()])
+    if preconditioned and units != "log_posterior":  # earlier checkpoints stay resumable
+        settings["units"] = units
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
     results: dict[int, dict[str, Any]] = {}
     if ckpt is not None and resume:
@@ -183,7 +217,7 @@ def _langevin(model: BayesianNet, data: Dataset | Split, *, preconditioned: bool
             continue
         try:
             results[chain] = _chain(target, train, chain, preconditioned=preconditioned,
-                                    **{k: settings[k] for k in _CHAIN_ARGS}, progress=progress,
+                                    **{k: settings.get(k) for k in _CHAIN_ARGS}, progress=progress,
                                     history=history.append)
         except NonFiniteLossError as e:
             history.close()
@@ -203,17 +237,18 @@ def _langevin(model: BayesianNet, data: Dataset | Split, *, preconditioned: bool
         attrs={"engine": engine, "num_chains": num_chains, "num_samples": num_samples,
                "burn_in": burn_in, "thin": thin, "lr": lr, "gamma": gamma,
                "batch_size": batch_size, "seed": seed,
+               **({"beta": beta, "eps": eps, "units": units} if preconditioned else {}),
                "sampling_seconds": time.perf_counter() - t_start})
 
 
 _CHAIN_ARGS = ("num_samples", "burn_in", "thin", "batch_size", "lr", "gamma", "decay_steps",
-               "beta", "eps", "init_jitter", "seed")
+               "beta", "eps", "init_jitter", "seed", "units")
 
 
 def _chain(target: LangevinTarget, train: Split, chain: int, *, preconditioned: bool,
            num_samples: int, burn_in: int, thin: int, batch_size: int, lr: float,
            gamma: float, decay_steps: float, beta: float | None, eps: float | None,
-           init_jitter: float, seed: int, progress: bool,
+           init_jitter: float, seed: int, progress: bool, units: str | None = None,
            history: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """One chain from its own generators (seeded by ``(seed, chain)``: its draws do not depend
     on the chains run before it, so a resumed run reproduces them): ``draws`` per site
@@ -227,6 +262,7 @@ def _chain(target: LangevinTarget, train: Split, chain: int, *, preconditioned: 
     z = {n: v.requires_grad_(True) for n, v in
          target.initial(gen, init_jitter if chain else 0.0).items()}
     v_acc = {n: None for n in z}
+    g_scale = 1.0 / len(train) if units == "paper" else 1.0  # g~ = g / N: Li et al.'s units
     batches = Minibatches(train.x, train.y, batch_size, seed + 7919 * chain)
     kept: dict[str, list[torch.Tensor]] = {n: [] for n in z}
     lrs: list[float] = []
@@ -257,9 +293,8 @@ def _chain(target: LangevinTarget, train: Split, chain: int, *, preconditioned: 
                     for (n, v), g in zip(z.items(), grads, strict=True):
                         noise = torch.randn(v.shape, generator=gen).to(v)
                         if preconditioned:
-                            gg = g * g
-                            v_acc[n] = gg if v_acc[n] is None else beta * v_acc[n] + (1 - beta) * gg
-                            precond = 1.0 / (eps + v_acc[n].sqrt())
+                            v_acc[n], precond = precondition(v_acc[n], g, beta=beta, eps=eps,
+                                                             scale=g_scale)
                             v.add_(0.5 * step * precond * g + (step * precond).sqrt() * noise)
                         else:
                             v.add_(0.5 * step * g + math.sqrt(step) * noise)
@@ -391,15 +426,22 @@ def psgld(model: BayesianNet, data: Dataset | Split, *, num_samples: int = 1000,
           beta: float = 0.99, eps: float = 1e-5, init_jitter: float = 0.1, seed: int = 0,
           device: str | torch.device = "cpu", progress: bool = True,
           checkpoint_dir: str | os.PathLike | None = None, resume: bool = False,
-          history_path: str | os.PathLike | None = None) -> posterior_mod.InferenceData:
+          history_path: str | os.PathLike | None = None,
+          units: Literal["log_posterior", "paper"] = "log_posterior"
+          ) -> posterior_mod.InferenceData:
     """pSGLD draws (RMSprop preconditioner ``G = 1 / (eps + sqrt(V))``, ``V`` the running
-    mean of ``g * g`` with decay ``beta``); otherwise (checkpoints included) as :func:`sgld`."""
+    mean of ``g~ * g~`` with decay ``beta``); otherwise (checkpoints included) as :func:`sgld`.
+
+    ``units="paper"``: ``g~`` is the per-example mean gradient ``g / N`` as in Li et al.
+    (2016), so their ``lr`` and ``lambda`` (``eps``) carry over; ``"log_posterior"`` (the
+    default): ``g~ = g``, the gradient of the minibatch log posterior. The same sampler is
+    ``(lr, eps, "log_posterior")`` and ``(lr / N, eps / N, "paper")`` (module docstring)."""
     return _langevin(model, data, preconditioned=True, num_samples=num_samples,
                      burn_in=burn_in, thin=thin, num_chains=num_chains, batch_size=batch_size,
                      lr=lr, gamma=gamma, decay_steps=decay_steps, beta=beta, eps=eps,
                      init_jitter=init_jitter, seed=seed, device=device, progress=progress,
                      checkpoint_dir=checkpoint_dir, resume=resume,
-                     history_path=history_path)
+                     history_path=history_path, units=units)
 
 
 # -- the recipes: ``engine: sgld`` / ``engine: psgld`` -----------------------------------------
@@ -428,11 +470,15 @@ class SGLDConfig(EngineConfig):
 
 class PSGLDConfig(SGLDConfig):
     """``engine: psgld``: :func:`psgld`, SGLD with the RMSprop preconditioner (``beta``, the
-    decay of the running mean of squared gradients; ``eps``, its floor)."""
+    decay of the running mean of squared gradients; ``eps``, its floor; ``units``, whether
+    ``V`` is built from the per-example mean gradient as in Li et al. 2016 (``paper``) or
+    from the log posterior's (``log_posterior``, the default; ``lr`` and ``eps`` there are
+    ``N`` times the paper's))."""
 
     engine: Literal["psgld"]  # type: ignore[assignment]
     beta: float = Field(0.99, ge=0, lt=1)
     eps: float = Field(1e-5, gt=0)
+    units: Literal["log_posterior", "paper"] = "log_posterior"
 
 
 def _fit_langevin(sampler, cfg: SGLDConfig, model: BayesianNet, data: Dataset,

@@ -386,6 +386,14 @@ class Prior(nn.Module, ABC):
         """
         return {s.name: values[s.name] for s in self.sites}
 
+    def mean_net_params(self, values: dict[str, Tensor], latent_loc: dict[str, Tensor],
+                        latent_scale: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The posterior-mean network's parameters under a mean-field ``q``, from the sites'
+        posterior means ``values`` and the latents' variational ``(loc, scale)``:
+        :meth:`net_params` of the means, unless the weights are nonlinear in the latents
+        (the regularised horseshoe: :meth:`GroupScalePrior.mean_net_params`)."""
+        return self.net_params(values)
+
     def init_site_scale(self, site: ParamSite) -> float:
         """How much smaller a site's sample value starts than the network weight it becomes:
         guides start ``loc = w_init / c`` and ``sd = init_scale / c`` (``c = 1`` unless a

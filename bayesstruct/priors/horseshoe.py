@@ -158,7 +158,10 @@ class Horseshoe(GroupScalePrior, config=HorseshoeConfig):
     def scale_moments(self, site: ParamSite, latent_loc: dict[str, Tensor],
                       latent_scale: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """``E[theta_g]`` and ``E[theta_g^2]`` per group (closed form without the slab,
-        Gauss-Hermite over ``log theta`` with it)."""
+        Gauss-Hermite over ``log theta ~ N(mu_s + mu_z, sd_s^2 + sd_z^2)`` with it: 32 nodes,
+        deterministic, tested against Monte Carlo). With the slab, ``E[theta] = E[slab(s z)]``
+        is not ``slab(E[s] E[z])``: the posterior-mean network takes it from here
+        (:meth:`~bayesstruct.priors.group.GroupScalePrior.mean_net_params`)."""
         mu = latent_loc[f"{site.name}.s"] + latent_loc[f"{site.name}.z"]
         var = latent_scale[f"{site.name}.s"] ** 2 + latent_scale[f"{site.name}.z"] ** 2
         if self.slab_scale is None:

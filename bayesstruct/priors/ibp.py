@@ -13,7 +13,10 @@ probability ``pi_k`` independently, so with ``n`` active customers
     P(z_k = 1 | v, n) = 1 - (1 - pi_k)^n,      n = n_{l-1} = sum_j z^{(l-1)}_j,
 
 the unit-level marginal of the cascading IBP's connection matrix (one customer, ``n = 1``,
-gives the plain ``z_k ~ Bernoulli(pi_k)``). The expected width of the first hidden layer is
+gives the plain ``z_k ~ Bernoulli(pi_k)``). Only these unit masks are random and inferred: the
+cascading IBP's binary matrix between consecutive layers (which active unit of layer ``l - 1``
+connects to which unit of layer ``l``) is not modelled, and a kept unit reads every kept unit
+of the layer below through its dense weights. The expected width of the first hidden layer is
 then ``sum_k E[1 - (1 - pi_k)^D]``, which tends to the IBP's ``alpha H_D`` as ``K -> inf``
 (tested). A masked unit's output ``h_k`` is multiplied by ``z_k``, which is the same as
 scaling column ``k`` of the next layer's weight (the next layer reads ``W (z * h)``, whatever
@@ -116,9 +119,10 @@ def _relaxed_bernoulli(logits: Tensor, temperature: float, shape: torch.Size) ->
 
 
 class IBPConfig(PriorConfig):
-    """Settings of :class:`IBP` (``prior.kind: ibp``): cascading IBP unit masks on an MLP's
-    hidden layers (their widths are the truncations ``K``); ``temperature`` is the masks'
-    Concrete relaxation in SVI."""
+    """Settings of :class:`IBP` (``prior.kind: ibp``): one unit mask per hidden layer of an
+    MLP under the cascading IBP's unit-level marginal (the widths of the plain layers are the
+    truncations ``K``; connections between kept units are dense, not inferred);
+    ``temperature`` is the masks' Concrete relaxation in SVI."""
 
     kind: Literal["ibp"]
     alpha: float = Field(5.0, gt=0)
@@ -127,7 +131,8 @@ class IBPConfig(PriorConfig):
 
 
 class IBP(GroupScalePrior, config=IBPConfig):
-    """Cascading IBP unit masks with stick-breaking weights; see the module docstring.
+    """Per-layer unit masks under the cascading IBP's unit-level marginal, with stick-breaking
+    weights (the connection matrices are not inferred); see the module docstring.
 
     Args:
         alpha: concentration of every layer's ``Beta(alpha, 1)`` sticks (the expected first

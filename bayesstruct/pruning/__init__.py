@@ -21,7 +21,8 @@ The pipeline from a posterior to a smaller network:
 The rest is in the submodules: the criteria (:mod:`~bayesstruct.pruning.criteria`), unit
 scores and masks (:mod:`~bayesstruct.pruning.units`), Hessians
 (:mod:`~bayesstruct.pruning.hessian`), Optimal Brain Surgeon (:mod:`~bayesstruct.pruning.obs`),
-storage coding (:mod:`~bayesstruct.pruning.coding`), recurrent nets
+storage coding (:mod:`~bayesstruct.pruning.coding`), the compressed networks whose test error
+the compression summary reports (:mod:`~bayesstruct.pruning.quantize`), recurrent nets
 (:mod:`~bayesstruct.pruning.recurrent`).
 """
 
@@ -53,7 +54,7 @@ from .curve import DEFAULT_FRACTIONS, pruning_curve
 from .decisions import decide, fraction_removed, magnitude
 from .density import log_relative_density, relative_density
 from .snr import removable, snr, snr_curve
-from .summary import compression_summary, summary_rows
+from .summary import compression_networks, compression_summary, summary_rows
 from .units import effective_moments, inclusion_probabilities, inferred_widths, mean_network
 
 __all__ = [
@@ -65,7 +66,7 @@ __all__ = [
     # applying the masks, and the size of what is left
     "prune", "shrink_note", "apply_masks", "mask_params", "count_parameters", "unit_counts",
     "count_macs", "hidden_units",
-    "compression_summary",
+    "compression_summary", "compression_networks",
     # curves
     "pruning_curve", "DEFAULT_FRACTIONS", "snr_curve", "removable",
     # the comparison with the baselines

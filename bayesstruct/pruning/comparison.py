@@ -242,7 +242,7 @@ def compare(make_net: Callable[[], nn.Module], ds: Dataset,
                            kl_warmup_epochs=s.kl_warmup_epochs, device=device, seed=s.seed,
                            num_draws=s.num_draws, progress=progress)
                 nets[base] = mean_network(post, model)
-                var_scores = log_relative_density(post)
+                var_scores = log_relative_density(post, model=model)
             else:
                 net = fresh()
                 train_plain(net, ds, epochs=s.epochs, lr=s.lr, batch_size=s.batch_size,

@@ -3,11 +3,21 @@
 ==============  ==========================================  =============================
 criterion       score (larger = removed first)              removed when
 ==============  ==========================================  =============================
-``rho``         ``log rho`` per weight (Normal guide)       ``rho >= threshold``
+``rho``         ``log rho`` per weight                      ``rho >= threshold``
 ``magnitude``   ``-|E w|`` per weight                       ``|E w| <= magnitude_threshold``
-``log_alpha``   ``log sigma^2 - log theta^2`` per weight    ``log alpha >= 3`` (sparse VD)
+``log_alpha``   ``log Var[w] - log E[w]^2`` per weight      ``log alpha >= 3`` (sparse VD)
 ``unit``        ``log alpha_g`` per input unit / channel    ``log alpha_g >= threshold_l``
 ==============  ==========================================  =============================
+
+Every criterion scores the *network's* weights ``w``. For the group-scale priors (BC-GNJ,
+BC-GHS, IBP) the weight sites hold ``w~`` and ``w = theta_g w~``
+(:meth:`~bayesstruct.priors.base.Prior.net_params`), so the scores are those of ``w``: under
+a variational posterior from its moments (``E[w] = E[theta] m``, ``Var[w] = E[theta^2](m^2 +
+s^2) - E[theta]^2 m^2``; :func:`~bayesstruct.pruning.units.effective_moments`; ``rho`` then
+``exp(-E[w]^2 / 2 Var[w])``), for a sampler (NUTS, SGLD, pSGLD) from the draws of ``w``
+(:func:`~bayesstruct.pruning.units.effective_draws`; ``rho`` by KDE, ``log alpha`` and the
+unit rule from the draws' moments, :mod:`~bayesstruct.pruning.units`). For the other priors
+the sites are the weights and nothing changes.
 
 ``unit_threshold="auto"`` calibrates one threshold per layer on a validation split
 (:func:`calibrate_unit_thresholds`): layer by layer from the input, the largest fraction of
@@ -16,9 +26,12 @@ network within ``tolerance`` of the unpruned one. Louizos et al. (2017) set thes
 thresholds by hand; this makes the choice reproducible and keeps the test split out of it.
 
 ``auto`` takes the prior's own criterion (:attr:`Prior.criterion`) when the posterior has
-variational factors; for the draws of a sampler (NUTS, SGLD) it takes ``rho`` by KDE
+variational factors. For the draws of a sampler it takes ``unit`` for priors with discrete
+masks (their inclusion frequencies) and for the group-scale priors whose criterion is
+``unit`` (BC-GHS: the unit rule of the effective weights' draws), ``rho`` by KDE
 (:func:`~bayesstruct.pruning.density.kde_log_relative_density`) when the prior's criterion is
-``rho`` (its sites are the weights) and ``magnitude`` otherwise, as for point estimates.
+``rho`` (its sites are the weights), and ``magnitude`` otherwise, as for point estimates (a
+MAP fit: ``magnitude`` of the network's weights).
 For ``unit`` the weight masks are the outer products of unit masks
 (:func:`~bayesstruct.pruning.units.weight_masks_from_units`) and the per-weight scores used
 for pruning curves are the unit scores broadcast over each group.
@@ -39,7 +52,7 @@ from ..posterior import InferenceData, point_estimate
 from .compression import mask_params
 from .decisions import check_matches, check_threshold, magnitude, masks_at
 from .density import log_relative_density
-from .units import log_alpha, unit_keep, unit_log_alpha, weight_masks_from_units
+from .units import log_alpha, sampled, unit_keep, unit_log_alpha, weight_masks_from_units
 
 __all__ = ["CRITERIA", "Decision", "calibrate_unit_thresholds", "make_decision",
            "resolve_criterion"]
@@ -64,6 +77,10 @@ class Decision:
 
 
 def resolve_criterion(criterion: str, post: InferenceData, model: BayesianNet) -> str:
+    """The criterion ``criterion`` names; ``auto`` as in the module docstring: the prior's own
+    under ``q``; for a sampler's draws ``unit`` (discrete masks, or a group-scale prior whose
+    criterion is ``unit``: its unit rule on the draws of the network weights), ``rho`` (a
+    prior whose criterion is ``rho``), else ``magnitude`` (of the network weights)."""
     if criterion not in CRITERIA:
         raise ValueError(f"criterion {criterion!r}; allowed: {', '.join(CRITERIA)}")
     if criterion != "auto":
@@ -71,14 +88,13 @@ def resolve_criterion(criterion: str, post: InferenceData, model: BayesianNet) -
     if "variational_loc" not in post.groups():
         if model.prior.discrete:  # sampled masks: their inclusion frequencies decide
             return "unit"
-        return "rho" if _sampled(post) and model.prior.criterion == "rho" else "magnitude"
+        if _sampled(post) and model.prior.criterion in ("rho", "unit"):
+            return model.prior.criterion
+        return "magnitude"
     return model.prior.criterion
 
 
-def _sampled(post: InferenceData) -> bool:
-    """A posterior of draws from a sampler (MCMC, SGLD): more than one draw, no guide."""
-    sizes = post.posterior.sizes
-    return post.attrs.get("engine") != "svi" and sizes["chain"] * sizes["draw"] > 1
+_sampled = sampled  # the name this module used before it moved to .units
 
 
 def calibrate_unit_thresholds(post: InferenceData, model: BayesianNet,
@@ -138,17 +154,17 @@ def make_decision(post: InferenceData, model: BayesianNet, criterion: str = "aut
     weight_names = [s.name for s in model.weight_sites]
     if criterion == "rho":
         rho_threshold = check_threshold("rho_threshold", rho_threshold, 0.0, 1.0)
-        scores = log_relative_density(post)
+        scores = log_relative_density(post, model=model)
         thr = float(np.log(rho_threshold)) if rho_threshold > 0 else -np.inf
         return Decision(criterion, rho_threshold, masks_at(scores, thr), scores)
     if criterion == "magnitude":
         magnitude_threshold = check_threshold("magnitude_threshold", magnitude_threshold, 0.0)
-        scores = magnitude(post)
+        scores = magnitude(post, model=model)
         return Decision(criterion, magnitude_threshold,
                         masks_at(scores, -magnitude_threshold), scores)
     if criterion == "log_alpha":
         log_alpha_threshold = check_threshold("log_alpha_threshold", log_alpha_threshold)
-        scores = log_alpha(post, weight_names)
+        scores = log_alpha(post, weight_names, model)
         return Decision(criterion, log_alpha_threshold,
                         masks_at(scores, log_alpha_threshold), scores)
     if unit_threshold != "auto":

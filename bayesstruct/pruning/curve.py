@@ -88,7 +88,7 @@ def pruning_curve(model: BayesianNet, post: InferenceData, split: Split,
     check_matches(post, model)
     device = next(model.net.parameters()).device
     split = split.to(device)
-    scores = scores if scores is not None else log_relative_density(post)
+    scores = scores if scores is not None else log_relative_density(post, model=model)
     point = _tensors(point_estimate(post), device)
     sites = [ls.name for ls in model.prior.latents] + [s.name for s in model.sites]
     rows = []

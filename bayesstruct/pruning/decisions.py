@@ -129,8 +129,30 @@ def fraction_removed(masks: Mapping[str, np.ndarray]) -> float:
     return 1.0 - kept / max(total, 1)
 
 
-def magnitude(post: InferenceData, sites: list[str] | None = None) -> dict[str, np.ndarray]:
-    """Prunability ``-|w|`` of the posterior point estimate (the magnitude baseline)."""
+def magnitude(post: InferenceData, sites: list[str] | None = None,
+              model=None) -> dict[str, np.ndarray]:
+    """Prunability ``-|w|`` of the posterior point estimate (the magnitude baseline).
+
+    Without ``model``: of the sites' posterior means (:func:`~bayesstruct.posterior.
+    point_estimate`). With ``model`` the weights are the network's
+    (:mod:`~bayesstruct.pruning.units`): ``-|E[w]|`` of ``w = theta_g w~`` for the group-scale
+    priors (BC-GNJ, BC-GHS, IBP), under ``q`` (:func:`~bayesstruct.pruning.units.
+    effective_moments`) or over the draws (:func:`~bayesstruct.pruning.units.
+    effective_draw_moments`); the sites' own means, as without, for the other priors."""
     point = point_estimate(post)
     names = sites if sites is not None else weight_sites(post)
-    return {k: -np.abs(point[k]) for k in names}
+    out = {k: -np.abs(point[k]) for k in names}
+    if model is None:
+        return out
+    from .units import effective_draw_moments, effective_moments, scaled_sites
+
+    scaled = [k for k in scaled_sites(model) if k in out]
+    if not scaled:
+        return out
+    if "variational_loc" in post.groups():
+        moments = effective_moments(post, model)
+        means = {k: moments[k][0] for k in scaled}
+    else:
+        means = {k: v[0] for k, v in effective_draw_moments(post, model, scaled).items()}
+    out.update({k: -np.abs(v) for k, v in means.items()})
+    return out

@@ -14,6 +14,26 @@ weight masks.
 
   (Louizos et al. 2017: the outer product of the output- and input-unit masks). The network's
   outputs (the last layer's rows) are always kept.
+
+**Effective weights.** Group-scale priors (BC-GNJ, BC-GHS, IBP) store ``w~`` at the weight's
+sample site; the network's weight is ``w = theta_g w~`` (``theta = z``, ``s z`` or the mask:
+:meth:`Prior.net_params`). Every per-weight criterion reads ``w``, not ``w~``: under ``q``
+through its moments (:func:`effective_moments`), from a sampler through the draws of ``w``
+(:func:`effective_draws`, ``net_params`` applied to each draw). Priors whose sites are the
+weights (Gaussian, ARD, per-weight log-uniform) read their sites as before.
+
+* Per weight from draws: ``log alpha = log Var^[w] - log E^[w]^2`` (sample moments of the
+  draws of ``w``), the moment form of Molchanov et al.'s ``sigma^2 / theta^2``.
+* Unit rule from draws (continuous group-scale priors, NUTS / SGLD / pSGLD):
+
+      log alpha_g = -log sum_{j in g} E^[w_gj]^2 / Var^[w_gj],
+
+  the sample-moment version of :meth:`Horseshoe.unit_log_alpha`: with a Gaussian fit to each
+  effective weight's draws, ``log rho_g = sum_j log rho_gj = -exp(-log alpha_g) / 2`` (the
+  group's relative density at 0). It reads the network weights, so it does not depend on how
+  the magnitude is split between ``theta_g`` and ``w~``, and it is on the scale of the
+  variational unit scores (a unit is removed at ``log alpha_g >= 0`` iff ``rho_g >= e^(-1/2)``).
+  Sampled IBP masks use their inclusion frequencies instead: ``-logit P^(z_g = 1)``.
 """
 
 from __future__ import annotations
@@ -28,13 +48,18 @@ from torch import Tensor, nn
 from ..errors import UserInputError
 from ..layers import family_of
 from ..models.bayesnet import BayesianNet
-from ..posterior import InferenceData, point_estimate
+from ..posterior import InferenceData, point_estimate, weight_sites
+from ..priors.group import GroupScalePrior
 from .decisions import check_matches
 from .density import normal_weight_factors
 
-__all__ = ["effective_moments", "inclusion_probabilities", "inferred_widths", "log_alpha",
-           "mean_network", "unit_keep", "unit_log_alpha", "variational_tensors",
-           "weight_masks_from_units"]
+#: floor of a variance in the scores (a constant draw or a point mass): no division by zero
+_TINY = np.finfo(np.float64).tiny
+
+__all__ = ["effective_draw_moments", "effective_draws", "effective_moments",
+           "inclusion_probabilities", "inferred_widths", "log_alpha", "mean_network", "sampled",
+           "scaled_sites", "unit_keep", "unit_log_alpha", "unit_scores_from_draws",
+           "variational_tensors", "weight_masks_from_units"]
 
 
 def variational_tensors(post: InferenceData) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
@@ -49,18 +74,161 @@ def variational_tensors(post: InferenceData) -> tuple[dict[str, Tensor], dict[st
     return loc, scale
 
 
-def log_alpha(post: InferenceData, sites: list[str] | None = None) -> dict[str, np.ndarray]:
-    """Per-weight ``log alpha = log sigma^2 - log theta^2`` of the Normal factors (unclipped)."""
+def sampled(post: InferenceData) -> bool:
+    """A posterior of draws from a sampler (MCMC, SGLD): more than one draw, no guide."""
+    sizes = post.posterior.sizes
+    return post.attrs.get("engine") != "svi" and sizes["chain"] * sizes["draw"] > 1
+
+
+def scaled_sites(model: BayesianNet) -> list[str]:
+    """The weight sites whose network weight is the site's value times latent group scales
+    (``w = theta_g w~``, :class:`~bayesstruct.priors.group.GroupScalePrior`); empty for priors
+    whose sites are the weights."""
+    prior = model.prior
+    if not isinstance(prior, GroupScalePrior):
+        return []
+    return [s.name for s in model.weight_sites if prior._grouped(s)]
+
+
+def _draw_moments(draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    d = np.asarray(draws, dtype=np.float64)
+    return d.mean(0), d.var(0, ddof=1) if d.shape[0] > 1 else np.zeros(d.shape[1:])
+
+
+def _draw_index(post: InferenceData, max_draws: int | None) -> np.ndarray:
+    n = post.posterior.sizes["chain"] * post.posterior.sizes["draw"]
+    if max_draws is not None and n > max_draws:
+        return np.linspace(0, n - 1, max_draws).round().astype(int)
+    return np.arange(n)
+
+
+def _flat(post: InferenceData, name: str) -> np.ndarray:
+    da = post.posterior[name]
+    return da.values.reshape(-1, *da.shape[2:])
+
+
+def _iter_effective(post: InferenceData, model: BayesianNet, names: list[str],
+                    idx: np.ndarray):
+    """Yield, draw by draw, ``{site: w}`` (float64) of the group-scaled sites ``names``:
+    ``net_params`` takes one draw's values (unbatched)."""
+    prior = model.prior
+    latents = [ls.name for ls in prior.latents]
+    missing = [k for k in latents + names if k not in post.posterior]
+    if missing:
+        raise ValueError(f"the posterior has no draws of {', '.join(missing)}: the network "
+                         "weights of a group-scale prior need the draws of its scales")
+    stored = {k: _flat(post, k) for k in latents + names}
+    rest = {s.name: torch.zeros(s.shape, dtype=torch.float64) for s in prior.sites
+            if s.name not in stored}
+    with torch.no_grad():
+        for i in idx:
+            values = {k: torch.as_tensor(v[i], dtype=torch.float64) for k, v in stored.items()}
+            weights = prior.net_params({**rest, **values})
+            yield {k: weights[k].numpy() for k in names}
+
+
+def effective_draws(post: InferenceData, model: BayesianNet, sites: list[str] | None = None,
+                    max_draws: int | None = None) -> dict[str, np.ndarray]:
+    """``site -> draws of the network weight``, shape ``(chain * draw, *site_shape)``: the
+    prior's :meth:`~bayesstruct.priors.base.Prior.net_params` applied to every draw of the
+    posterior (``w = theta_g w~`` for the group-scale priors, float64; the site's own draws
+    for the others, as stored). ``max_draws`` thins evenly over chains x draws. The posterior
+    must be ``model``'s (:func:`~bayesstruct.pruning.decisions.check_matches`)."""
+    check_matches(post, model)
+    names = sites if sites is not None else [s.name for s in model.weight_sites]
+    scaled = set(scaled_sites(model))
+    idx = _draw_index(post, max_draws)
+    out = {k: _flat(post, k)[idx] for k in names if k not in scaled}
+    todo = [k for k in names if k in scaled]
+    if todo:
+        res = {k: np.empty((idx.size, *post.posterior[k].shape[2:])) for k in todo}
+        for i, weights in enumerate(_iter_effective(post, model, todo, idx)):
+            for k in todo:
+                res[k][i] = weights[k]
+        out.update(res)
+    return out
+
+
+def effective_draw_moments(post: InferenceData, model: BayesianNet,
+                           sites: list[str] | None = None
+                           ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``site -> (mean, variance)`` over the draws of the network weight (the variance with
+    ``n - 1``), as from :func:`effective_draws` but two passes over the draws without holding
+    them (the group-scaled sites)."""
+    check_matches(post, model)
+    names = sites if sites is not None else [s.name for s in model.weight_sites]
+    scaled = set(scaled_sites(model))
+    idx = _draw_index(post, None)
+    out = {k: _draw_moments(_flat(post, k)) for k in names if k not in scaled}
+    todo = [k for k in names if k in scaled]
+    if not todo:
+        return out
+    total = {k: 0.0 for k in todo}
+    for w in _iter_effective(post, model, todo, idx):
+        for k in todo:
+            total[k] = total[k] + w[k]
+    mean = {k: v / idx.size for k, v in total.items()}
+    sq = {k: 0.0 for k in todo}
+    for w in _iter_effective(post, model, todo, idx):
+        for k in todo:
+            sq[k] = sq[k] + (w[k] - mean[k]) ** 2
+    for k in todo:
+        var = sq[k] / (idx.size - 1) if idx.size > 1 else np.zeros_like(mean[k])
+        out[k] = (mean[k], var)
+    return out
+
+
+def log_alpha(post: InferenceData, sites: list[str] | None = None,
+              model: BayesianNet | None = None) -> dict[str, np.ndarray]:
+    """Per-weight ``log alpha = log Var[w] - log E[w]^2`` (unclipped).
+
+    Without ``model``: of the sites' Normal factors, ``log sigma^2 - log theta^2``. With
+    ``model`` the weights are the network's (module docstring): the factors' for priors whose
+    sites are the weights (the same numbers); for the group-scale sites the moments of
+    ``w = theta_g w~`` under ``q`` (:func:`effective_moments`); for a sampler's draws (no
+    variational factors) the draws' mean and variance of ``w`` (:func:`effective_draws`)."""
+    if model is not None and "variational_loc" not in post.groups() and sampled(post):
+        names = sites if sites is not None else weight_sites(post)
+        out = {}
+        for k, (mean, var) in effective_draw_moments(post, model, names).items():
+            out[k] = np.log(np.maximum(var, _TINY)) - np.log(mean * mean + 1e-300)
+        return out
     out = {}
     for name, m, s, _ in normal_weight_factors(post):
         if sites is not None and name not in sites:
             continue
         out[name] = 2.0 * np.log(s) - np.log(m * m + 1e-300)
+    scaled = [k for k in scaled_sites(model) if k in out] if model is not None else []
+    if scaled:
+        moments = effective_moments(post, model)
+        for k in scaled:
+            mean, var = moments[k]
+            out[k] = np.log(np.maximum(var, _TINY)) - np.log(mean * mean + 1e-300)
+    return out
+
+
+def unit_scores_from_draws(post: InferenceData, model: BayesianNet) -> dict[str, np.ndarray]:
+    """``weight site -> log alpha_g`` per input unit from a sampler's draws of a continuous
+    group-scale prior: ``-log sum_{j in g} E^[w_gj]^2 / Var^[w_gj]`` over the draws of the
+    network weights (module docstring)."""
+    grouped = [s for s in model.weight_sites if s.group_dim is not None]
+    moments = effective_draw_moments(post, model, [s.name for s in grouped])
+    out = {}
+    for s in grouped:
+        mean, var = moments[s.name]
+        snr = mean * mean / np.maximum(var, _TINY)
+        dims = tuple(d for d in range(snr.ndim) if d != s.group_dim)
+        with np.errstate(divide="ignore"):
+            out[s.name] = -np.log(snr.sum(axis=dims))
     return out
 
 
 def unit_log_alpha(post: InferenceData, model: BayesianNet) -> dict[str, np.ndarray]:
-    """``weight site -> log alpha_g`` per input unit / channel, from the model's group prior."""
+    """``weight site -> log alpha_g`` per input unit / channel, from the model's group prior:
+    its variational rule (:meth:`LogUniform.unit_log_alpha`, :meth:`Horseshoe.unit_log_alpha`,
+    :meth:`IBP.unit_log_alpha`) under ``q``; for a sampler's draws the IBP masks' inclusion
+    frequencies, or the effective weights' rule of the module docstring
+    (:func:`unit_scores_from_draws`) for the continuous group-scale priors."""
     check_matches(post, model)
     prior = model.prior
     if prior.criterion != "unit":
@@ -72,6 +240,8 @@ def unit_log_alpha(post: InferenceData, model: BayesianNet) -> dict[str, np.ndar
                      if ls.family == "bernoulli"}
         return {s.name: prior.unit_scores_from_inclusion(s, inclusion).numpy()
                 for s in model.weight_sites if s.group_dim is not None}
+    if "variational_loc" not in post.groups() and sampled(post):  # draws of w = theta w~
+        return unit_scores_from_draws(post, model)
     loc, scale = variational_tensors(post)
     out = {}
     with torch.no_grad():
@@ -101,7 +271,10 @@ def effective_moments(post: InferenceData, model: BayesianNet
 
 def mean_network(post: InferenceData, model: BayesianNet) -> nn.Module:
     """A copy of the plain network holding the posterior-mean weights (group scales folded
-    in by :meth:`Prior.net_params`) and the network's buffers, in evaluation mode: what
+    in: under a mean-field ``q`` the expectation of the weights themselves,
+    :meth:`Prior.mean_net_params`, e.g. ``E_q[slab(s z)] E_q[w~]`` for the regularised
+    horseshoe; for draws :meth:`Prior.net_params` of their means) and the network's buffers,
+    in evaluation mode: what
     :func:`~bayesstruct.pruning.prune` shrinks. The posterior must be ``model``'s
     (:func:`~bayesstruct.pruning.decisions.check_matches`)."""
     check_matches(post, model)
@@ -110,7 +283,12 @@ def mean_network(post: InferenceData, model: BayesianNet) -> nn.Module:
     values = {k: torch.as_tensor(v, dtype=torch.float32, device=device)
               for k, v in point_estimate(post).items()}
     with torch.no_grad():  # the buffers (normalisation statistics) come with the copy
-        net.load_state_dict({**net.state_dict(), **model.prior.net_params(values)})
+        if "variational_loc" in post.groups():  # E_q of the weights, not of their parts
+            loc, scale = variational_tensors(post)
+            params = model.prior.mean_net_params(values, loc, scale)
+        else:
+            params = model.prior.net_params(values)
+        net.load_state_dict({**net.state_dict(), **params})
     return net.eval()
 
 

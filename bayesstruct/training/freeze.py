@@ -14,12 +14,14 @@ computes no gradient for them); partly frozen tensors get their gradient masked,
 entry is bit-for-bit unchanged.
 
 Selection rules for ``alpha`` (each keeps the ``k`` highest-scoring parameters training), from
-:class:`GradientStatistics` over the last ``t`` steps of the first stage, ``g_s`` the
-minibatch gradients:
+:class:`GradientStatistics` at the last ``t`` iterates of the first stage,
+``w_{eta0 - i} = T^{eta0 - i}(w_0)``, ``i = 0 .. t-1`` (the final iterate included):
 
 * ``random``:   a uniformly random ``k``-subset (the baseline);
-* ``gradient``: score ``sum_s |g_s|`` (the "largest values" method);
-* ``psgld``:    score ``|mean_s g_s| / sd_s(g_s)``, the drift of a parameter against its noise.
+* ``gradient``: score ``sum_{i=0}^{t-1} |grad L(w_{eta0 - i}; D)|``, full-data gradients (the
+  "largest values" method);
+* ``psgld``:    score ``|mean_s g_s| / sd_s(g_s)`` over minibatch gradients ``g_s`` at the same
+  iterates, the drift of a parameter against its noise.
   A parameter whose score is below a threshold (1: the mean gradient is within one noise sd
   of 0) is taken as converged and frozen (:func:`converged`); with ``k`` given, the ``k``
   least converged are kept.
@@ -40,7 +42,16 @@ Why pSGLD: preconditioned SGLD (Li et al. 2016) moves each coordinate by
 the preconditioned minibatch noise ``(lr/2) G sd(g)``; their ratio ``|E g| / sd(g)`` is the
 score above (``G`` cancels), read from the same two moments the preconditioner is built from
 (Mandt, Hoffman & Blei 2017: SGD near a minimum is a stationary process whose mean gradient
-vanishes while its noise does not). :class:`GradientStatistics` also keeps pSGLD's ``V``.
+vanishes while its noise does not). Because ``G`` cancels, pSGLD's running ``V`` itself is not
+needed, and it is not kept: the score takes ``E g`` and ``Var g`` from the window's exact
+moments, where ``V``, an exponential average started at 0, would weight the window unevenly
+(the last ``~1 / (1 - beta)`` gradients) and be biased low over a short window.
+
+The gradient rule needs a full pass over the training data per recorded iterate (``t``
+passes in all, in chunks of ``full_batch`` examples, without a parameter update and with the
+random state and the normalisation buffers restored, so the trajectory is the same as
+without them); the minibatch gradient at the final iterate comes from the next minibatch of
+the stream, the one stage 2 would start with.
 """
 
 from __future__ import annotations
@@ -61,8 +72,8 @@ from .common import Minibatches
 from .plain import check_positive, evaluate_net
 
 __all__ = ["GRANULARITIES", "RULES", "FreezeResult", "GradientStatistics", "converged",
-           "keep_largest", "prune_in_place", "select", "stage_masked", "stage_warm",
-           "train_selective", "work_saved"]
+           "full_gradient", "keep_largest", "prune_in_place", "select", "stage_masked",
+           "stage_warm", "train_selective", "work_saved"]
 
 RULES = ("random", "gradient", "psgld")
 GRANULARITIES = ("element", "tensor")
@@ -70,22 +81,24 @@ GRANULARITIES = ("element", "tensor")
 
 class GradientStatistics:
     """Running per-parameter moments of the stochastic gradient (Welford's algorithm):
-    ``count``, ``mean = (1/n) sum g``, ``var`` (unbiased, ``1/(n-1)``), ``abs_sum = sum |g|``,
-    and pSGLD's preconditioner ``V <- beta V + (1 - beta) g^2``."""
+    ``count``, ``mean = (1/n) sum g``, ``var`` (unbiased, ``1/(n-1)``), ``abs_sum = sum |g|``
+    over the gradients given to :meth:`update`; and, for the gradient rule, ``full_abs_sum =
+    sum |grad L(w; D)|`` over the full-data gradients given to :meth:`update_full`
+    (``full_count`` of them). :meth:`scores` uses ``full_abs_sum`` when there are any, else
+    ``abs_sum``. (pSGLD's ``V`` is not kept: module docstring.)"""
 
-    def __init__(self, params: Mapping[str, Tensor], beta: float = 0.99) -> None:
-        if not 0.0 <= beta < 1.0:
-            raise ValueError(f"beta must lie in [0, 1) (got {beta})")
-        self.beta = float(beta)
+    def __init__(self, params: Mapping[str, Tensor]) -> None:
         self.count = 0
+        self.full_count = 0
         z = {k: torch.zeros_like(p, dtype=torch.float64) for k, p in params.items()}
         self.mean = dict(z)
         self._m2 = {k: v.clone() for k, v in z.items()}
         self.abs_sum = {k: v.clone() for k, v in z.items()}
-        self.V = {k: v.clone() for k, v in z.items()}
+        self.full_abs_sum = {k: v.clone() for k, v in z.items()}
 
     @torch.no_grad()
     def update(self, grads: Mapping[str, Tensor]) -> None:
+        """Add one minibatch gradient."""
         self.count += 1
         n = self.count
         for k, g in grads.items():
@@ -94,7 +107,18 @@ class GradientStatistics:
             self.mean[k] = self.mean[k] + delta / n
             self._m2[k] = self._m2[k] + delta * (g - self.mean[k])
             self.abs_sum[k] = self.abs_sum[k] + g.abs()
-            self.V[k] = self.beta * self.V[k] + (1.0 - self.beta) * g * g
+
+    @torch.no_grad()
+    def update_full(self, grads: Mapping[str, Tensor]) -> None:
+        """Add one full-data gradient (the gradient rule's ``sum |grad L(w; D)|``)."""
+        self.full_count += 1
+        for k, g in grads.items():
+            self.full_abs_sum[k] = self.full_abs_sum[k] + g.detach().double().abs()
+
+    def gradient_sum(self) -> dict[str, Tensor]:
+        """The gradient rule's score: ``full_abs_sum`` if full-data gradients were recorded,
+        else ``abs_sum``."""
+        return self.full_abs_sum if self.full_count else self.abs_sum
 
     @property
     def var(self) -> dict[str, Tensor]:
@@ -116,7 +140,7 @@ class GradientStatistics:
 
     def scores(self, rule: str) -> dict[str, Tensor]:
         if rule == "gradient":
-            return self.abs_sum
+            return self.gradient_sum()
         if rule == "psgld":
             return self.snr()
         raise ValueError(f"rule {rule!r} has no score; allowed: gradient, psgld")
@@ -126,7 +150,7 @@ class GradientStatistics:
         ``psgld``: ``||E g||_2 / sqrt(sum Var g)``, the drift-to-noise ratio of the tensor's
         gradient as a vector (``inf`` if it never varied but is non-zero, 0 if it is zero)."""
         if rule == "gradient":
-            return {k: float(a.mean()) for k, a in self.abs_sum.items()}
+            return {k: float(a.mean()) for k, a in self.gradient_sum().items()}
         if rule == "psgld":
             out = {}
             for k, v in self.var.items():
@@ -237,24 +261,78 @@ class _LossGuard:
             self.first = t + 1
 
 
+@torch.no_grad()
+def _restore(net: nn.Module, buffers: dict[str, Tensor]) -> None:
+    for k, b in net.named_buffers():
+        b.copy_(buffers[k])
+
+
+def full_gradient(net: nn.Module, train: Split, full_batch: int = 1024) -> dict[str, Tensor]:
+    """``grad L(w; D)`` of the mean cross-entropy over the whole split, in chunks of
+    ``full_batch`` examples, in training mode; the random state and the buffers (batch-norm
+    statistics) are restored afterwards, so the call leaves no trace on a training run."""
+    params = dict(net.named_parameters())
+    buffers = {k: b.detach().clone() for k, b in net.named_buffers()}
+    n = len(train)
+    devices = [train.x.device] if train.x.is_cuda else []
+    total = [torch.zeros_like(p) for p in params.values()]
+    with torch.random.fork_rng(devices=devices):
+        for i in range(0, n, full_batch):
+            x, y = train.x[i: i + full_batch], train.y[i: i + full_batch]
+            loss = F.cross_entropy(net(x), y, reduction="sum") / n
+            for acc, g in zip(total, torch.autograd.grad(loss, list(params.values())),
+                              strict=True):
+                acc.add_(g)
+    _restore(net, buffers)
+    return dict(zip(params, total, strict=True))
+
+
+def _side_gradient(net: nn.Module, x: Tensor, y: Tensor) -> dict[str, Tensor]:
+    """A minibatch gradient that leaves the random state and the buffers as they were."""
+    params = dict(net.named_parameters())
+    buffers = {k: b.detach().clone() for k, b in net.named_buffers()}
+    with torch.random.fork_rng(devices=[x.device] if x.is_cuda else []):
+        grads = torch.autograd.grad(_loss(net, x, y), list(params.values()))
+    _restore(net, buffers)
+    return dict(zip(params, grads, strict=True))
+
+
 def stage_warm(net: nn.Module, train: Split, *, steps: int, window: int, lr: float,
-               batch_size: int = 128, seed: int = 0, beta: float = 0.99) -> GradientStatistics:
+               batch_size: int = 128, seed: int = 0, full_batch: int = 1024,
+               full_data: bool = True) -> GradientStatistics:
     """Stage 1: ``steps`` plain SGD steps ``T`` on every parameter (in place), recording
-    :class:`GradientStatistics` over the last ``window`` of them."""
-    check_positive(lr=lr, batch_size=batch_size)
+    :class:`GradientStatistics` at the last ``window`` iterates ``w_{steps - i} =
+    T^{steps - i}(w_0)``, ``i = 0 .. window-1``: there the full-data gradient
+    (:func:`full_gradient`, for the gradient rule) and the minibatch gradient (for the pSGLD
+    rule: the step's own minibatch, and at the final iterate the stream's next one).
+
+    The full-data gradients cost ``window`` passes over ``train``; ``full_data=False`` skips
+    them, and the gradient rule then sums the minibatch gradients at the same iterates (a
+    cheaper, noisier estimate of the method's score)."""
+    check_positive(lr=lr, batch_size=batch_size, full_batch=full_batch)
     if not 2 <= window <= steps:
         raise ValueError(f"window must lie in 2..steps={steps} (got {window})")
     params = dict(net.named_parameters())
-    stats = GradientStatistics(params, beta)
+    stats = GradientStatistics(params)
     batches = Minibatches(train.x, train.y, batch_size, seed)
     guard = _LossGuard("freezing stage 1 (all parameters train)", len(batches), steps, lr,
                        train.x.device)
     net.train()
-    for t, (x, y) in enumerate(islice(batches.stream(), steps)):
+    for t, (x, y) in enumerate(islice(batches.stream(), steps + 1)):
+        # the weights are the iterate w_t = T^t(w_0); recorded for t = steps-window+1 .. steps
+        record = t > steps - window
+        if t == steps:  # the final iterate: its gradients only, no step, no trace
+            if record:
+                stats.update(_side_gradient(net, x, y))
+                if full_data:
+                    stats.update_full(full_gradient(net, train, full_batch))
+            break
         loss = _loss(net, x, y)
         grads = torch.autograd.grad(loss, list(params.values()))
-        if t >= steps - window:
+        if record:
             stats.update(dict(zip(params, grads, strict=True)))
+            if full_data:
+                stats.update_full(full_gradient(net, train, full_batch))
         with torch.no_grad():
             for p, g in zip(params.values(), grads, strict=True):
                 p.sub_(lr * g)

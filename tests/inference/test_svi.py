@@ -1,4 +1,4 @@
-"""M4.1: the SVI engine -- learning, the grid of priors x guides, resume, NaN guard, warm-up."""
+"""The SVI engine: learning, the grid of priors x guides, resume, NaN guard, warm-up."""
 
 from __future__ import annotations
 
@@ -36,10 +36,13 @@ def test_ard_logreg_learns_digits(digits):
 @pytest.mark.parametrize("kind,kw", PRIOR_GRID, ids=PRIOR_IDS)
 def test_every_prior_and_guide_trains(digits, kind, kw, guide_name):
     model = _logreg(digits, kind, **kw)
-    try:
-        guide = guides.get(guide_name, model)
-    except ValueError:
-        pytest.skip("refused combination (tested in guides/)")
+    if guide_name == "delta" and kind == "ard" and kw.get("hyper") == "empirical_bayes":
+        # the one refusal in the grid: a point mass has no posterior variance, and the
+        # empirical-Bayes update alpha = 1 / (m^2 + s^2) would drive every weight to zero
+        with pytest.raises(ValueError, match="collapses"):
+            guides.get(guide_name, model)
+        return
+    guide = guides.get(guide_name, model)
     post = svi(model, guide, digits, epochs=3, lr=0.01, progress=False, num_draws=4)
     hist = post.optimization
     assert torch.isfinite(torch.as_tensor(hist["loss"].values)).all()
@@ -179,7 +182,7 @@ def _rnn(ds, **prior_kw):
 def test_eb_along_svi_keeps_the_kl_below_the_fixed_priors(digits, per, covariance):
     """prior_update=closed_form on a recurrent net: after every epoch the KL term at the
     current q is no larger than under the prior held at its initial value, and the prior holds
-    the closed form of the current q (M3)."""
+    the closed form of the current q."""
     model = _rnn(digits, per=per)
     fixed = priors.Gaussian(per=per)
     fixed.bind(model.sites)

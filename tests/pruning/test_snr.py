@@ -1,4 +1,4 @@
-"""The |mu/sigma| rule and the talk's three curves (seed 001, M5)."""
+"""The |mu/sigma| rule (Graves 2011) and the pruning curves it draws."""
 
 from __future__ import annotations
 
@@ -56,14 +56,35 @@ def test_snr_curve_starts_dense_and_removes_by_threshold(digits):
     dense = evaluate(model, params, digits.test)
     assert rows[0]["acc"] == dense["acc"] and rows[0]["removed"] == 0
     assert rows[0]["log_lik"] == pytest.approx(-dense["nll"] * len(digits.test))
-    n_bias = sum(s.numel for s in model.sites if s.role == "bias")
-    for r in rows:
-        kept = sum(int((v >= r["lambda"]).sum()) for v in scores.values())
-        assert r["weights_kept"] == kept and r["params_kept"] == kept + n_bias
     kept = [r["weights_kept"] for r in rows]
+    assert kept[0] == sum(v.size for v in scores.values())
     assert all(a >= b for a, b in zip(kept[:-1], kept[1:], strict=True))
     last = pruning.snr_curve(model, post, digits.test, [np.inf], scores=scores)[0]
     assert last["weights_kept"] == 0 and last["removed"] == 1.0
+
+
+def test_snr_curve_keeps_the_planted_weights(digits):
+    """Logistic regression with planted q: mu = +-(0.5, 1.5, 2.5, 3.5) cycling, sigma = 1, so
+    |mu/sigma| takes each of the four levels at 160 of the 640 weights; a weight is kept when
+    |mu/sigma| >= lambda (at lambda = 1.5 the 1.5s stay)."""
+    torch.manual_seed(0)
+    model = BayesianNet(nets.build("logreg", digits.input_shape, digits.n_classes),
+                        priors.Gaussian(), num_data=len(digits.train))
+    guide = guides.MeanField(model)
+    i = np.arange(640).reshape(10, 64)
+    planted = (0.5 + i % 4) * np.where(i % 3 == 0, -1.0, 1.0)
+    with torch.no_grad():
+        guide.loc["fc1__weight"].copy_(torch.as_tensor(planted))
+        guide.log_var["fc1__weight"].zero_()  # sigma = 1 exactly
+    post = posterior.from_guide(model, guide, 2)
+    lambdas = [0.0, 1.0, 1.5, 2.0, 3.0, 3.5, 4.0]
+    rows = pruning.snr_curve(model, post, digits.test, lambdas)
+    by_hand = [640, 480, 480, 320, 160, 160, 0]
+    by_numpy = [int(np.count_nonzero(np.abs(planted) >= lam)) for lam in lambdas]
+    assert by_numpy == by_hand
+    assert [r["weights_kept"] for r in rows] == by_hand
+    assert [r["params_kept"] for r in rows] == [k + 10 for k in by_hand]  # 10 biases kept
+    assert [r["removed"] for r in rows] == pytest.approx([1 - k / 640 for k in by_hand])
 
 
 def test_removable_reads_the_largest_fraction_within_tolerance():

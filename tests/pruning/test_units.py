@@ -12,7 +12,6 @@ from typer.testing import CliRunner
 from bayesstruct import guides, nets, posterior, priors, pruning
 from bayesstruct.cli import app
 from bayesstruct.models import BayesianNet
-from bayesstruct.pruning.coding import layer_code_size
 from bayesstruct.pruning.criteria import calibrate_unit_thresholds
 from bayesstruct.pruning.units import unit_keep, unit_log_alpha, weight_masks_from_units
 from tests.helpers import randomize_guide
@@ -87,22 +86,42 @@ def test_unit_criterion_masks_are_outer_products(prior):
         np.testing.assert_allclose(units["fc1.weight"], np.log(sd**2 / mu**2), atol=1e-4)  # +1e-8
 
 
-def test_compression_summary_adds_up():
-    model, post = _post(priors.LogUniform())
-    d = pruning.make_decision(post, model, log_alpha_threshold=0.0)
-    moments = pruning.effective_moments(post, model)
-    summary = pruning.compression_summary(model, d.masks, moments, bits_fc=3)
-    kept = sum(int(m.sum()) for m in d.masks.values())
-    assert summary["weights_kept"] == kept and summary["weights"] == model.num_weights()
-    assert summary["sparsity_ratio"] == pytest.approx(model.num_weights() / kept)
-    assert summary["dense_bytes"] == 4 * pruning.count_parameters(model.net)
-    han = 0
-    for layer, s in zip(summary["layers"], model.weight_sites, strict=True):
-        mean = moments[s.name][0].astype(np.float32) * d.masks[s.name]
-        code = layer_code_size(mean, d.masks[s.name], bits=3, index_bits=3)
-        assert layer["huffman_bytes"] == code["total_bytes"]
-        han += 8 * code["total_bytes"] + 32 * layer["out_units_kept"]
-    assert summary["deep_compression_bytes"] == -(-han // 8)
+def test_compression_summary_of_a_planted_net_by_hand():
+    """Every byte of a 4-3-2 net with planted weights and masks, counted by hand from the
+    definitions (Han, Mao & Dally 2016; Louizos, Ullrich & Welling 2017), 2-bit k-means."""
+    model = BayesianNet(nets.mlp([4, 3, 2]), priors.Gaussian())
+    w1 = np.array([[0.5, 0.5, -1.0, 9.0],   # 9.0 and 7.0 are masked out: never counted
+                   [7.0, 0.5, 7.0, 7.0],
+                   [7.0, 7.0, 7.0, 2.0]], dtype=np.float32)
+    m1 = np.array([[1, 1, 1, 0], [0, 1, 0, 0], [0, 0, 0, 1]], dtype=bool)
+    w2 = np.array([[0.25, 5.0, 5.0], [5.0, 5.0, 5.0]], dtype=np.float32)
+    m2 = np.array([[1, 0, 0], [0, 0, 0]], dtype=bool)
+    moments = {"fc1.weight": (w1, np.zeros_like(w1)), "fc2.weight": (w2, np.zeros_like(w2))}
+    s = pruning.compression_summary(model, {"fc1.weight": m1, "fc2.weight": m2}, moments,
+                                    bits_fc=2)
+    # fc1: kept flat positions 0, 1, 2, 5, 11 -> gaps 1, 1, 1, 3, 6 (from position -1); the
+    # bound 2^2 - 1 = 3 splits the 6 into a filler gap 3 and the rest 3: gap stream
+    # 1 1 1 3 3 3, two symbols of 3 each -> 1 bit each, 6 bits. Values 0.5 0.5 -1 0.5 2: three
+    # distinct (<= 4 centroids, so k-means keeps them): codebook -1, 0.5, 2 (96 bits); index
+    # stream 1 1 0 1 F 2 with F the filler symbol: counts 3, 1, 1, 1; Huffman cost = sum of
+    # the merged weights (1+1) + (1+2) + (3+3) = 11 bits. 6 + 11 + 96 = 113 bits -> 15 bytes.
+    # fc2: one kept weight at position 0: gap stream [1] and index stream [0], 1 bit each
+    # (a one-symbol code spends a bit per symbol), codebook 32 bits: 34 bits -> 5 bytes.
+    fc1, fc2 = s["layers"]
+    assert (fc1["huffman_bytes"], fc2["huffman_bytes"]) == (15, 5)
+    assert (fc1["in_units_kept"], fc1["out_units_kept"]) == (4, 3)
+    assert (fc2["in_units_kept"], fc2["out_units_kept"]) == (1, 1)
+    # Deep Compression total: both layers' bytes in bits + 32-bit biases of kept output units
+    # (3 + 1): 8 * (15 + 5) + 32 * 4 = 288 bits = 36 bytes; dense: 23 parameters x 4 bytes
+    assert s["deep_compression_bytes"] == 36 and s["dense_bytes"] == 92
+    assert s["deep_compression_ratio"] == pytest.approx(92 * 8 / 288)
+    # Louizos: zero variances -> 23 significand bits; max |kept weight| = 2 -> exponent bits
+    # ceil(log2(log2 2 + 1) + 1) = 2; 1 sign bit: 26 bits per weight. 6 weights + 4 biases:
+    # 6 * 26 + 4 * 32 = 284 bits -> 36 bytes (35.5 rounded up)
+    assert (fc1["bits_per_weight"], fc2["bits_per_weight"]) == (26, 26)
+    assert s["bit_precision_bytes"] == 36
+    assert (s["weights"], s["weights_kept"]) == (18, 6)
+    assert s["sparsity_ratio"] == pytest.approx(3.0)
 
 
 FAST = ["--set", "data.name=digits", "--set", "inference.epochs=2", "--set",

@@ -94,16 +94,30 @@ def greedy(problem: HyperProblem, lam0: Tensor, *, total_steps: int, k: int = 10
     return OuterResult(lam.detach(), state, history)
 
 
+def _full_grad(problem: HyperProblem, w: Tensor, lam: Tensor) -> Tensor:
+    """``grad_w L_train(w, lambda)``: the full-batch gradient, whether or not the problem has a
+    ``batch_loss`` (the implicit hypergradient holds at a stationary point of ``L_train``, so
+    the honest loop's inner problem is the full-batch one)."""
+    with torch.enable_grad():
+        w = w.detach().requires_grad_(True)
+        return torch.autograd.grad(problem.train_loss(w, lam), w)[0]
+
+
 def minimise_inner(problem: HyperProblem, lam: Tensor, state: dict[str, Tensor], *,
                    tol: float, max_steps: int, check_every: int = 10
                    ) -> tuple[dict[str, Tensor], int, float]:
     """Inner steps on the full-batch ``L_train`` until ``||grad_w|| <= tol`` (checked every
-    ``check_every`` steps) or ``max_steps``: ``(state, steps, final gradient norm)``."""
+    ``check_every`` steps) or ``max_steps``: ``(state, steps, final gradient norm)``.
+
+    Every step uses the full-batch gradient of ``problem.train_loss``; the problem's
+    ``batch_loss`` (the minibatches of :func:`greedy` and the unrolled methods) is not used
+    here, since the implicit hypergradient is only valid at a stationary point of
+    ``L_train``, which minibatch steps with a constant learning rate do not reach."""
     opt = problem.optimizer
     lam = lam.detach()
     norm = float("inf")
     for t in range(max_steps):
-        g = problem.grad(state["w"], lam, t)
+        g = _full_grad(problem, state["w"], lam)
         if t % check_every == 0:
             norm = float(g.norm())
             if norm <= tol:
@@ -111,7 +125,7 @@ def minimise_inner(problem: HyperProblem, lam: Tensor, state: dict[str, Tensor],
             _finite_norm(norm, t)
         with torch.no_grad():
             state = opt_step(opt, state, g, t)
-    norm = float(problem.grad(state["w"], lam, max_steps).norm())
+    norm = float(_full_grad(problem, state["w"], lam).norm())
     _finite_norm(norm, max_steps)
     return state, max_steps, norm
 
@@ -126,7 +140,8 @@ def newton(problem: HyperProblem, lam: Tensor, state: dict[str, Tensor], *, tol:
            max_steps: int = 100) -> tuple[dict[str, Tensor], int, float]:
     """Damped Newton on the full-batch ``L_train`` (exact Hessian, backtracking on the loss)
     until ``||grad_w|| <= tol``: for small convex inner problems, where it reaches the
-    tolerance the implicit hypergradient needs in a few steps."""
+    tolerance the implicit hypergradient needs in a few steps. Gradient, Hessian and line
+    search all use ``problem.train_loss`` (never ``batch_loss``)."""
     lam = lam.detach()
     w = state["w"].detach()
 
@@ -135,7 +150,7 @@ def newton(problem: HyperProblem, lam: Tensor, state: dict[str, Tensor], *, tol:
 
     norm = float("inf")
     for i in range(max_steps):
-        g = problem.grad(w, lam, 0)
+        g = _full_grad(problem, w, lam)
         norm = float(g.norm())
         if norm <= tol:
             return {"w": w}, i, norm
@@ -151,7 +166,7 @@ def newton(problem: HyperProblem, lam: Tensor, state: dict[str, Tensor], *, tol:
         while t > 1e-8 and float(loss(w - t * step)) > f0 - 1e-4 * t * float(g @ step):
             t *= 0.5
         w = (w - t * step).detach()
-    return {"w": w}, max_steps, float(problem.grad(w, lam, 0).norm())
+    return {"w": w}, max_steps, float(_full_grad(problem, w, lam).norm())
 
 
 def _damped_solve(h: Tensor, g: Tensor) -> Tensor:
