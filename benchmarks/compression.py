@@ -70,7 +70,7 @@ def _error(net, split):
     return 100.0 * (1.0 - evaluate_net(net, split)["acc"])
 
 
-def _point_row(name, net, ds, masks, seconds, pc, seed):
+def _point_row(name, net, ds, masks, seconds, pc, seed, unpruned):
     """A row for a plain network: point estimates, so every weight gets 23 significand bits
     (float32) and the rounded network is the masked one."""
     model = BayesianNet(net, Gaussian())
@@ -86,25 +86,27 @@ def _point_row(name, net, ds, masks, seconds, pc, seed):
     small = pruning.prune(net, masks)
     speedup = (pruning.inference_seconds(net, ds.test.x)
                / pruning.inference_seconds(small, ds.test.x))
-    return _row(name, _error(masked, ds.test), summary, seconds, speedup)
+    return _row(name, unpruned, _error(masked, ds.test), summary, seconds, speedup)
 
 
 def _err(acc):
     return "n/a" if acc is None else f"{100.0 * (1.0 - acc):.2f}"
 
 
-def _row(name, error, summary, seconds, speedup):
+def _row(name, unpruned, error, summary, seconds, speedup):
     layers = summary["layers"]
     units = "-".join([str(layer["in_units_kept"]) for layer in layers]
                      + [str(layers[-1]["out_units_kept"])])
-    return [name, f"{error:.2f}", f"{100 * summary['weights_kept_fraction']:.2f}", units,
+    return [name, f"{unpruned:.2f}", f"{error:.2f}",
+            f"{100 * summary['weights_kept_fraction']:.2f}", units,
             f"{summary['sparsity_ratio']:.1f}x", str(summary["deep_compression_bytes"]),
             f"{summary['deep_compression_ratio']:.1f}x", _err(summary.get("acc_quantised")),
             str(summary["bit_precision_bytes"]), f"{summary['bit_precision_ratio']:.1f}x",
             _err(summary.get("acc_bit_precision")), f"{speedup:.2f}x", f"{seconds:.0f}"]
 
 
-HEADER = ["method", "test error (%)", "weights kept (%)", "units kept per layer", "|W|/|W!=0|",
+HEADER = ["method", "test error (%), unpruned", "test error (%)", "weights kept (%)",
+          "units kept per layer", "|W|/|W!=0|",
           "bytes (k-means+Huffman)", "ratio vs float32", "test error (%), k-means net",
           "bytes (bit precision)", "ratio vs float32", "test error (%), rounded net",
           "pruned-net inference speed-up", "train time (s)"]
@@ -115,9 +117,11 @@ def _fmt(thresholds):
                      for k, v in thresholds.items())
 
 
-def _rule(method, criterion, threshold, layers):
+def _rule(method, criterion, threshold, layers, prior):
     if criterion == "unit":
-        return (f"{method}: units with log alpha_g >= a per-layer threshold, calibrated on the "
+        score = ("-E_q[log theta_g] (the expected log group scale, Louizos et al. 2017)"
+                 if getattr(prior, "unit_rule", "snr") == "log_scale" else "log alpha_g")
+        return (f"{method}: units with {score} >= a per-layer threshold, calibrated on the "
                 f"validation split ({_fmt(layers)})")
     return f"{method}: {criterion} >= {threshold}"
 
@@ -167,7 +171,8 @@ def main() -> None:
             print(f"== {METHODS[m]}: {cfg.name}, {cfg.inference.epochs} epochs", flush=True)
             metrics = runner.run(cfg, Path(tmp) / m, progress=True)
             results[m] = metrics
-            rows.append(_row(METHODS[m], 100 * (1 - metrics["test_acc_pruned"]),
+            rows.append(_row(METHODS[m], 100 * (1 - metrics["test_acc"]),
+                             100 * (1 - metrics["test_acc_pruned"]),
                              metrics["compression"], metrics["train_seconds"],
                              metrics["test_inference_seconds_dense"]
                              / metrics["test_inference_seconds_pruned"]))
@@ -176,7 +181,8 @@ def main() -> None:
     torch.manual_seed(args.seed)
     dense = nets.build(args.net, ds.input_shape, ds.n_classes)
     t_dense = _train_plain(dense, ds, epochs, lr, bs, args.seed)
-    dense_row = _point_row("dense", dense, ds, None, t_dense, pc, args.seed)
+    dense_err = _error(dense, ds.test)
+    dense_row = _point_row("dense", dense, ds, None, t_dense, pc, args.seed, dense_err)
 
     kept = results["sparsevd"]["compression"]["weights_kept_fraction"]
     retrain = args.retrain_epochs or max(1, epochs // 3)
@@ -195,7 +201,7 @@ def main() -> None:
         n_epochs = retrain // rounds + int(i >= rounds - retrain % rounds)  # extra: at the end
         t_retrain += _train_plain(pruned, ds, n_epochs, lr, bs, args.seed + i, masks)
     mag_row = _point_row("magnitude + retrain", pruned, ds, masks, t_dense + t_retrain, pc,
-                         args.seed)
+                         args.seed, dense_err)
 
     rows = [dense_row, mag_row, *rows]
     print()
@@ -212,14 +218,16 @@ def main() -> None:
     text = (f"Measured {when} on {machine} (CPU), torch {torch.__version__}; command "
             f"`{cmd}`; Fashion-MNIST ({size}), {epochs} epochs each (the magnitude baseline: "
             f"{epochs} dense + {retrain} retraining epochs over {rounds} rounds of iterative "
-            f"pruning). Error is of the pruned network "
-            f"(posterior mean for the Bayesian methods); beside each size, the error of the "
+            f"pruning). Errors are of the unpruned and the pruned network "
+            f"(posterior mean for the Bayesian methods; the magnitude baseline's unpruned "
+            f"network is the dense one); beside each size, the error of the "
             f"network that size stores (Deep Compression: k-means shared weights, "
             f"{2 ** pc.kmeans_bits_fc} per fc layer and {2 ** pc.kmeans_bits_conv} per conv "
             f"layer, centroids fine-tuned {pc.finetune_epochs} epochs at lr "
             f"{pc.finetune_lr:g}; bit precision: kept weights rounded to each layer's "
             f"significand bits, 23 for the point estimates). Pruning rules: "
-            + "; ".join(_rule(METHODS[m], c, t, lt) for m, (c, t, lt) in thresholds.items())
+            + "; ".join(_rule(METHODS[m], c, t, lt, cfgs[m].prior)
+                        for m, (c, t, lt) in thresholds.items())
             + ".\n\n" + _markdown(rows) + "\n\n" + ANCHORS[args.net])
     print("\n" + text)
     out.section(f"compression:{args.net}", text)

@@ -178,8 +178,7 @@ def analyse(cfg: RunConfig, model: BayesianNet, post: posterior.InferenceData,
     ``progress`` adds progress over the curves' points."""
     pc = cfg.pruning
     masks = decision.masks
-    params = {k: torch.as_tensor(v, dtype=torch.float32, device=device)
-              for k, v in posterior.point_estimate(post).items()}
+    params = pruning.mean_values(post, model, device)
     with logs.phase(f"test metrics, dense and pruned ({len(ds.test)} examples)"):
         dense = evaluate(model, params, ds.test)
         pruned = evaluate(model, pruning.mask_params(params, masks), ds.test)

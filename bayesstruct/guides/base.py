@@ -69,6 +69,17 @@ class Guide(nn.Module):
     def point(self) -> dict[str, Tensor]:
         """A point estimate of every parameter site (posterior mean, or the MAP value)."""
 
+    def constrain_(self) -> None:
+        """Called after every optimiser step: project the variational parameters onto the
+        guide's constraints (none by default; :class:`~bayesstruct.guides.MeanField`'s
+        ``max_scale``)."""
+
+    def mean_values(self) -> dict[str, Tensor]:
+        """Site values of the posterior-mean network, what validation evaluates:
+        :meth:`point`, unless the prior's weights are nonlinear in its latents
+        (:meth:`~bayesstruct.priors.base.Prior.mean_site_values`)."""
+        return self.point()
+
     @abstractmethod
     def moments(self) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         """Detached ``(loc, scale)`` of the weight sites, for empirical Bayes."""

@@ -24,12 +24,21 @@ runs the network through :meth:`BayesianNet.predict`.
 ``covariance="scalar"`` ties the variance within each site, ``q(w_l) = N(m_l, beta_l^2 I)``
 (one sigma per layer: the "I" posterior of the recurrent-network experiment); ``"diagonal"``
 (default) has one per weight ("D").
+
+``max_scale`` bounds the standard deviations of the sites matched by ``max_scale_sites``
+(shell patterns on site names): after every optimiser step ``log s^2`` is projected onto
+``log s^2 <= 2 log max_scale`` (:meth:`MeanField.constrain_`). Louizos, Ullrich & Welling
+(2017)'s reference code bounds the first layer's ``q(w~)`` this way (``s <= 0.2``): with the
+``N(0, 1)`` prior on ``w~`` of Bayesian Compression the KL pulls every ``s`` towards 1, and the
+first layer's hundreds of inputs per unit sum that noise into its pre-activations. The bound
+restricts the variational family, so the ELBO is that of the restricted family.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
 import pyro
 import pyro.distributions as dist
@@ -187,13 +196,23 @@ class MeanField(Guide):
         reparam: ``"local"`` (local reparameterisation; Linear/Conv2d nets), ``"weights"``
             (one weight draw per minibatch; any net, recurrent ones included) or ``"auto"``
             (local where it applies).
+        max_scale: an upper bound on the posterior standard deviation of the sites matched
+            by ``max_scale_sites`` (in the site's own units: ``w~`` for the group-scale
+            priors), held by projection after every step; ``None``: unbounded.
+        max_scale_sites: shell patterns on site names (``["fc1.*"]``: the first Linear's
+            weight and bias); default every site.
     """
 
     name = "meanfield"
 
     def __init__(self, model: BayesianNet | None = None, init_scale: float = 1e-3,
                  init_latent_scale: float = 0.1, covariance: str = "diagonal",
-                 reparam: str = "auto") -> None:
+                 reparam: str = "auto", max_scale: float | None = None,
+                 max_scale_sites: Sequence[str] = ("*",)) -> None:
+        if max_scale is not None and not (math.isfinite(max_scale) and max_scale > 0):
+            raise ValueError(f"max_scale must be a finite number > 0 or None (got {max_scale})")
+        self.max_scale = None if max_scale is None else float(max_scale)
+        self.max_scale_sites = tuple(max_scale_sites)
         if covariance not in COVARIANCES:
             raise ValueError(f"covariance={covariance!r}; allowed: {', '.join(COVARIANCES)}")
         if reparam not in REPARAMS:
@@ -203,6 +222,14 @@ class MeanField(Guide):
         super().__init__(model)
 
     def _setup(self, model: BayesianNet) -> None:
+        self._bounded: list[str] = []
+        if self.max_scale is not None:
+            names = [s.name for s in model.sites if s.role != "point"]
+            self._bounded = [n for n in names
+                             if any(fnmatch.fnmatchcase(n, p) for p in self.max_scale_sites)]
+            if not self._bounded:
+                raise ValueError(f"max_scale_sites={list(self.max_scale_sites)} match no "
+                                 f"site; sites: {', '.join(names)}")
         params = dict(model.net.named_parameters())
         points = {s.name for s in model.point_sites}
         obstacle = local_reparam_obstacle(model.net, points)
@@ -236,6 +263,15 @@ class MeanField(Guide):
         self.__dict__["_state"] = {}
         self.__dict__["lrt_net"] = lrt_twin(model.net, self._state, {
             s.name: self.loc[site_key(s.name)] for s in model.point_sites}) if self.local else None
+
+    @torch.no_grad()
+    def constrain_(self) -> None:
+        """Project ``log s^2`` of the bounded sites onto ``<= 2 log max_scale`` (after each
+        optimiser step; a no-op without ``max_scale``)."""
+        if self._bounded:
+            limit = 2.0 * math.log(self.max_scale)
+            for name in self._bounded:
+                self.log_var[site_key(name)].clamp_(max=limit)
 
     # -- parameters in site naming ------------------------------------------------------------
     def locs(self) -> dict[str, Tensor]:
@@ -323,6 +359,12 @@ class MeanField(Guide):
         out = {k: f.mean.detach().clone() for k, f in self.latent_factors().items()}
         out.update({k: v.detach().clone() for k, v in self.locs().items()})
         return out
+
+    @torch.no_grad()
+    def mean_values(self) -> dict[str, Tensor]:
+        """:meth:`point` through :meth:`Prior.mean_site_values`: the values whose network is
+        ``E_q[w]`` (the regularised horseshoe's ``E_q[slab(s z)] E_q[w~]``)."""
+        return self.model.prior.mean_site_values(self.point(), *self.latent_params())
 
     @torch.no_grad()
     def moments(self) -> tuple[dict[str, Tensor], dict[str, Tensor]]:

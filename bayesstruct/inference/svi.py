@@ -190,6 +190,7 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
                 optim.zero_grad(set_to_none=True)
                 loss.backward()
                 optim.step()
+                guide.constrain_()
                 if sched is not None:
                     sched.step()
                 if eb and step % eb_every == 0:
@@ -210,7 +211,7 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
             if hasattr(model.prior, "temperature"):
                 record["temperature"] = float(model.prior.temperature)
             if val is not None:
-                ev = evaluate(model, guide.point(), val)
+                ev = evaluate(model, guide.mean_values(), val)
                 record.update(val_nll=ev["nll"], val_acc=ev["acc"])
                 if ev["nll"] < state["best_nll"]:
                     state["best_nll"], state["best_epoch"] = ev["nll"], epoch + 1
@@ -274,6 +275,9 @@ def training_settings(model: BayesianNet, guide: Guide, train: Split, **kw) -> d
     training split), the model (net and prior types, parameter shapes), the guide, and the
     optimisation settings. Stored in every checkpoint and compared on ``resume``."""
     shapes = {k: list(v.shape) for k, v in guide.state_dict().items()}
+    bound = getattr(guide, "max_scale", None)
+    if bound is not None:  # only when set: checkpoints from before the option still resume
+        kw = {**kw, "max_scale": bound, "max_scale_sites": list(guide.max_scale_sites)}
     return {"data": _fingerprint(train), "num_train": len(train),
             "net": type(model.net).__name__, "prior": type(model.prior).__name__,
             "likelihood": type(model.likelihood).__name__, "guide": type(guide).__name__,
@@ -412,6 +416,8 @@ class SVIConfig(EngineConfig):
     eb_every: int = Field(1, ge=1)
     num_draws: int = Field(100, ge=1)
     init_scale: float = Field(1e-3, gt=0)
+    max_scale: float | None = Field(None, gt=0)
+    max_scale_sites: list[str] = ["*"]
     covariance: Literal["diagonal", "scalar"] = "diagonal"
     reparam: Literal["auto", "local", "weights"] = "auto"
     temperature: float | None = Field(None, gt=0)
@@ -458,8 +464,12 @@ def fit_svi(cfg: SVIConfig, model: BayesianNet, data: Dataset, options: FitOptio
     if cfg.guide == "delta" and model.prior.discrete:
         raise ConfigError(f"inference.guide: 'delta' cannot hold the {model.prior.kind} "
                           "prior's discrete masks; allowed with it: meanfield")
+    if cfg.max_scale is not None and cfg.guide != "meanfield":
+        raise ConfigError("inference.max_scale bounds the meanfield guide's scales; guide "
+                          f"{cfg.guide!r} has none (allowed with it: null)")
     guide_kw = ({"init_scale": cfg.init_scale, "covariance": cfg.covariance,
-                 "reparam": cfg.reparam} if cfg.guide == "meanfield" else {})
+                 "reparam": cfg.reparam, "max_scale": cfg.max_scale,
+                 "max_scale_sites": cfg.max_scale_sites} if cfg.guide == "meanfield" else {})
     return svi(model, guides_mod.get(cfg.guide, **guide_kw), data, epochs=cfg.epochs,
                batch_size=cfg.batch_size, lr=cfg.lr, lr_schedule=cfg.lr_schedule,
                kl_weight=cfg.kl_weight, kl_warmup_epochs=cfg.kl_warmup_epochs,

@@ -394,6 +394,15 @@ class Prior(nn.Module, ABC):
         (the regularised horseshoe: :meth:`GroupScalePrior.mean_net_params`)."""
         return self.net_params(values)
 
+    def mean_site_values(self, values: dict[str, Tensor], latent_loc: dict[str, Tensor],
+                         latent_scale: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Site values whose :meth:`net_params` are :meth:`mean_net_params`: what every path
+        that evaluates "the posterior-mean network" through :meth:`BayesianNet.predict`
+        (masks applied to the sites) feeds it. ``values`` unchanged unless the weights are
+        nonlinear in the latents (the regularised horseshoe: its ``z`` is replaced by the
+        value whose slab gives ``E_q[slab(s z)]``)."""
+        return values
+
     def init_site_scale(self, site: ParamSite) -> float:
         """How much smaller a site's sample value starts than the network weight it becomes:
         guides start ``loc = w_init / c`` and ``sd = init_scale / c`` (``c = 1`` unless a

@@ -36,6 +36,14 @@ mu_z^2``: a unit is pruned when ``log alpha_g`` exceeds its layer's threshold. T
 invariant to how the magnitude is split between ``theta`` and ``w~`` (only the effective
 weights are identified), and a unit whose inputs the data do not need has ``q(w~)`` back at
 its prior ``N(0, 1)`` (``m -> 0``), hence ``rho_g -> 1``. Tested against a sampled estimate.
+
+**The paper's rule** (``unit_rule="log_scale"``). Louizos et al. (2017) prune a horseshoe group
+by thresholding the expected log of its scale, ``E_q[log theta_g]``: under the log-normal
+guide ``E_q[log s z_g] = mu_s + mu_z`` (with the slab, ``E_q[log slab(s z_g)]`` by
+Gauss-Hermite); for a sampler, the mean of ``log theta_g`` over the draws. The score handed to
+the unit decision is ``-E_q[log theta_g]`` (larger = removed first), on the same footing as
+``log alpha_g``: a per-layer threshold, calibrated on the validation split by default. It reads
+the scale alone, so it relies on the ``N(0, 1)`` prior keeping ``w~`` of order one.
 """
 
 from __future__ import annotations
@@ -56,6 +64,7 @@ from .group import GroupScalePrior
 __all__ = ["Horseshoe", "HorseshoeConfig", "gauss_hermite_normal", "kl_lognormal_halfcauchy"]
 
 _GH_NODES = 32
+UNIT_RULES = ("snr", "log_scale")
 _GH_CACHE: dict[tuple, tuple[Tensor, Tensor]] = {}
 
 
@@ -88,6 +97,7 @@ class HorseshoeConfig(PriorConfig):
     tau0: float = Field(1.0, gt=0)
     slab_scale: float | None = Field(None, gt=0)
     init_group_scale: float = Field(1.0, gt=0)
+    unit_rule: Literal["snr", "log_scale"] = "snr"
 
 
 class Horseshoe(GroupScalePrior, config=HorseshoeConfig):
@@ -98,13 +108,21 @@ class Horseshoe(GroupScalePrior, config=HorseshoeConfig):
         slab_scale: ``c`` of the regularised horseshoe, or ``None`` for the plain one.
         init_group_scale: the guide's starting median of ``z_g`` (``s`` starts at 1); ``w~``
             starts at the initial weights divided by it (see :class:`LogUniform`).
+        unit_rule: the unit score: ``"snr"`` (``-log sum_j E[w_gj]^2 / Var[w_gj]`` of the
+            effective weights) or ``"log_scale"`` (Louizos et al.'s ``-E_q[log theta_g]``);
+            see the module docstring.
     """
 
     criterion = "unit"
 
     def __init__(self, tau0: float = 1.0, slab_scale: float | None = None,
-                 init_group_scale: float = 1.0, bias_scale: float = 1.0) -> None:
+                 init_group_scale: float = 1.0, unit_rule: str = "snr",
+                 bias_scale: float = 1.0) -> None:
         super().__init__(init_group_scale, bias_scale)
+        if unit_rule not in UNIT_RULES:
+            raise ValueError(f"horseshoe unit_rule={unit_rule!r}; allowed: "
+                             f"{', '.join(UNIT_RULES)}")
+        self.unit_rule = unit_rule
         if tau0 <= 0:
             raise ValueError(f"horseshoe tau0 must be > 0, got {tau0}")
         if slab_scale is not None and slab_scale <= 0:
@@ -170,9 +188,49 @@ class Horseshoe(GroupScalePrior, config=HorseshoeConfig):
         theta = self._slab(torch.exp(u))
         return (theta * w).sum(-1), (theta * theta * w).sum(-1)
 
+    def mean_site_values(self, values, latent_loc, latent_scale):
+        """With the slab: ``z_g' = slab^{-1}(E_q[slab(s z_g)]) / s`` at the given ``s``, so
+        that ``net_params`` forms ``E_q[theta_g] E_q[w~]``, the posterior-mean weight
+        (``slab^{-1}(y) = c y / sqrt(c^2 - y^2)``; ``E_q[slab] < c``, clamped a hair below
+        ``c`` in float). Without the slab ``E[s z] = E[s] E[z]`` and ``values`` stand."""
+        if self.slab_scale is None:
+            return values
+        c = self.slab_scale
+        out = dict(values)
+        for s in self.sites:
+            if not self._grouped(s):
+                continue
+            e1, _ = self.scale_moments(s, latent_loc, latent_scale)
+            z = values[f"{s.name}.z"]
+            y = e1.to(z).clamp(max=c * (1.0 - 1e-6))
+            out[f"{s.name}.z"] = c * y * torch.rsqrt(c * c - y * y) / values[f"{s.name}.s"]
+        return out
+
+    def expected_log_scale(self, site: ParamSite, latent_loc: dict[str, Tensor],
+                           latent_scale: dict[str, Tensor]) -> Tensor:
+        """``E_q[log theta_g]`` per group: ``mu_s + mu_z`` without the slab, Gauss-Hermite
+        over ``log s z ~ N(mu_s + mu_z, sd_s^2 + sd_z^2)`` with it."""
+        mu = latent_loc[f"{site.name}.s"] + latent_loc[f"{site.name}.z"]
+        if self.slab_scale is None:
+            return mu
+        var = latent_scale[f"{site.name}.s"] ** 2 + latent_scale[f"{site.name}.z"] ** 2
+        u, w = gauss_hermite_normal(mu, var.sqrt())
+        return (torch.log(self._slab(torch.exp(u))) * w).sum(-1)
+
+    def unit_scores_from_draws(self, site: ParamSite, draws: dict[str, Tensor]) -> Tensor | None:
+        """``-mean over draws of log theta_g`` under ``unit_rule="log_scale"`` (draws carry a
+        leading draw axis); ``None`` (the effective weights' rule) otherwise."""
+        if self.unit_rule != "log_scale":
+            return None
+        theta = self._slab(draws[f"{site.name}.s"].unsqueeze(-1) * draws[f"{site.name}.z"])
+        return -torch.log(theta).mean(0)
+
     def unit_log_alpha(self, site: ParamSite, m: Tensor, var: Tensor,
                        latent_loc: dict[str, Tensor], latent_scale: dict[str, Tensor]) -> Tensor:
-        """``log alpha_g = -log sum_j E[w_gj]^2 / Var[w_gj]`` (module docstring: unit rule)."""
+        """``log alpha_g = -log sum_j E[w_gj]^2 / Var[w_gj]`` (module docstring: unit rule), or
+        with ``unit_rule="log_scale"`` ``-E_q[log theta_g]``."""
+        if self.unit_rule == "log_scale":
+            return -self.expected_log_scale(site, latent_loc, latent_scale)
         mean, v = self.effective_moments(site, m, var, latent_loc, latent_scale)
         snr = mean * mean / v
         dims = [d for d in range(snr.dim()) if d != site.group_dim]
@@ -180,4 +238,5 @@ class Horseshoe(GroupScalePrior, config=HorseshoeConfig):
 
     def extra_repr(self) -> str:
         return (f"tau0={self.tau0}, slab_scale={self.slab_scale}, "
-                f"init_group_scale={self.init_group_scale}, bias_scale={self.bias_scale}")
+                f"init_group_scale={self.init_group_scale}, unit_rule={self.unit_rule!r}, "
+                f"bias_scale={self.bias_scale}")

@@ -55,14 +55,21 @@ from .decisions import decide, fraction_removed, magnitude
 from .density import log_relative_density, relative_density
 from .snr import removable, snr, snr_curve
 from .summary import compression_networks, compression_summary, summary_rows
-from .units import effective_moments, inclusion_probabilities, inferred_widths, mean_network
+from .units import (
+    effective_moments,
+    inclusion_probabilities,
+    inferred_widths,
+    mean_network,
+    mean_values,
+)
 
 __all__ = [
     # scores and decisions
     "relative_density", "log_relative_density", "snr", "magnitude", "decide", "make_decision",
     "Decision", "fraction_removed",
     # the posterior's network and units
-    "mean_network", "effective_moments", "inclusion_probabilities", "inferred_widths",
+    "mean_network", "mean_values", "effective_moments", "inclusion_probabilities",
+    "inferred_widths",
     # applying the masks, and the size of what is left
     "prune", "shrink_note", "apply_masks", "mask_params", "count_parameters", "unit_counts",
     "count_macs", "hidden_units",

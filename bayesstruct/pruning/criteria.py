@@ -43,16 +43,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from ..data import Split
 from ..errors import UserInputError
 from ..models.bayesnet import BayesianNet
-from ..posterior import InferenceData, point_estimate
+from ..posterior import InferenceData
 from .compression import mask_params
 from .decisions import check_matches, check_threshold, magnitude, masks_at
 from .density import log_relative_density
-from .units import log_alpha, sampled, unit_keep, unit_log_alpha, weight_masks_from_units
+from .units import (
+    log_alpha,
+    mean_values,
+    sampled,
+    unit_keep,
+    unit_log_alpha,
+    weight_masks_from_units,
+)
 
 __all__ = ["CRITERIA", "Decision", "calibrate_unit_thresholds", "make_decision",
            "resolve_criterion"]
@@ -112,8 +118,7 @@ def calibrate_unit_thresholds(post: InferenceData, model: BayesianNet,
 
     device = next(model.net.parameters()).device
     val = val.to(device)
-    point = {k: torch.as_tensor(v, dtype=torch.float32, device=device)
-             for k, v in point_estimate(post).items()}
+    point = mean_values(post, model, device)
     base = evaluate(model, point, val)["acc"]
     chosen: dict[str, float] = {}
     for name, scores in units.items():

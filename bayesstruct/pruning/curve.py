@@ -16,11 +16,12 @@ import torch
 from .. import logs
 from ..data import Split
 from ..models.bayesnet import BayesianNet, eval_mode
-from ..posterior import InferenceData, point_estimate
+from ..posterior import InferenceData
 from ..training import evaluate
 from .compression import mask_params
 from .decisions import check_matches, decide, fraction_removed
 from .density import log_relative_density
+from .units import mean_values
 
 __all__ = ["DEFAULT_FRACTIONS", "mc_evaluate", "pruning_curve"]
 
@@ -89,7 +90,7 @@ def pruning_curve(model: BayesianNet, post: InferenceData, split: Split,
     device = next(model.net.parameters()).device
     split = split.to(device)
     scores = scores if scores is not None else log_relative_density(post, model=model)
-    point = _tensors(point_estimate(post), device)
+    point = mean_values(post, model, device)
     sites = [ls.name for ls in model.prior.latents] + [s.name for s in model.sites]
     rows = []
     for f in logs.progress(fractions, desc="pruning curve", unit="fraction", enabled=progress):

@@ -23,11 +23,11 @@ from .. import logs
 from ..data import Split
 from ..errors import UserInputError
 from ..models.bayesnet import BayesianNet
-from ..posterior import InferenceData, point_estimate
+from ..posterior import InferenceData
 from ..training import evaluate
 from .compression import mask_params
 from .decisions import check_matches
-from .units import effective_moments
+from .units import effective_moments, mean_values
 
 __all__ = ["lambda_grid", "removable", "snr", "snr_curve"]
 
@@ -64,8 +64,7 @@ def snr_curve(model: BayesianNet, post: InferenceData, split: Split,
     if np.isnan(lambdas).any():
         raise UserInputError(f"lambdas hold NaN ({lambdas.tolist()}); thresholds must be numbers")
     device = split.x.device
-    params = {k: torch.as_tensor(v, dtype=torch.float32, device=device)
-              for k, v in point_estimate(post).items()}
+    params = mean_values(post, model, device)
     n_weights = sum(v.size for v in scores.values())
     n_bias = sum(s.numel for s in model.sites if s.role != "weight")
     rows = []

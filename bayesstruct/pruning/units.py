@@ -57,8 +57,8 @@ from .density import normal_weight_factors
 _TINY = np.finfo(np.float64).tiny
 
 __all__ = ["effective_draw_moments", "effective_draws", "effective_moments",
-           "inclusion_probabilities", "inferred_widths", "log_alpha", "mean_network", "sampled",
-           "scaled_sites", "unit_keep", "unit_log_alpha", "unit_scores_from_draws",
+           "inclusion_probabilities", "inferred_widths", "log_alpha", "mean_network", "mean_values",
+           "sampled", "scaled_sites", "unit_keep", "unit_log_alpha", "unit_scores_from_draws",
            "variational_tensors", "weight_masks_from_units"]
 
 
@@ -210,10 +210,22 @@ def log_alpha(post: InferenceData, sites: list[str] | None = None,
 def unit_scores_from_draws(post: InferenceData, model: BayesianNet) -> dict[str, np.ndarray]:
     """``weight site -> log alpha_g`` per input unit from a sampler's draws of a continuous
     group-scale prior: ``-log sum_{j in g} E^[w_gj]^2 / Var^[w_gj]`` over the draws of the
-    network weights (module docstring)."""
+    network weights (module docstring), unless the prior scores its groups from the draws of
+    its scales itself (the horseshoe's ``unit_rule="log_scale"``: ``-mean log theta_g``)."""
     grouped = [s for s in model.weight_sites if s.group_dim is not None]
-    moments = effective_draw_moments(post, model, [s.name for s in grouped])
+    own = getattr(model.prior, "unit_scores_from_draws", None)
     out = {}
+    if own is not None:
+        names = {ls.name for ls in model.prior.latents}
+        draws = {k: torch.as_tensor(post.posterior[k].values, dtype=torch.float64).flatten(0, 1)
+                 for k in names}
+        with torch.no_grad():
+            for s in grouped:
+                score = own(s, draws)
+                if score is not None:
+                    out[s.name] = score.numpy()
+    grouped = [s for s in grouped if s.name not in out]
+    moments = effective_draw_moments(post, model, [s.name for s in grouped])
     for s in grouped:
         mean, var = moments[s.name]
         snr = mean * mean / np.maximum(var, _TINY)
@@ -269,26 +281,41 @@ def effective_moments(post: InferenceData, model: BayesianNet
     return out
 
 
+def mean_values(post: InferenceData, model: BayesianNet,
+                device: torch.device | str | None = None) -> dict[str, Tensor]:
+    """The site values of the posterior-mean network, as float32 tensors on ``device``
+    (default: the network's): :func:`~bayesstruct.posterior.point_estimate` (the sites' and
+    latents' means), for a mean-field ``q`` passed through :meth:`Prior.mean_site_values` so
+    that :meth:`BayesianNet.predict` forms ``E_q[w]`` (the regularised horseshoe's
+    ``E_q[slab(s z)] E_q[w~]``, not ``slab(E[s] E[z]) E[w~]``). Every evaluation of "the
+    posterior-mean network" (test metrics, pruning and SNR curves, threshold calibration)
+    reads these. The posterior must be ``model``'s."""
+    check_matches(post, model)
+    if device is None:
+        device = next(model.net.parameters()).device
+    values = {k: torch.as_tensor(v, dtype=torch.float32, device=device)
+              for k, v in point_estimate(post).items()}
+    if "variational_loc" in post.groups():
+        loc, scale = variational_tensors(post)
+        with torch.no_grad():
+            values = model.prior.mean_site_values(values, loc, scale)
+        values = {k: v.to(device=device, dtype=torch.float32) for k, v in values.items()}
+    return values
+
+
 def mean_network(post: InferenceData, model: BayesianNet) -> nn.Module:
     """A copy of the plain network holding the posterior-mean weights (group scales folded
     in: under a mean-field ``q`` the expectation of the weights themselves,
     :meth:`Prior.mean_net_params`, e.g. ``E_q[slab(s z)] E_q[w~]`` for the regularised
-    horseshoe; for draws :meth:`Prior.net_params` of their means) and the network's buffers,
-    in evaluation mode: what
-    :func:`~bayesstruct.pruning.prune` shrinks. The posterior must be ``model``'s
+    horseshoe; for draws :meth:`Prior.net_params` of their means, :func:`mean_values`) and
+    the network's buffers, in evaluation mode: what :func:`~bayesstruct.pruning.prune`
+    shrinks. The posterior must be ``model``'s
     (:func:`~bayesstruct.pruning.decisions.check_matches`)."""
-    check_matches(post, model)
     net = copy.deepcopy(model.net)
     device = next(net.parameters()).device
-    values = {k: torch.as_tensor(v, dtype=torch.float32, device=device)
-              for k, v in point_estimate(post).items()}
+    values = mean_values(post, model, device)
     with torch.no_grad():  # the buffers (normalisation statistics) come with the copy
-        if "variational_loc" in post.groups():  # E_q of the weights, not of their parts
-            loc, scale = variational_tensors(post)
-            params = model.prior.mean_net_params(values, loc, scale)
-        else:
-            params = model.prior.net_params(values)
-        net.load_state_dict({**net.state_dict(), **params})
+        net.load_state_dict({**net.state_dict(), **model.prior.net_params(values)})
     return net.eval()
 
 

@@ -113,3 +113,61 @@ def test_pruning_mean_network_holds_the_expected_weights():
         got = net.get_parameter(site).detach()
         torch.testing.assert_close(got, want[site].to(got), rtol=1e-5, atol=1e-7)
         assert not torch.allclose(got, naive[site].to(got), rtol=1e-3)
+
+
+def _split(model, n=64):
+    from bayesstruct.data import Split
+
+    g = torch.Generator().manual_seed(5)
+    return Split(torch.randn(n, 4, generator=g), torch.randint(0, 2, (n,), generator=g))
+
+
+def _plain_nll(net, split):
+    with torch.no_grad():
+        return float(torch.nn.functional.cross_entropy(net(split.x), split.y))
+
+
+def test_mean_values_form_the_expected_weights():
+    """``Prior.mean_site_values`` (what every evaluation path feeds ``predict``) gives the
+    sites whose network is ``mean_net_params``: ``E_q[slab(s z)] m`` per weight."""
+    model, post = _posterior(C)
+    loc, scale = variational_tensors(post)
+    means = {k: torch.as_tensor(v, dtype=torch.float64)
+             for k, v in posterior.point_estimate(post).items()}
+    got = model.prior.net_params(model.prior.mean_site_values(means, loc, scale))
+    want = model.prior.mean_net_params(means, loc, scale)
+    for s in model.sites:
+        torch.testing.assert_close(got[s.name], want[s.name], rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("slab_scale", [C, None], ids=["regularised", "plain"])
+def test_evaluation_paths_read_the_posterior_mean_network(slab_scale):
+    """The test metrics, the unpruned point of the pruning and SNR curves, and SVI validation
+    all evaluate the network whose weights are E_q[w]: the NLL of a plain forward pass of
+    ``mean_network`` (checked against Monte Carlo above)."""
+    from bayesstruct.pruning import mean_network, mean_values, pruning_curve, snr_curve
+    from bayesstruct.training import evaluate
+
+    model, post = _posterior(slab_scale)
+    split = _split(model)
+    want = _plain_nll(mean_network(post, model), split)
+    assert evaluate(model, mean_values(post, model), split)["nll"] == pytest.approx(want,
+                                                                                    rel=1e-5)
+    curve = pruning_curve(model, post, split, [0.0], mc_samples=0)
+    assert curve[0]["nll_mean"] == pytest.approx(want, rel=1e-5)
+    rows = snr_curve(model, post, split, lambdas=[0.0])
+    assert rows[0]["nll"] == pytest.approx(want, rel=1e-5)
+    naive = evaluate(model, {k: torch.as_tensor(v, dtype=torch.float32) for k, v in
+                             posterior.point_estimate(post).items()}, split)["nll"]
+    if slab_scale is not None:  # composing the means is a different network
+        assert naive != pytest.approx(want, rel=1e-4)
+    guide = guides.MeanField(model)
+    randomize_guide(guide, seed=3)
+    with torch.no_grad():
+        for v in guide.latent_loc.values():
+            v.copy_(torch.linspace(-0.6, 0.4, v.numel()).reshape(v.shape))
+    guide_net = model.prior.net_params(guide.mean_values())
+    post_net = mean_network(post, model)
+    for s in model.weight_sites:
+        torch.testing.assert_close(guide_net[s.name], post_net.get_parameter(s.name),
+                                   rtol=1e-5, atol=1e-7)
