@@ -158,6 +158,13 @@ def main() -> None:
         overrides.append(f"inference.epochs={args.epochs}")
     cfgs = {m: resolve(f"{args.net}-{m}", None, [*overrides, f"seed={args.seed}"])
             for m in METHODS}
+    labels = dict(METHODS)
+    for m in list(cfgs):  # an entry that bounds q's scales: its unbounded twin beside it
+        if cfgs[m].inference.max_scale is not None:
+            twin = f"{m}-unbounded"
+            cfgs[twin] = resolve(f"{args.net}-{m}", None, [*overrides, f"seed={args.seed}",
+                                                            "inference.max_scale=null"])
+            labels[twin] = f"{METHODS[m]}, q unbounded"
     first = next(iter(cfgs.values()))
     epochs, lr, bs = first.inference.epochs, first.inference.lr, first.inference.batch_size
     pc = first.pruning
@@ -168,10 +175,10 @@ def main() -> None:
     rows, results = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         for m, cfg in cfgs.items():
-            print(f"== {METHODS[m]}: {cfg.name}, {cfg.inference.epochs} epochs", flush=True)
+            print(f"== {labels[m]}: {cfg.name}, {cfg.inference.epochs} epochs", flush=True)
             metrics = runner.run(cfg, Path(tmp) / m, progress=True)
             results[m] = metrics
-            rows.append(_row(METHODS[m], 100 * (1 - metrics["test_acc"]),
+            rows.append(_row(labels[m], 100 * (1 - metrics["test_acc"]),
                              100 * (1 - metrics["test_acc_pruned"]),
                              metrics["compression"], metrics["train_seconds"],
                              metrics["test_inference_seconds_dense"]
@@ -226,8 +233,13 @@ def main() -> None:
             f"layer, centroids fine-tuned {pc.finetune_epochs} epochs at lr "
             f"{pc.finetune_lr:g}; bit precision: kept weights rounded to each layer's "
             f"significand bits, 23 for the point estimates). Pruning rules: "
-            + "; ".join(_rule(METHODS[m], c, t, lt, cfgs[m].prior)
+            + "; ".join(_rule(labels[m], c, t, lt, cfgs[m].prior)
                         for m, (c, t, lt) in thresholds.items())
+            + "".join(f". {labels[m]}: the guide's standard deviations of "
+                      f"{', '.join(c.inference.max_scale_sites)} bounded at "
+                      f"{c.inference.max_scale:g} (`inference.max_scale`; the 'q unbounded' "
+                      f"row drops the bound)" for m, c in cfgs.items()
+                      if c.inference.max_scale is not None)
             + ".\n\n" + _markdown(rows) + "\n\n" + ANCHORS[args.net])
     print("\n" + text)
     out.section(f"compression:{args.net}", text)
