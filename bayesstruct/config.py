@@ -140,6 +140,9 @@ class PruningConfig(_Strict):
     unit_threshold: float | Literal["auto"] = "auto"
     val_tolerance: float = Field(0.01, ge=0, le=1)
     layer_thresholds: dict[str, float] = {}
+    #: unit thresholds per layer (greedy from the input) or one for the network, each unit
+    #: removed from all of its readers at once (bayesstruct.pruning.unit_spaces)
+    unit_calibration: Literal["per_layer", "network"] = "per_layer"
     kmeans_bits_conv: int = Field(8, ge=1, le=16)
     kmeans_bits_fc: int = Field(5, ge=1, le=16)
     #: Deep Compression's trained quantisation (Han et al. 2016): epochs of fine-tuning the

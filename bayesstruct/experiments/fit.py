@@ -142,7 +142,7 @@ def decide(cfg: RunConfig, model: BayesianNet, post: posterior.InferenceData,
         post, model, pc.criterion, rho_threshold=pc.threshold,
         magnitude_threshold=pc.magnitude_threshold, log_alpha_threshold=pc.log_alpha_threshold,
         unit_threshold=pc.unit_threshold, layer_thresholds=pc.layer_thresholds, val=ds.val,
-        tolerance=pc.val_tolerance)
+        tolerance=pc.val_tolerance, unit_calibration=pc.unit_calibration)
 
 
 # -- step 3: analyse --------------------------------------------------------------------------

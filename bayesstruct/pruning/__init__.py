@@ -55,6 +55,7 @@ from .decisions import decide, fraction_removed, magnitude
 from .density import log_relative_density, relative_density
 from .snr import removable, snr, snr_curve
 from .summary import compression_networks, compression_summary, summary_rows
+from .unit_spaces import network_units
 from .units import (
     effective_moments,
     inclusion_probabilities,
@@ -69,7 +70,7 @@ __all__ = [
     "Decision", "fraction_removed",
     # the posterior's network and units
     "mean_network", "mean_values", "effective_moments", "inclusion_probabilities",
-    "inferred_widths",
+    "inferred_widths", "network_units",
     # applying the masks, and the size of what is left
     "prune", "shrink_note", "apply_masks", "mask_params", "count_parameters", "unit_counts",
     "count_macs", "hidden_units",

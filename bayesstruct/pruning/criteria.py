@@ -64,6 +64,8 @@ __all__ = ["CRITERIA", "Decision", "calibrate_unit_thresholds", "make_decision",
            "resolve_criterion"]
 
 CRITERIA = ("auto", "rho", "magnitude", "log_alpha", "unit")
+#: how unit thresholds are set: per layer (greedy from the input) or one for the network
+UNIT_CALIBRATIONS = ("per_layer", "network")
 #: fractions of a layer's units tried by :func:`calibrate_unit_thresholds`, boldest first
 CALIBRATION_GRID = (0.99, 0.98, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1,
                     0.05)
@@ -142,11 +144,15 @@ def make_decision(post: InferenceData, model: BayesianNet, criterion: str = "aut
                   rho_threshold: float = 0.5, magnitude_threshold: float = 1e-2,
                   log_alpha_threshold: float = 3.0, unit_threshold: float | str = 0.0,
                   layer_thresholds: Mapping[str, float] | None = None,
-                  val: Split | None = None, tolerance: float = 0.01) -> Decision:
+                  val: Split | None = None, tolerance: float = 0.01,
+                  unit_calibration: str = "per_layer") -> Decision:
     """Pruning masks of every weight site by ``criterion`` (see the module table).
 
     ``unit_threshold="auto"`` needs ``val`` (calibration, :func:`calibrate_unit_thresholds`);
     explicit ``layer_thresholds`` win over calibrated ones (``+inf`` keeps a layer's units).
+    ``unit_calibration="network"`` treats each unit of the network as one, removed from all of
+    its readers at once, under one threshold for the whole network
+    (:mod:`~bayesstruct.pruning.unit_spaces`; calibrated on ``val`` with ``"auto"``).
 
     Refused (:class:`~bayesstruct.errors.UserInputError`, a ``ValueError``, naming the
     argument): a posterior whose weight sites are not the model's
@@ -180,6 +186,25 @@ def make_decision(post: InferenceData, model: BayesianNet, criterion: str = "aut
             raise UserInputError(f"layer_thresholds[{layer!r}]={t!r} is not a number "
                                  "(finite, or +inf to keep every unit of the layer)")
     units = unit_log_alpha(post, model)
+    if unit_calibration not in UNIT_CALIBRATIONS:
+        raise UserInputError(f"unit_calibration={unit_calibration!r}; allowed: "
+                             f"{', '.join(UNIT_CALIBRATIONS)}")
+    if unit_calibration == "network":
+        if layer_thresholds:
+            raise UserInputError("layer_thresholds are per layer; unit_calibration='network' "
+                                 "has one threshold for the whole network: pass one of them")
+        from .unit_spaces import calibrate_network_units, network_units, unit_space_keep
+
+        net_units = network_units(model)
+        if unit_threshold == "auto":
+            if val is None:
+                raise ValueError("unit_threshold='auto' calibrates on a validation split: "
+                                 "pass val=")
+            unit_threshold, keep = calibrate_network_units(post, model, units, val, tolerance,
+                                                           units=net_units)
+        else:
+            keep = unit_space_keep(net_units, units, float(unit_threshold))
+        return _unit_decision(criterion, float(unit_threshold), model, units, keep, {})
     if unit_threshold == "auto":
         if val is None:
             raise ValueError("unit_threshold='auto' calibrates on a validation split: pass val=")
@@ -187,6 +212,11 @@ def make_decision(post: InferenceData, model: BayesianNet, criterion: str = "aut
         layer_thresholds = {**calibrated, **(layer_thresholds or {})}
         unit_threshold = float("inf")
     keep = unit_keep(units, float(unit_threshold), layer_thresholds)
+    return _unit_decision(criterion, unit_threshold, model, units, keep,
+                          dict(layer_thresholds or {}))
+
+
+def _unit_decision(criterion, threshold, model, units, keep, layer_thresholds) -> Decision:
     masks = weight_masks_from_units(model, keep)
     scores = {}
     for s in model.weight_sites:
@@ -194,5 +224,4 @@ def make_decision(post: InferenceData, model: BayesianNet, criterion: str = "aut
             shape = [1] * len(s.shape)
             shape[s.group_dim] = s.shape[s.group_dim]
             scores[s.name] = np.broadcast_to(units[s.name].reshape(shape), s.shape).copy()
-    return Decision(criterion, unit_threshold, masks, scores, units, keep,
-                    dict(layer_thresholds or {}))
+    return Decision(criterion, threshold, masks, scores, units, keep, layer_thresholds)

@@ -1,0 +1,144 @@
+"""Network units (``pruning.unit_spaces``): each hidden unit with every weight group reading it,
+checked against hand-written reader lists (MLP, flattened CNN, LSTM) and against the
+shrinking code (masking exactly one unit's members removes exactly that unit, on every net);
+the network-wide decision removes a unit only when all of its readers score it out."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from bayesstruct import guides, nets, posterior, priors, pruning
+from bayesstruct.data import Split
+from bayesstruct.models import BayesianNet
+from bayesstruct.pruning.unit_spaces import (
+    calibrate_network_units,
+    network_units,
+    unit_space_keep,
+)
+from bayesstruct.pruning.units import unit_log_alpha, weight_masks_from_units
+from tests.helpers import randomize_guide
+
+
+def _model(net):
+    torch.manual_seed(0)
+    return BayesianNet(net, priors.LogUniform(level="unit"), num_data=10)
+
+
+def _members(units):
+    return sorted(tuple(u.members) for u in units)
+
+
+def test_mlp_units_are_input_features_and_hidden_units():
+    model = _model(nets.mlp([4, 3, 2]))
+    want = [(("fc1.weight", g),) for g in range(4)] + [(("fc2.weight", j),) for j in range(3)]
+    assert _members(network_units(model)) == sorted(want)
+
+
+def test_lstm_hidden_unit_is_read_by_its_recurrence_and_the_classifier():
+    model = _model(nets.build("lstm", (1, 6, 5), 3, [4]))
+    units = network_units(model)
+    hidden = [(("fc.weight", j), ("lstm.weight_hh_l0", j)) for j in range(4)]
+    pixels = [(("lstm.weight_ih_l0", g),) for g in range(5)]
+    assert _members(units) == sorted(hidden + pixels)
+
+
+def test_channel_flattened_into_a_linear_is_read_by_its_columns():
+    net = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 2 * 2, 2))
+    model = _model(net)
+    units = network_units(model)
+    channels = [tuple(("3.weight", c * 4 + k) for k in range(4)) for c in range(3)]
+    assert _members(units) == sorted(channels + [(("0.weight", 0),)])
+
+
+@pytest.mark.parametrize("kind,shape,hidden", [
+    ("resnet", (1, 8, 8), [4, 6]), ("lstm", (1, 6, 5), [4]), ("conv1d", (1, 8, 5), [4, 3]),
+    ("lenet5", (1, 28, 28), None), ("lenet300", (1, 28, 28), None)])
+def test_masking_one_units_members_removes_exactly_that_unit(kind, shape, hidden):
+    """The shrinking code (which reads the zeros themselves) agrees with the unit list: for
+    every unit of a hidden space, zeroing exactly its members takes that unit off the net
+    (one output unit of each layer producing it: two for a channel a residual addition
+    shares between the stem and a block)."""
+    net = nets.build(kind, shape, 3, hidden) if hidden else nets.build(kind, shape, 3)
+    model = _model(net)
+    units = [u for u in network_units(model) if len(u.label.split("[")) == 2
+             and not u.label.startswith(tuple(f"{s.name}[" for s in model.weight_sites))]
+    assert units, "no hidden unit found"
+    dense = pruning.hidden_units(net, pruning.prune(net, {}))["dense"]
+    rng = np.random.default_rng(0)
+    for u in rng.permutation(np.array(units, dtype=object))[:6]:
+        keep = {s.name: np.ones(s.shape[s.group_dim], dtype=bool)
+                for s in model.weight_sites if s.group_dim is not None}
+        for site, g in u.members:
+            keep[site][g] = False
+        masks = {k: torch.as_tensor(v) for k, v in weight_masks_from_units(model, keep).items()}
+        small = pruning.prune(net, masks)
+        producers = u.label.split("[")[0].split("+")  # a residual space: one channel in each
+        assert pruning.hidden_units(net, small)["pruned"] == dense - len(producers), u.label
+
+
+def _lstm_posterior():
+    """An LSTM posterior whose hidden unit 0 has high log alpha_g in both readers and unit 1
+    in the classifier only."""
+    model = _model(nets.build("lstm", (1, 6, 5), 3, [4]))
+    guide = guides.MeanField(model)
+    randomize_guide(guide, seed=2)
+    with torch.no_grad():
+        for k in ("fc__weight__z", "lstm__weight_hh_l0__z"):
+            guide.latent_raw_scale[k].fill_(-20.0)  # sigma_z ~ 0: log alpha_g ~ -inf
+        guide.latent_raw_scale["fc__weight__z"][:2] = 5.0
+        guide.latent_raw_scale["lstm__weight_hh_l0__z"][0] = 5.0
+        guide.latent_raw_scale["lstm__weight_ih_l0__z"].fill_(-20.0)
+    return model, posterior.from_guide(model, guide, 4)
+
+
+def test_a_unit_goes_only_when_every_reader_scores_it_out():
+    model, post = _lstm_posterior()
+    scores = unit_log_alpha(post, model)
+    assert scores["fc.weight"][1] > 0 > scores["lstm.weight_hh_l0"][1]
+    d = pruning.make_decision(post, model, "unit", unit_threshold=0.0,
+                              unit_calibration="network")
+    np.testing.assert_array_equal(d.unit_masks["fc.weight"], [False, True, True, True])
+    np.testing.assert_array_equal(d.unit_masks["lstm.weight_hh_l0"], [False, True, True, True])
+    assert d.unit_masks["lstm.weight_ih_l0"].all()
+    # per layer, unit 1's classifier column alone would go too (and remove nothing)
+    per_layer = pruning.make_decision(post, model, "unit", unit_threshold=0.0)
+    assert not per_layer.unit_masks["fc.weight"][1]
+
+
+def test_network_calibration_takes_the_boldest_fraction_within_tolerance():
+    """Against a brute-force scan: every fraction of the grid evaluated by hand."""
+    from bayesstruct.training import evaluate
+
+    model, post = _lstm_posterior()
+    g = torch.Generator().manual_seed(3)
+    val = Split(torch.randn(64, 1, 6, 5, generator=g), torch.randint(0, 3, (64,), generator=g))
+    scores = unit_log_alpha(post, model)
+    units = network_units(model)
+    grid = (0.9, 0.5, 0.3, 0.1)
+    thr, keep = calibrate_network_units(post, model, scores, val, 0.05, grid=grid)
+    point = pruning.mean_values(post, model)
+    base = evaluate(model, point, val)["acc"]
+    mins = np.sort([min(scores[s][i] for s, i in u.members) for u in units])[::-1]
+    want = float("inf")
+    for f in grid:
+        n = int(round(f * len(units)))
+        k = unit_space_keep(units, scores, mins[n - 1])
+        m = weight_masks_from_units(model, k)
+        if evaluate(model, pruning.mask_params(point, m), val)["acc"] >= base - 0.05:
+            want = float(mins[n - 1])
+            break
+    assert thr == want
+    for site, v in unit_space_keep(units, scores, thr).items():
+        np.testing.assert_array_equal(keep[site], v)
+
+
+def test_layer_thresholds_with_one_network_threshold_are_refused():
+    model, post = _lstm_posterior()
+    with pytest.raises(ValueError, match="layer_thresholds are per layer"):
+        pruning.make_decision(post, model, "unit", unit_threshold=0.0,
+                              layer_thresholds={"fc": 1.0}, unit_calibration="network")
+    with pytest.raises(ValueError, match="unit_calibration='x'; allowed: per_layer, network"):
+        pruning.make_decision(post, model, "unit", unit_threshold=0.0, unit_calibration="x")
