@@ -432,6 +432,20 @@ class Prior(nn.Module, ABC):
         the site's own ``(m, var)`` unless the prior multiplies it by latent scales."""
         return m, var
 
+    def unit_log_alpha(self, site: ParamSite, m: Tensor, var: Tensor,
+                       latent_loc: dict[str, Tensor] | None,
+                       latent_scale: dict[str, Tensor] | None) -> Tensor:
+        """Per-group score of a unit decision (larger = removed first): the group's
+        ``log alpha_g = -log sum_j E[w_gj]^2 / Var[w_gj]`` over the network weights it holds
+        (:meth:`effective_moments`), so that ``log rho_g = -exp(-log alpha_g) / 2`` is the log
+        relative density of the whole group (the sum of its weights' Gaussian ``log rho``).
+        Any prior's grouped sites can be decided by units this way (ARD per unit, say);
+        BC-GNJ, the horseshoe's ``log_scale`` rule and the IBP have their own."""
+        mean, v = self.effective_moments(site, m, var, latent_loc, latent_scale)
+        snr = mean * mean / v
+        dims = [d for d in range(snr.dim()) if d != site.group_dim]
+        return -torch.log(snr.sum(dim=dims))
+
     def latent_prior(self, latent: LatentSite) -> dist.Distribution:
         raise NotImplementedError(f"{type(self).__name__} has no latent {latent.name}")
 

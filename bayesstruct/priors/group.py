@@ -79,11 +79,6 @@ class GroupScalePrior(Prior):
                       latent_scale: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """``E_q[theta_g]`` and ``E_q[theta_g^2]`` per group."""
 
-    @abstractmethod
-    def unit_log_alpha(self, site: ParamSite, m: Tensor, var: Tensor,
-                       latent_loc: dict[str, Tensor], latent_scale: dict[str, Tensor]) -> Tensor:
-        """Per-group score of the unit decision (larger = removed first)."""
-
     def net_params(self, values: dict[str, Tensor]) -> dict[str, Tensor]:
         out = {}
         for s in self.sites:

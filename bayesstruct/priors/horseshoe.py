@@ -231,10 +231,7 @@ class Horseshoe(GroupScalePrior, config=HorseshoeConfig):
         with ``unit_rule="log_scale"`` ``-E_q[log theta_g]``."""
         if self.unit_rule == "log_scale":
             return -self.expected_log_scale(site, latent_loc, latent_scale)
-        mean, v = self.effective_moments(site, m, var, latent_loc, latent_scale)
-        snr = mean * mean / v
-        dims = [d for d in range(snr.dim()) if d != site.group_dim]
-        return -torch.log(snr.sum(dim=dims))
+        return super().unit_log_alpha(site, m, var, latent_loc, latent_scale)
 
     def extra_repr(self) -> str:
         return (f"tau0={self.tau0}, slab_scale={self.slab_scale}, "

@@ -236,16 +236,19 @@ def unit_scores_from_draws(post: InferenceData, model: BayesianNet) -> dict[str,
 
 
 def unit_log_alpha(post: InferenceData, model: BayesianNet) -> dict[str, np.ndarray]:
-    """``weight site -> log alpha_g`` per input unit / channel, from the model's group prior:
-    its variational rule (:meth:`LogUniform.unit_log_alpha`, :meth:`Horseshoe.unit_log_alpha`,
-    :meth:`IBP.unit_log_alpha`) under ``q``; for a sampler's draws the IBP masks' inclusion
-    frequencies, or the effective weights' rule of the module docstring
-    (:func:`unit_scores_from_draws`) for the continuous group-scale priors."""
+    """``weight site -> log alpha_g`` per input unit / channel, from the model's prior: its
+    variational rule (:meth:`LogUniform.unit_log_alpha`, :meth:`Horseshoe.unit_log_alpha`,
+    :meth:`IBP.unit_log_alpha`; for priors without unit scales, ARD or Gaussian, the group's
+    joint signal-to-noise ratio, :meth:`Prior.unit_log_alpha`) under ``q``; for a sampler's
+    draws the IBP masks' inclusion frequencies, or the effective weights' rule of the module
+    docstring (:func:`unit_scores_from_draws`) for the continuous priors."""
     check_matches(post, model)
     prior = model.prior
-    if prior.criterion != "unit":
-        raise ValueError(f"prior {prior.kind!r} has no unit scales; unit decisions need "
-                         "log_uniform (level: unit), horseshoe or ibp")
+    if prior.criterion != "unit" and not any(s.group_dim is not None
+                                             for s in model.weight_sites):
+        raise ValueError(f"no weight of this network has unit groups; unit decisions with "
+                         f"prior {prior.kind!r} need layers with units (Linear, ConvNd, "
+                         "recurrent)")
     if prior.discrete and "variational_loc" not in post.groups():  # sampled masks (MCMC)
         inclusion = {ls.name: torch.as_tensor(post.posterior[ls.name].mean(("chain", "draw"))
                                               .values) for ls in prior.latents
