@@ -41,7 +41,7 @@ from torch import fx, nn
 
 from ..layers import POOLS, STATELESS, family_of
 
-__all__ = ["GraphShrinkError", "shrink_graph"]
+__all__ = ["GraphShrinkError", "analyse_units", "shrink_graph"]
 
 
 class GraphShrinkError(RuntimeError):
@@ -189,7 +189,7 @@ _POOL_FUNCTIONS = {F.max_pool1d, F.max_pool2d, F.max_pool3d, F.avg_pool1d, F.avg
                    F.adaptive_avg_pool3d, F.adaptive_max_pool2d}
 
 
-def _analyse(gm: fx.GraphModule) -> _Spaces:
+def analyse_units(gm: fx.GraphModule) -> _Spaces:
     """Follow every unit space through the graph (module doc)."""
     spaces = _Spaces()
     tags: dict[fx.Node, _Tag] = {}
@@ -341,7 +341,7 @@ def shrink_graph(net: nn.Module) -> fx.GraphModule:
                                f"{type(e).__name__}: {first_line}") from e
     gm.eval()
     _fold(gm)
-    while _shrink(gm, _analyse(gm)):
+    while _shrink(gm, analyse_units(gm)):
         pass
     gm.recompile()
     return gm

@@ -67,7 +67,7 @@ def _indexed_copy(net: torch.nn.Module) -> tuple[torch.nn.Module, list[tuple[int
 def network_units(model: BayesianNet) -> list[NetworkUnit]:
     """Every unit of ``model``'s network with its reading groups (module docstring). A network
     ``torch.fx`` cannot trace gets one unit per group (each reader's groups on their own)."""
-    from .graph import _analyse  # the unit spaces of the shrinking code
+    from .graph import analyse_units  # the unit spaces the shrinking code follows
 
     grouped = {s.name: s for s in model.weight_sites if s.group_dim is not None}
     units: list[NetworkUnit] = []
@@ -80,7 +80,7 @@ def network_units(model: BayesianNet) -> list[NetworkUnit]:
     except Exception:  # untraceable: every group on its own (torch.fx raises many kinds)
         gm = None
     if gm is not None:
-        spaces = _analyse(gm)
+        spaces = analyse_units(gm)
         for root in spaces.roots():
             space = spaces.data[root]
             if space.pinned or not (space.readers or space.own):
