@@ -446,6 +446,13 @@ class Prior(nn.Module, ABC):
         dims = [d for d in range(snr.dim()) if d != site.group_dim]
         return -torch.log(snr.sum(dim=dims))
 
+    def unit_scores_from_draws(self, site: ParamSite, draws: dict[str, Tensor]
+                               ) -> Tensor | None:
+        """A unit score per group from a sampler's draws of the latents (leading draw axis),
+        or ``None`` (the default): the draws of the network weights decide
+        (:func:`~bayesstruct.pruning.units.unit_scores_from_draws`)."""
+        return None
+
     def latent_prior(self, latent: LatentSite) -> dist.Distribution:
         raise NotImplementedError(f"{type(self).__name__} has no latent {latent.name}")
 

@@ -97,17 +97,18 @@ def network_units(model: BayesianNet) -> list[NetworkUnit]:
                 continue  # its inputs do not split into the space's units: leave it alone
             space_units = []
             for j in range(space.size):
-                flat = np.concatenate([b[:, j].reshape(-1).numpy() for b in blocks])
+                flat = np.concatenate([b[:, j].reshape(-1).numpy()
+                                       for b in blocks]).astype(np.int64)
+                which = np.searchsorted(starts, flat, side="right") - 1
                 members = set()
-                for v in flat.astype(np.int64):
-                    i = int(np.searchsorted(starts, v, side="right")) - 1
+                for i in np.unique(which):
                     pname = offsets[i][1]
                     site = grouped.get(pname)
                     if site is None:  # a reader with no unit groups: cannot score it
                         members = None
                         break
-                    idx = np.unravel_index(v - starts[i], tuple(shapes[pname]))
-                    members.add((pname, int(idx[site.group_dim])))
+                    idx = np.unravel_index(flat[which == i] - starts[i], tuple(shapes[pname]))
+                    members.update((pname, int(g)) for g in np.unique(idx[site.group_dim]))
                 if members is None:
                     space_units = []
                     break

@@ -49,6 +49,7 @@ from ..errors import UserInputError
 from ..layers import family_of
 from ..models.bayesnet import BayesianNet
 from ..posterior import InferenceData, point_estimate, weight_sites
+from ..priors.base import Prior
 from ..priors.group import GroupScalePrior
 from .decisions import check_matches
 from .density import normal_weight_factors
@@ -213,15 +214,14 @@ def unit_scores_from_draws(post: InferenceData, model: BayesianNet) -> dict[str,
     network weights (module docstring), unless the prior scores its groups from the draws of
     its scales itself (the horseshoe's ``unit_rule="log_scale"``: ``-mean log theta_g``)."""
     grouped = [s for s in model.weight_sites if s.group_dim is not None]
-    own = getattr(model.prior, "unit_scores_from_draws", None)
     out = {}
-    if own is not None:
-        names = {ls.name for ls in model.prior.latents}
-        draws = {k: torch.as_tensor(post.posterior[k].values, dtype=torch.float64).flatten(0, 1)
-                 for k in names}
+    if type(model.prior).unit_scores_from_draws is not Prior.unit_scores_from_draws:
+        draws = {ls.name: torch.as_tensor(post.posterior[ls.name].values,
+                                          dtype=torch.float64).flatten(0, 1)
+                 for ls in model.prior.latents}  # read only for a prior with its own rule
         with torch.no_grad():
             for s in grouped:
-                score = own(s, draws)
+                score = model.prior.unit_scores_from_draws(s, draws)
                 if score is not None:
                     out[s.name] = score.numpy()
     grouped = [s for s in grouped if s.name not in out]
