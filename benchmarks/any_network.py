@@ -35,15 +35,17 @@ from bayesstruct.config import resolve  # noqa: E402
 
 ENTRIES = ["resnet-ard-fashion-mnist", "resnet-bc-gnj-fashion-mnist", "lstm-fashion-mnist",
            "conv1d-fashion-mnist"]
-HEADER = ["entry", "test acc dense (%)", "test acc shrunk (%)", "change (pp)",
+HEADER = ["entry", "training images x epochs", "test acc dense (%)", "test acc shrunk (%)",
+          "change (pp)",
           "hidden units removed", "MACs / example dense -> shrunk", "fewer MACs",
           "test-set inference speed-up", "train s"]
 
 
-def row(entry: str, m: dict) -> list[object]:
+def row(entry: str, m: dict, n_train: int, epochs: int) -> list[object]:
     units = m["hidden_units"]
     dense, pruned = m["macs_dense"], m["macs_pruned"]
-    return [f"`{entry}`", f"{100 * m['test_acc']:.2f}", f"{100 * m['test_acc_pruned']:.2f}",
+    return [f"`{entry}`", f"{n_train} x {epochs}", f"{100 * m['test_acc']:.2f}",
+            f"{100 * m['test_acc_pruned']:.2f}",
             f"{100 * (m['test_acc_pruned'] - m['test_acc']):+.2f}",
             f"{units['dense'] - units['pruned']} / {units['dense']} "
             f"({100 * units['fraction_removed']:.1f} %)",
@@ -72,7 +74,7 @@ def main() -> None:
             print(f"== {entry}: {cfg.inference.epochs} epochs, "
                   f"{cfg.data.train_size or 'all'} training images", flush=True)
             metrics = runner.run(cfg, base / entry, progress=True)
-            rows.append(row(entry, metrics))
+            rows.append(row(entry, metrics, metrics["n_train"], cfg.inference.epochs))
             print(markdown_table(rows[-1:], HEADER), flush=True)
     table = markdown_table(rows, HEADER)
     print("\n" + table)
@@ -81,8 +83,8 @@ def main() -> None:
     out.section("any_network", "\n".join([
         "## Any network: a residual net with BatchNorm, torch's LSTM, a 1-D conv net",
         "",
-        f"{provenance()}; `{command}`. Each entry at its own reduced budget (24000 "
-        "Fashion-MNIST training images, 15 epochs; the entries' descriptions), one seed. "
+        f"{provenance()}; `{command}`. Each entry at its own reduced CPU budget (the "
+        "training images and epochs column; the entries' descriptions), one seed. "
         "*Dense* is the posterior-mean network, *shrunk* the network `prune()` returns "
         "(units removed along the data flow, BatchNorm folded): the figures of `metrics.json` "
         "(`hidden_units`, `macs_dense`, `macs_pruned`, the test-set inference seconds). Hidden "

@@ -106,7 +106,8 @@ def run_fit(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: 
         with logs.phase(f"pruning decision ({criterion} criterion{calibrate})"):
             decision = decide(cfg, model, post, ds)
         result = analyse(cfg, model, post, ds, decision, device, progress=progress)
-        extra = {"train_seconds": train_seconds, "device": str(device)}
+        extra = {"train_seconds": train_seconds, "device": str(device),
+                 "n_train": len(ds.train)}
         if init is not None:
             extra["init_from"] = str(init[1])
         with logs.phase("writing curves, figures and metrics.json"):
@@ -249,7 +250,8 @@ def _snr_metrics(model: BayesianNet, post: posterior.InferenceData, ds: data_mod
 def write(cfg: RunConfig, out: Path, model: BayesianNet, post: posterior.InferenceData,
           result: Analysis, extra: dict[str, Any]) -> dict[str, Any]:
     """Write the curves (CSV and figures) and ``metrics.json``; return the metrics.
-    ``extra``: keys added at the end (``train_seconds``, ``device``, ``init_from``)."""
+    ``extra``: keys added at the end (``train_seconds``, ``device``, ``n_train``,
+    ``init_from``)."""
     decision, criterion = result.decision, result.decision.criterion
     write_csv(result.curve, out / "pruning.csv")
     plot_pruning_curve(result.curve, out / "pruning.png",

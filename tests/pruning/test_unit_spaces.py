@@ -118,7 +118,8 @@ def test_network_calibration_takes_the_boldest_fraction_within_tolerance():
     scores = unit_log_alpha(post, model)
     units = network_units(model)
     grid = (0.9, 0.5, 0.3, 0.1)
-    thr, keep = calibrate_network_units(post, model, scores, val, 0.05, grid=grid)
+    thr, keep = calibrate_network_units(post, model, scores, val, 0.05, grid=grid,
+                                        refine=False)
     point = pruning.mean_values(post, model)
     base = evaluate(model, point, val)["acc"]
     mins = np.sort([min(scores[s][i] for s, i in u.members) for u in units])[::-1]
@@ -131,6 +132,41 @@ def test_network_calibration_takes_the_boldest_fraction_within_tolerance():
             want = float(mins[n - 1])
             break
     assert thr == want
+    for site, v in unit_space_keep(units, scores, thr).items():
+        np.testing.assert_array_equal(keep[site], v)
+
+
+def test_network_calibration_refines_between_grid_fractions():
+    """With ``refine``: the removal is within the tolerance, every bolder count up to the next
+    failing fraction of the grid is not, and it is bolder than the grid's own choice here (each
+    count evaluated by hand; the labels are the unpruned net's own predictions, so removing
+    units costs accuracy)."""
+    from bayesstruct.training import evaluate
+
+    model, post = _lstm_posterior()
+    x = 3 * torch.randn(200, 1, 6, 5, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        val = Split(x, pruning.mean_network(post, model).eval()(x).argmax(-1))
+    scores = unit_log_alpha(post, model)
+    units = network_units(model)
+    point = pruning.mean_values(post, model)
+    base = evaluate(model, point, val)["acc"]
+    mins = np.sort([min(scores[s][i] for s, i in u.members) for u in units])[::-1]
+    tol = 0.012
+
+    def ok(n):
+        m = weight_masks_from_units(model, unit_space_keep(units, scores, mins[n - 1]))
+        return evaluate(model, pruning.mask_params(point, m), val)["acc"] >= base - tol
+
+    grid = (0.9, 0.1)
+    thr, keep = calibrate_network_units(post, model, scores, val, tol, grid=grid)
+    grid_thr, _ = calibrate_network_units(post, model, scores, val, tol, grid=grid,
+                                          refine=False)
+    removed = int((mins >= thr).sum())
+    assert ok(removed) and removed > int((mins >= grid_thr).sum())
+    next_failing = min(n for n in (round(f * len(units)) for f in grid) if n > removed)
+    assert not ok(next_failing)
+    assert all(not ok(n) for n in range(removed + 1, next_failing))
     for site, v in unit_space_keep(units, scores, thr).items():
         np.testing.assert_array_equal(keep[site], v)
 
