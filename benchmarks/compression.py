@@ -12,7 +12,9 @@ For one architecture (LeNet-300-100 or LeNet-5-Caffe) on Fashion-MNIST, in one r
                 ``<net>-bc-horseshoe`` through ``bayesstruct.runner.run`` (what
                 ``bayesstruct run`` does), with their own pruning rule.
 
-Columns: test error of the pruned network, % weights kept, units kept per layer (input units
+Columns: test error of the unpruned and of the pruned network, the test error of a plain
+network with the same weight mask trained from scratch (the dense recipe and initialisation;
+Liu et al. 2019), % weights kept, units kept per layer (input units
 of every layer, then the last layer's outputs), |W|/|W != 0|, Deep-Compression bytes
 (k-means + Huffman) with their ratio against float32 and the test error of the network those
 bytes store (k-means shared weights, centroids fine-tuned on the training split for
@@ -93,11 +95,12 @@ def _err(acc):
     return "n/a" if acc is None else f"{100.0 * (1.0 - acc):.2f}"
 
 
-def _row(name, unpruned, error, summary, seconds, speedup):
+def _row(name, unpruned, error, summary, seconds, speedup, scratch=None):
     layers = summary["layers"]
     units = "-".join([str(layer["in_units_kept"]) for layer in layers]
                      + [str(layers[-1]["out_units_kept"])])
     return [name, f"{unpruned:.2f}", f"{error:.2f}",
+            "n/a" if scratch is None else f"{scratch:.2f}",
             f"{100 * summary['weights_kept_fraction']:.2f}", units,
             f"{summary['sparsity_ratio']:.1f}x", str(summary["deep_compression_bytes"]),
             f"{summary['deep_compression_ratio']:.1f}x", _err(summary.get("acc_quantised")),
@@ -105,7 +108,8 @@ def _row(name, unpruned, error, summary, seconds, speedup):
             _err(summary.get("acc_bit_precision")), f"{speedup:.2f}x", f"{seconds:.0f}"]
 
 
-HEADER = ["method", "test error (%), unpruned", "test error (%)", "weights kept (%)",
+HEADER = ["method", "test error (%), unpruned", "test error (%)",
+          "test error (%), same mask trained from scratch", "weights kept (%)",
           "units kept per layer", "|W|/|W!=0|",
           "bytes (k-means+Huffman)", "ratio vs float32", "test error (%), k-means net",
           "bytes (bit precision)", "ratio vs float32", "test error (%), rounded net",
@@ -178,11 +182,19 @@ def main() -> None:
             print(f"== {labels[m]}: {cfg.name}, {cfg.inference.epochs} epochs", flush=True)
             metrics = runner.run(cfg, Path(tmp) / m, progress=True)
             results[m] = metrics
+            with np.load(Path(tmp) / m / "network" / "masks.npz") as f:
+                masks = {k: f[k] for k in f.files}
+            # the pruned architecture (and weight mask) trained as a plain net from the dense
+            # net's initialisation and recipe: what the mask is worth without the posterior
+            torch.manual_seed(args.seed)
+            scratch = nets.build(args.net, ds.input_shape, ds.n_classes)
+            _train_plain(scratch, ds, epochs, lr, bs, args.seed, masks)
             rows.append(_row(labels[m], 100 * (1 - metrics["test_acc"]),
                              100 * (1 - metrics["test_acc_pruned"]),
                              metrics["compression"], metrics["train_seconds"],
                              metrics["test_inference_seconds_dense"]
-                             / metrics["test_inference_seconds_pruned"]))
+                             / metrics["test_inference_seconds_pruned"],
+                             scratch=_error(scratch, ds.test)))
 
     print(f"== dense: {epochs} epochs", flush=True)
     torch.manual_seed(args.seed)
@@ -227,7 +239,10 @@ def main() -> None:
             f"{epochs} dense + {retrain} retraining epochs over {rounds} rounds of iterative "
             f"pruning). Errors are of the unpruned and the pruned network "
             f"(posterior mean for the Bayesian methods; the magnitude baseline's unpruned "
-            f"network is the dense one); beside each size, the error of the "
+            f"network is the dense one); 'same mask trained from scratch': a plain network "
+            f"with the method's weight mask trained from the dense network's initialisation "
+            f"with the dense recipe (Liu et al. 2019's check of what the structure alone is "
+            f"worth); beside each size, the error of the "
             f"network that size stores (Deep Compression: k-means shared weights, "
             f"{2 ** pc.kmeans_bits_fc} per fc layer and {2 ** pc.kmeans_bits_conv} per conv "
             f"layer, centroids fine-tuned {pc.finetune_epochs} epochs at lr "
