@@ -151,9 +151,9 @@ def calibrate_network_units(post: InferenceData, model: BayesianNet,
     ``grid`` of the units, ranked by their members' smallest score, whose removal keeps
     ``acc_val >= acc_val(unpruned) - tolerance``. With ``refine`` the unit counts between that
     fraction and the next bolder one of the grid are then tried one by one, boldest first (a
-    step of the grid is 10 % of the units: 16 hidden units of a 128-unit LSTM). Returns the
-    threshold (the score of the last unit removed; ``+inf`` if nothing qualifies) and the
-    per-site keep masks."""
+    step of the grid is up to 10 % of the units: 16 of the 156 units of the 128-unit LSTM
+    entry). Returns the threshold (the score of the last unit removed; ``+inf`` if nothing
+    qualifies) and the per-site keep masks."""
     from ..training import evaluate
     from .criteria import CALIBRATION_GRID
 
