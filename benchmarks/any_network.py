@@ -41,10 +41,10 @@ HEADER = ["entry", "training images x epochs", "test acc dense (%)", "test acc s
           "test-set inference speed-up", "train s"]
 
 
-def row(entry: str, m: dict, n_train: int, epochs: int) -> list[object]:
+def row(entry: str, m: dict) -> list[object]:
     units = m["hidden_units"]
     dense, pruned = m["macs_dense"], m["macs_pruned"]
-    return [f"`{entry}`", f"{n_train} x {epochs}", f"{100 * m['test_acc']:.2f}",
+    return [f"`{entry}`", f"{m['n_train']} x {m['epochs_run']}", f"{100 * m['test_acc']:.2f}",
             f"{100 * m['test_acc_pruned']:.2f}",
             f"{100 * (m['test_acc_pruned'] - m['test_acc']):+.2f}",
             f"{units['dense'] - units['pruned']} / {units['dense']} "
@@ -74,7 +74,7 @@ def main() -> None:
             print(f"== {entry}: {cfg.inference.epochs} epochs, "
                   f"{cfg.data.train_size or 'all'} training images", flush=True)
             metrics = runner.run(cfg, base / entry, progress=True)
-            rows.append(row(entry, metrics, metrics["n_train"], cfg.inference.epochs))
+            rows.append(row(entry, metrics))
             print(markdown_table(rows[-1:], HEADER), flush=True)
     table = markdown_table(rows, HEADER)
     print("\n" + table)

@@ -39,7 +39,7 @@ for pruning curves are the unit scores broadcast over each group.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -126,17 +126,33 @@ def calibrate_unit_thresholds(post: InferenceData, model: BayesianNet,
     for name, scores in units.items():
         layer = name.rsplit(".", 1)[0]
         desc = np.sort(np.asarray(scores, dtype=np.float64))[::-1]
-        chosen[layer] = float("inf")
-        for f in grid:
-            n_remove = int(round(f * desc.size))
-            if n_remove < 1 or n_remove >= desc.size:
-                continue
-            thr = float(desc[n_remove - 1])
-            keep = unit_keep(units, float("inf"), {**chosen, layer: thr})
+
+        def within(n_remove: int, layer: str = layer, desc: np.ndarray = desc) -> bool:
+            keep = unit_keep(units, float("inf"), {**chosen, layer: float(desc[n_remove - 1])})
             masks = weight_masks_from_units(model, keep)
-            if evaluate(model, mask_params(point, masks), val)["acc"] >= base - tolerance:
-                chosen[layer] = thr
-                break
+            return evaluate(model, mask_params(point, masks), val)["acc"] >= base - tolerance
+
+        n = boldest_within(desc.size, grid, within, refine=False)
+        chosen[layer] = float(desc[n - 1]) if n else float("inf")
+    return chosen
+
+
+def boldest_within(size: int, grid: Sequence[float], within: Callable[[int], bool],
+                   refine: bool = False) -> int:
+    """The number of units to remove: the largest ``round(f size)`` over ``f`` in ``grid``
+    (``1 <= n < size``) for which ``within(n)``; with ``refine`` then the counts between it and
+    the next bolder failing one, tried one by one, boldest first. ``0`` if none qualifies."""
+    counts = sorted({int(round(f * size)) for f in grid} & set(range(1, size)), reverse=True)
+    bolder, chosen = size, 0  # the smallest count known to fail (or all units)
+    for n in counts:
+        if within(n):
+            chosen = n
+            break
+        bolder = n
+    if refine:
+        for n in range(bolder - 1, chosen, -1):
+            if within(n):
+                return n
     return chosen
 
 

@@ -155,7 +155,7 @@ def calibrate_network_units(post: InferenceData, model: BayesianNet,
     entry). Returns the threshold (the score of the last unit removed; ``+inf`` if nothing
     qualifies) and the per-site keep masks."""
     from ..training import evaluate
-    from .criteria import CALIBRATION_GRID
+    from .criteria import CALIBRATION_GRID, boldest_within
 
     grid = CALIBRATION_GRID if grid is None else grid
     units = network_units(model) if units is None else units
@@ -170,20 +170,7 @@ def calibrate_network_units(post: InferenceData, model: BayesianNet,
         masks = weight_masks_from_units(model, keep)
         return evaluate(model, mask_params(point, masks), val)["acc"] >= base - tolerance
 
-    counts = sorted({int(round(f * desc.size)) for f in grid} & set(range(1, desc.size)),
-                    reverse=True)
-    bolder = desc.size  # the smallest count known to fail (or all units)
-    chosen = 0
-    for n in counts:
-        if within(n):
-            chosen = n
-            break
-        bolder = n
-    if refine:
-        for n in range(bolder - 1, chosen, -1):
-            if within(n):
-                chosen = n
-                break
+    chosen = boldest_within(desc.size, grid, within, refine)
     if chosen == 0:
         return float("inf"), unit_space_keep(units, scores, float("inf"))
     thr = float(desc[chosen - 1])
