@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.bayesstruct-installed
 FMNIST := /usr/share/datasets/fashion-mnist
 PYTEST_ARGS ?=
 
-.PHONY: setup data demo test test-slow test-seeds lint docs bench bench-compression bench-pruning bench-mcmc bench-rnn bench-ibp bench-hypergrad bench-nas bench-freeze clean
+.PHONY: setup data demo test test-slow test-seeds lint docs gpu-check bench bench-scaling bench-compression bench-pruning bench-mcmc bench-rnn bench-ibp bench-hypergrad bench-nas bench-freeze clean
 
 setup: $(STAMP)
 
@@ -55,8 +55,16 @@ lint: setup
 docs: setup
 	$(VENV)/bin/mkdocs build --strict -d site
 
+# everything that needs CUDA, under 10 minutes on one GPU (report in runs/gpu-check/report.md);
+# without CUDA it says so and exits 0
+gpu-check: setup data
+	$(PY) benchmarks/gpu_check.py --out runs/gpu-check
+
 bench: setup data
 	$(PY) benchmarks/svi_throughput.py
+
+bench-scaling: setup data
+	$(PY) benchmarks/scaling.py --write-results
 
 bench-compression: setup data
 	$(PY) benchmarks/compression.py --net lenet300 --write-results

@@ -21,11 +21,13 @@ from . import (
     layers,
     nas,
     nets,
+    parallel,
     plots,
     posterior,
     priors,
     pruning,
     report,
+    sweep,
     training,
 )
 from .distributions import IndianBuffetProcess
@@ -34,6 +36,7 @@ from .inference import svi
 from .models import BayesianNet
 from .predict import predict
 from .priors import ARD, IBP, Gaussian
+from .sweep import run_sweep
 
 with _warnings.catch_warnings():
     _warnings.simplefilter("ignore")
@@ -61,12 +64,15 @@ __all__ = [
     "layers",
     "nas",
     "nets",
+    "parallel",
     "plots",
     "posterior",
     "predict",
     "priors",
     "pruning",
     "report",
+    "run_sweep",
     "svi",
+    "sweep",
     "training",
 ]

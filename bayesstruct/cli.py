@@ -3,9 +3,11 @@
     bayesstruct [--version] [-h]
     bayesstruct run [ENTRY|PATH.yaml] [--inference RECIPE] [--out DIR] [--set key=value ...]
                     [--device cpu|cuda] [--data-dir DIR] [--resume | --init-from RUN_DIR]
-                    [--quiet | --verbose]
+                    [--quiet | --verbose] [--nproc-per-node N]
     bayesstruct compare [ENTRY] [--methods a,b,...] [--out DIR] [--set key=value ...] [--resume]
                         [--quiet | --verbose]
+    bayesstruct sweep [ENTRY] --grid key=v1,v2 ... [--seeds 0-4] [--executor local|ray]
+                      [--address ADDR] [--max-parallel K] [--out DIR] [--resume]
     bayesstruct diagnose RUN_DIR [--weights N] [--no-plots]
     bayesstruct export RUN_DIR [--format torchscript|onnx] [--out PATH]
     bayesstruct zoo
@@ -183,6 +185,7 @@ def _overrides(set_: list[str] | None, data_dir: Path | None) -> list[str]:
     "bayesstruct run lenet5-ard-fashion-mnist --out runs/lenet5 --resume",
     "bayesstruct run lenet300-sparsevd --data-dir ~/data --device cuda",
     "bayesstruct run my-entry.yaml --quiet",
+    "bayesstruct run lenet300-ard-fashion-mnist --nproc-per-node 4 --out runs/ddp",
 ))
 def run(
     entry: Entry = DEFAULT_ENTRY,
@@ -199,17 +202,24 @@ def run(
         "(e.g. after a NaN stop, with --set inference.lr=...)")] = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
+    nproc_per_node: Annotated[int, typer.Option(
+        "--nproc-per-node", min=1, help="data-parallel SVI over N processes on this machine "
+        "(torch.distributed: gloo on CPU, nccl on CUDA); several machines: torchrun -m "
+        "bayesstruct run ...")] = 1,
 ) -> None:
     """Train, compute the posterior, prune, and write a run directory."""
-    from .experiments import experiment_for
+    from . import parallel
+    from .experiments import check_data_parallel, experiment_for
     from .runner import load_run_config
     from .runner import run as run_experiment
 
     overrides = _overrides(set_, data_dir)
+    out_given = out is not None
     box: dict = {"out": out, "svi": False}
+    ddp = f" --nproc-per-node {nproc_per_node}" if nproc_per_node > 1 else ""
     with _logging(quiet, verbose), _errors(
             interrupted=lambda: f"continue with: bayesstruct run {entry} --out "
-            f"{box['out']} --resume",
+            f"{box['out']} --resume{ddp}",
             diverged=lambda: "To go on from the last good parameters with a lower "
             f"learning rate: bayesstruct run {entry} --init-from {box['out']} --set "
             "inference.lr=LOWER --out NEW_DIR" if box["svi"] else ""):
@@ -226,8 +236,66 @@ def run(
         box["out"] = out
         # whether --init-from is the remedy for a diverged run (a fit by an engine that takes it)
         box["svi"] = experiment_for(cfg).init_from and cfg.inference.supports_init_from
-        run_experiment(cfg, out, resume=resume, progress=not quiet, echo=typer.echo,
-                       init_from=init_from)
+        if nproc_per_node > 1:
+            if parallel.launched():
+                _fail("--nproc-per-node starts the ranks itself; under torchrun leave it out")
+            check_data_parallel(cfg)
+            args = _run_args(entry, inference, out, set_, device, data_dir, resume, init_from,
+                             quiet, verbose)
+            raise typer.Exit(_launch(nproc_per_node, args, entry, out))
+        if parallel.launched() and not out_given:
+            _fail("a run under torchrun needs --out DIR: every rank writes to one run "
+                  "directory")
+        from .experiments.base import resolve_device
+
+        with parallel.session(resolve_device(cfg)) as ranks:
+            run_experiment(cfg, out, resume=resume, progress=not quiet and ranks.main,
+                           echo=typer.echo if ranks.main else _silent, init_from=init_from)
+
+
+def _silent(msg: str) -> None:
+    """The console of a data-parallel worker rank: rank 0 speaks for the run."""
+
+
+def _run_args(entry: str, inference: str | None, out: Path, set_: list[str] | None,
+              device: str | None, data_dir: Path | None, resume: bool,
+              init_from: Path | None, quiet: bool, verbose: bool) -> list[str]:
+    """The ``bayesstruct run`` arguments each rank of a launched run gets (``--out``
+    resolved: every rank writes to one directory)."""
+    args = [entry, "--out", str(out)]
+    if inference is not None and not resume:
+        args += ["--inference", inference]
+    for s in set_ or []:
+        args += ["--set", s]
+    for flag, value in (("--device", device), ("--data-dir", data_dir),
+                        ("--init-from", init_from)):
+        if value is not None:
+            args += [flag, str(value)]
+    args += [flag for flag, on in (("--resume", resume), ("--quiet", quiet),
+                                   ("--verbose", verbose)) if on]
+    return args
+
+
+def _launch(nproc: int, args: list[str], entry: str, out: Path) -> int:
+    """Run ``bayesstruct run ARGS`` as ``nproc`` ranks through torch.distributed.run
+    (torchrun, one machine, a free port); return its exit code, and on a failure say how to
+    go on."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           f"--nproc-per-node={nproc}", "-m", "bayesstruct", "run", *args]
+    typer.echo(f"data-parallel run: {nproc} ranks (torch.distributed.run), run directory {out}",
+               err=True)
+    try:
+        rc = subprocess.call(cmd)
+    except KeyboardInterrupt:
+        rc = 130
+    if rc != 0:
+        typer.secho(f"error: the data-parallel run stopped (exit code {rc}; the report above "
+                    "names the rank). The last checkpoint rank 0 wrote is kept; continue with: "
+                    f"bayesstruct run {entry} --out {out} --resume --nproc-per-node {nproc}",
+                    fg=typer.colors.RED, err=True)
+    return rc
 
 
 @app.command(cls=_Command, epilog=_examples(
@@ -401,6 +469,60 @@ def _latest_run(entry: str) -> Path:
     if not runs:
         raise ConfigError(f"no run of {name!r} under runs/{name}/ to resume; pass --out DIR")
     return runs[-1]
+
+
+@app.command(cls=_Command, epilog=_examples(
+    "bayesstruct sweep ard-logreg-digits --grid prior.hyper=empirical_bayes,gamma --seeds 0-4",
+    "bayesstruct sweep lenet300-ard-fashion-mnist --grid inference.lr=1e-3,3e-3 \\",
+    "    --seeds 0-2 --set inference.epochs=5 --out runs/sweep-lr",
+    "bayesstruct sweep ard-logreg-digits --grid prior.kind=ard,gaussian --seeds 0-9 \\",
+    "    --executor ray --address ray://head:10001 --max-parallel 32",
+    "bayesstruct sweep --out runs/sweep-lr --resume   # only the unfinished trials",
+))
+def sweep(
+    entry: Entry = DEFAULT_ENTRY,
+    grid: Annotated[list[str] | None, typer.Option(
+        "--grid", "-g", metavar="KEY=V1,V2", help="a setting and its values, e.g. "
+        "prior.hyper=empirical_bayes,gamma (repeatable: the grid is their product)")] = None,
+    seeds: Annotated[str, typer.Option(help="seeds of every setting: 0-4, 0,3,7")] = "0",
+    inference: Annotated[str | None, typer.Option("--inference", "-i",
+                         help="recipe name or path to an inference/*.yaml")] = None,
+    out: Out = None,
+    set_: Sets = None,
+    data_dir: DataDir = None,
+    executor: Annotated[str, typer.Option(
+        help="local (a process pool here) or ray (needs Ray: the ray extra of bayesstruct)")
+    ] = "local",
+    address: Annotated[str | None, typer.Option(
+        help="with --executor ray: a running cluster (ray://HOST:10001); default: a local "
+        "Ray instance")] = None,
+    max_parallel: Annotated[int | None, typer.Option(
+        "--max-parallel", "-j", min=1, help="trials at a time (default: one per core)")] = None,
+    metric: Annotated[str, typer.Option(help="the metric of the figure")] = "test_acc",
+    resume: Annotated[bool, typer.Option("--resume", help="finish the sweep in --out: run "
+                                         "only the trials without metrics")] = False,
+) -> None:
+    """Run a grid of settings x seeds, one run directory per trial; tabulate and plot."""
+    from .sweep import SPEC, run_sweep
+
+    with _errors(interrupted=lambda: f"finish it with: bayesstruct sweep {entry} --out {out} "
+                 "... --resume (the same --grid and --seeds)"):
+        if resume and out is not None and (out / SPEC).exists() and not grid:
+            import json
+
+            spec = json.loads((out / SPEC).read_text())
+            entry, inference = spec["entry"], spec["inference"]
+            grid = [f"{k}={','.join(v)}" for k, v in spec["grid"]]
+            seeds = ",".join(map(str, spec["seeds"]))
+            set_ = spec["set"]
+            data_dir = None
+        if out is None:
+            if resume:
+                _fail("--resume needs --out DIR, the sweep to finish")
+            out = Path("runs") / "sweeps" / f"{Path(entry).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run_sweep(entry, grid or [], seeds, out, executor=executor, max_parallel=max_parallel,
+                  address=address, resume=resume, inference=inference,
+                  overrides=_overrides(set_, data_dir), metric=metric, echo=typer.echo)
 
 
 @app.command(cls=_Command, epilog=_examples(

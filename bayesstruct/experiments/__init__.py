@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from .registry import EXPERIMENTS, Experiment, Section, experiment_for, register_experiment
 from . import fit, compare, hypergrad, nas
 # isort: on
+from .. import parallel
 from .base import build_model, load_data, resolve_device
 from .compare import run_compare
 from .fit import run_fit
@@ -37,9 +38,10 @@ from .nas import run_nas
 if TYPE_CHECKING:
     from ..config import RunConfig
 
-__all__ = ["EXPERIMENTS", "Experiment", "Section", "build_model", "compare", "experiment_for",
-           "fit", "hypergrad", "load_data", "nas", "register_experiment", "resolve_device",
-           "run", "run_compare", "run_fit", "run_hypergrad", "run_nas"]
+__all__ = ["EXPERIMENTS", "Experiment", "Section", "build_model", "check_data_parallel",
+           "compare", "experiment_for", "fit", "hypergrad", "load_data", "nas",
+           "register_experiment", "resolve_device", "run", "run_compare", "run_fit",
+           "run_hypergrad", "run_nas"]
 
 
 def run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bool = True,
@@ -56,4 +58,20 @@ def run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bool
     if init_from is not None and not exp.init_from:
         raise ConfigError("--init-from starts a new SVI run from another run's parameters; it "
                           f"does not combine with {exp.key} entries")
+    if parallel.ranks().world > 1:
+        check_data_parallel(cfg)
     return exp.run(cfg, out, resume=resume, progress=progress, echo=echo, init_from=init_from)
+
+
+def check_data_parallel(cfg: RunConfig) -> None:
+    """Refuse, naming the reason, a config a data-parallel run cannot train: only SVI fits
+    split their minibatches over ranks (samplers run chains in parallel instead)."""
+    from ..errors import ConfigError
+
+    exp = experiment_for(cfg)
+    if exp.key != "fit" or cfg.inference.engine != "svi":
+        what = (f"{exp.key} entries" if exp.key != "fit"
+                else f"engine {cfg.inference.engine!r}")
+        raise ConfigError(f"a data-parallel run (--nproc-per-node, torchrun) trains SVI fits; "
+                          f"{what} run in one process (allowed with more than one rank: "
+                          "inference.engine=svi on an entry without compare/hypergrad/nas)")

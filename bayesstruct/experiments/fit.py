@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from .. import data as data_mod
-from .. import logs, posterior, pruning
+from .. import logs, parallel, posterior, pruning
 from ..errors import CheckpointError, ConfigError
 from ..export import NETWORK, write_network
 from ..files import load_latest_checkpoint, previous_path, write_json, write_text
@@ -75,6 +75,8 @@ def run_fit(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: 
         raise ConfigError("--init-from starts a new SVI run from another run's parameters; it "
                           "does not combine with --resume, compare, hypergrad or nas entries, "
                           f"or engine {cfg.inference.engine!r}")
+    if not parallel.ranks().main:  # a data-parallel worker: trains its shards, writes nothing
+        return _fit_worker(cfg, Path(out), resume, init_from)
     out = check_out(out, resume)
     logs.tensorboard_dir()  # asked for TensorBoard without it installed: refused before any work
     saved = check_resume(cfg, out, echo) if resume else None
@@ -119,6 +121,21 @@ def run_fit(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: 
 
 
 # -- step 1: fit ------------------------------------------------------------------------------
+def _fit_worker(cfg: RunConfig, out: Path, resume: bool, init_from: str | Path | None
+                ) -> dict[str, Any]:
+    """Rank ``r > 0`` of a data-parallel run: the same data, model and SVI loop as rank 0 on
+    its shard of every minibatch; it reads the checkpoints on ``resume`` and writes nothing
+    (rank 0 writes every file of the run directory)."""
+    device = resolve_device(cfg)
+    ds = load_data(cfg, device)
+    cfg = record_data_source(cfg, ds)
+    model = build_model(cfg, ds)
+    init = init_checkpoint(init_from) if init_from is not None else None
+    fit(cfg, model, ds, device=device, checkpoint_dir=out / "checkpoints", resume=resume,
+        progress=False, init_from=init[0] if init is not None else None)
+    return {}
+
+
 def fit(cfg: RunConfig, model: BayesianNet, ds: data_mod.Dataset, *,
         device: torch.device | str = "cpu", checkpoint_dir: Path | None = None,
         resume: bool = False, progress: bool = True,

@@ -20,6 +20,7 @@ from abc import abstractmethod
 from torch import Tensor, nn
 
 from ..models.bayesnet import BayesianNet
+from ..parallel import nll_scale
 
 __all__ = ["Guide", "site_key"]
 
@@ -93,5 +94,6 @@ class Guide(nn.Module):
         return {}
 
     def _scale_n(self, x: Tensor) -> float:
-        n = self.model.num_data or x.shape[0]
-        return n / x.shape[0]
+        """``N / B``; in a data-parallel step ``W N / B`` over the global batch
+        (:func:`bayesstruct.parallel.nll_scale`)."""
+        return nll_scale(self.model.num_data, x.shape[0])

@@ -49,6 +49,7 @@ from torch import Tensor, nn
 
 from ..layers import family_of
 from ..models.bayesnet import BayesianNet
+from ..parallel import per_example
 from .base import Guide, site_key
 
 __all__ = ["LRTLayer", "MeanField", "local_reparam_obstacle", "lrt_twin"]
@@ -107,7 +108,9 @@ class LRTLayer(nn.Module):
         out = family.forward(self.layer, w, b, x)
         if not self.state.get("mean_only"):
             sd = family.variance(self.layer, vw, vb, x).add_(1e-16).sqrt_()  # in place
-            out = torch.addcmul(out, sd, torch.randn_like(out))
+            eps = per_example(lambda n: torch.randn((n, *out.shape[1:]), dtype=out.dtype,
+                                                    device=out.device), out.shape[0])
+            out = torch.addcmul(out, sd, eps)
         if zeta is not None and family.scales_output:  # a table's unit scales its output
             out = out * zeta.view(zeta.shape[0], *([1] * (out.dim() - 2)), zeta.shape[-1])
         return out

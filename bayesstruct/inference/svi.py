@@ -26,9 +26,10 @@ from typing import Any, ClassVar, Literal
 import pyro
 import torch
 from pydantic import Field
+from torch import nn
 
 from .. import guides as guides_mod
-from .. import logs
+from .. import logs, parallel
 from .. import posterior as posterior_mod
 from ..data import Dataset, Split
 from ..errors import CheckpointError, ConfigError, NonFiniteLossError
@@ -129,7 +130,11 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
     eb = prior_updates(model.prior, prior_update)
     if patience is not None and val is None:
         raise ValueError("early stopping (patience) needs a validation split")
+    ranks = parallel.ranks()
     if not isinstance(guide, Guide):
+        if ranks.world > 1:
+            raise ValueError("a data-parallel run needs a bayesstruct guide (meanfield, delta), "
+                             f"not {type(guide).__name__}")
         if checkpoint_dir is not None or resume or lr_schedule != "constant":
             raise ValueError("checkpoints, resume and lr schedules need a bayesstruct guide "
                              f"(meanfield, delta), not {type(guide).__name__}")
@@ -140,6 +145,7 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
     torch.manual_seed(seed)
     guide.setup(model)
     guide.to(device)
+    objective = parallel.wrap(_Objective(guide))  # DistributedDataParallel over W > 1 ranks
     optim = make_adam(guide.parameters(), lr)
     batches = Minibatches(train.x, train.y, batch_size, seed)
     sched = (torch.optim.lr_scheduler.LambdaLR(optim, cosine_factor(epochs * len(batches)))
@@ -186,7 +192,8 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
                                                if warmup_steps > 0 else 1.0)
                 if anneal is not None:
                     model.prior.temperature = anneal(step / total_steps)
-                loss = guide.loss(x, y)
+                with parallel.shard_of(x.shape[0]) as rows:  # this rank's rows (all in 1)
+                    loss = objective(x[rows], y[rows])
                 optim.zero_grad(set_to_none=True)
                 loss.backward()
                 optim.step()
@@ -197,7 +204,7 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
                     model.prior.empirical_bayes_(*guide.moments())
                 total = total + loss.detach()
                 state["step"] = step + 1
-            epoch_loss = float(total) / len(batches) / batches.n
+            epoch_loss = float(parallel.all_reduce_mean(total)) / len(batches) / batches.n
             if not math.isfinite(epoch_loss):
                 where = (f"the last good checkpoint is kept at {ckpt_path} (epoch "
                          f"{state['epoch']})" if ckpt_path is not None and ckpt_path.exists()
@@ -220,12 +227,13 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
                                 "prior": _clone(model.prior.state_dict())}
             state["history"].append(record)
             state["epoch"] = epoch + 1
-            if ckpt_path is not None:
+            if ckpt_path is not None and ranks.main:
                 save_checkpoint({**state, "guide": guide.state_dict(),
                                  "prior": model.prior.state_dict(), "optim": optim.state_dict(),
                                  "sched": sched.state_dict() if sched is not None else None,
                                  "rng": torch.get_rng_state(), "best": best,
                                  "settings": settings, "epochs": epochs}, ckpt_path, keep=2)
+            parallel.barrier()  # no rank runs past a checkpoint rank 0 has not written
             history.append(record)
             bar.set_postfix({k: f"{record[k]:.4g}" for k in ("loss", "val_nll", "val_acc")
                              if k in record})
@@ -249,6 +257,17 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
                "stopped_early": stopped_early, "kl_weight": kl_weight, "lr": lr,
                "lr_schedule": lr_schedule, "prior_update": "closed_form" if eb else "none",
                "batch_size": batch_size, "seed": seed})
+
+
+class _Objective(nn.Module):
+    """``guide.loss`` as a module's forward, what ``DistributedDataParallel`` wraps."""
+
+    def __init__(self, guide: Guide) -> None:
+        super().__init__()
+        self.guide = guide
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.guide.loss(x, y)
 
 
 def _check_positive(**values: int) -> None:

@@ -58,6 +58,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor
 
+from ..parallel import per_example
 from .base import LatentSite, ParamSite, PriorConfig
 from .group import GroupScalePrior
 
@@ -161,7 +162,8 @@ class Horseshoe(GroupScalePrior, config=HorseshoeConfig):
                 continue
             mu_s, sd_s = latent_loc[f"{s.name}.s"], latent_scale[f"{s.name}.s"]
             mu_z, sd_z = latent_loc[f"{s.name}.z"], latent_scale[f"{s.name}.z"]
-            eps = torch.randn(batch, mu_z.shape[0] + 1, device=mu_z.device)
+            eps = per_example(lambda n, mu_z=mu_z: torch.randn(n, mu_z.shape[0] + 1,
+                                                               device=mu_z.device), batch)
             u = torch.addcmul(mu_z, sd_z, eps[:, 1:]) + (mu_s + sd_s * eps[:, :1])
             out[s.name] = self._slab(torch.exp(u))
         return out

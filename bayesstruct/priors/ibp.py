@@ -67,6 +67,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor
 
+from ..parallel import per_example
 from .base import LatentSite, ParamSite, PriorConfig
 from .group import GroupScalePrior
 
@@ -295,8 +296,9 @@ class IBP(GroupScalePrior, config=IBPConfig):
     # -- the fast path ------------------------------------------------------------------------
     def input_scales(self, latent_loc, latent_scale, batch):
         """Relaxed masks per example, ``(batch, K)``, for each masked site."""
-        return {site.name: self.relaxed_sample(latent_loc[f"{prev.layer}.z"],
-                                               torch.Size((batch,)))
+        return {site.name: per_example(
+                    lambda n, z=latent_loc[f"{prev.layer}.z"]: self.relaxed_sample(
+                        z, torch.Size((n,))), batch)
                 for prev, site in self.layers}
 
     def relaxed_sample(self, logits: Tensor, sample_shape: torch.Size = torch.Size()) -> Tensor:

@@ -44,6 +44,7 @@ from pydantic import Field
 from pyro.distributions import constraints
 from torch import Tensor
 
+from ..parallel import per_example
 from .base import LatentSite, ParamSite, PriorConfig
 from .group import GroupScalePrior
 
@@ -170,8 +171,9 @@ class LogUniform(GroupScalePrior, config=LogUniformConfig):
         out = {}
         for ls in self._latents:
             mu, sd = latent_loc[ls.name], latent_scale[ls.name]
-            out[ls.target] = torch.addcmul(mu, sd, torch.randn(batch, *mu.shape,
-                                                               device=mu.device))
+            eps = per_example(lambda n, mu=mu: torch.randn(n, *mu.shape, device=mu.device),
+                              batch)
+            out[ls.target] = torch.addcmul(mu, sd, eps)
         return out
 
     def weight_kl(self, site, m, log_var, var):

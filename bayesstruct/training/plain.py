@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import logs
+from .. import logs, parallel
 from ..data import Dataset, Split
 from ..errors import NonFiniteLossError
 from .common import Minibatches, cosine_factor, make_adam
@@ -49,9 +49,15 @@ def weights(net: nn.Module) -> dict[str, torch.Tensor]:
 
 def regularised_loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, l1: float = 0.0,
                      l2: float = 0.0) -> torch.Tensor:
-    """``mean CE + l1 ||W||_1 + (l2/2) ||W||^2`` on one batch (module docstring)."""
-    loss = F.cross_entropy(net(x), y)
+    """``mean CE + l1 ||W||_1 + (l2/2) ||W||^2`` on one batch (module docstring). In a
+    data-parallel step (:func:`bayesstruct.parallel.shard_of`) the CE is this rank's sum times
+    ``W / B`` over the global batch, so the ranks' average is the global batch's mean."""
+    scale = parallel.mean_scale(x.shape[0])
+    loss = (F.cross_entropy(net(x), y) if scale is None
+            else F.cross_entropy(net(x), y, reduction="sum") * scale)
     if l1 or l2:
+        if isinstance(net, nn.parallel.DistributedDataParallel):
+            net = net.module
         params = dict(net.named_parameters())
         weights = [params[n] for n in weight_names(net)]
         if l1:
@@ -133,12 +139,14 @@ def train_plain(net: nn.Module, data: Dataset | Split, *, epochs: int, lr: float
              if lr_schedule == "cosine" else None)
     history = []
     net.train()
+    model = parallel.wrap(net)  # DistributedDataParallel over W > 1 ranks
     for epoch in logs.progress(range(epochs), desc=desc, unit="epoch", enabled=progress,
                                leave=False):
         total = torch.zeros((), device=device)
         for x, y in batches.epoch(epoch):
             opt.zero_grad(set_to_none=True)
-            loss = regularised_loss(net, x, y, l1=l1, l2=l2)
+            with parallel.shard_of(x.shape[0]) as rows:  # this rank's rows (all in 1)
+                loss = regularised_loss(model, x[rows], y[rows], l1=l1, l2=l2)
             loss.backward()
             for k, d in drop.items():
                 params[k].grad.masked_fill_(d, 0.0)
@@ -149,7 +157,7 @@ def train_plain(net: nn.Module, data: Dataset | Split, *, epochs: int, lr: float
                 for k, d in drop.items():
                     params[k].masked_fill_(d, 0.0)
             total += loss.detach()
-        epoch_loss = float(total) / len(batches)
+        epoch_loss = float(parallel.all_reduce_mean(total)) / len(batches)
         if not math.isfinite(epoch_loss):
             raise NonFiniteLossError(
                 f"plain training ({desc}): loss became {epoch_loss} in epoch {epoch + 1} of "
