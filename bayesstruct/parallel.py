@@ -40,8 +40,8 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 __all__ = ["TIMEOUT_ENV", "Ranks", "Shard", "all_reduce_mean", "backend_for", "barrier",
-           "launched", "mean_scale", "nll_scale", "per_example", "ranks", "session", "shard",
-           "shard_of", "wrap"]
+           "check_devices", "launched", "mean_scale", "nll_scale", "per_example", "ranks",
+           "session", "shard", "shard_of", "wrap"]
 
 TIMEOUT_ENV = "BAYESSTRUCT_DIST_TIMEOUT"
 DEFAULT_TIMEOUT_S = 300.0
@@ -131,6 +131,17 @@ def session(device: str | torch.device = "cpu") -> Iterator[Ranks]:
         yield ranks()
     finally:
         dist.destroy_process_group()
+
+
+def check_devices(device: str | torch.device, nproc: int) -> None:
+    """Refuse ``nproc`` ranks on this machine's CUDA devices when it has fewer (each rank uses
+    its own GPU, ``cuda:LOCAL_RANK``)."""
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.is_available() and \
+            nproc > torch.cuda.device_count():
+        raise ValueError(f"--nproc-per-node {nproc} with device cuda: this machine has "
+                         f"{torch.cuda.device_count()} GPU(s) and each rank uses one; allowed: "
+                         f"--nproc-per-node <= {torch.cuda.device_count()} (or --device cpu)")
 
 
 def shard(total: int, r: Ranks | None = None) -> Shard:

@@ -210,3 +210,13 @@ def test_data_parallel_refuses_other_engines(tmp_path):
                      "--nproc-per-node", "2")
     assert r.returncode == 2
     assert "data-parallel" in r.stderr and "engine 'nuts'" in r.stderr
+
+
+def test_more_ranks_than_gpus_is_refused(monkeypatch):
+    """Each rank uses its own GPU: asking for more ranks than GPUs names the allowed count."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ValueError, match="allowed: --nproc-per-node <= 1"):
+        parallel.check_devices("cuda", 2)
+    parallel.check_devices("cuda", 1)
+    parallel.check_devices("cpu", 8)

@@ -17,9 +17,16 @@ TIMING = ("train_seconds", "test_inference_seconds_dense", "test_inference_secon
           "seconds")
 
 
-def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float | int]:
-    """The numbers (and booleans) at the top level of a run's ``metrics.json``."""
-    return {k: v for k, v in metrics.items() if isinstance(v, int | float)}  # bool: an int
+def scalar_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, float | int]:
+    """The numbers (and booleans) of a run's ``metrics.json``; nested mappings flattened to
+    dotted keys (a comparison's ``test_acc_at.obs.0.9``), lists left out."""
+    out: dict[str, float | int] = {}
+    for k, v in metrics.items():
+        if isinstance(v, dict):
+            out.update(scalar_metrics(v, f"{prefix}{k}."))
+        elif isinstance(v, int | float):  # bool: an int
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def finished(run_dir: Path) -> dict[str, Any] | None:

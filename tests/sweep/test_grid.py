@@ -53,3 +53,12 @@ def test_trial_ids_are_file_names_and_stable():
     assert "/" not in odd.id and " " not in odd.id and odd.id.endswith("__seed=2")
     assert odd.id == Trial((("net.hidden", "[300, 100]"),), 2).id
     assert odd.id != Trial((("net.hidden", "[300,100]"),), 2).id  # no collision
+
+
+def test_metrics_are_flattened_to_dotted_numbers():
+    from bayesstruct.sweep.trial import scalar_metrics
+
+    m = {"test_acc": 0.9, "entry": "x", "ok": True, "runs": [1, 2],
+         "test_acc_at": {"obs": {"0.9": 0.8, "0.5": None}}, "hidden_units": {"dense": 10}}
+    assert scalar_metrics(m) == {"test_acc": 0.9, "ok": True, "test_acc_at.obs.0.9": 0.8,
+                                 "hidden_units.dense": 10}
