@@ -240,10 +240,7 @@ def run(
             if parallel.launched():
                 _fail("--nproc-per-node starts the ranks itself; under torchrun leave it out")
             check_data_parallel(cfg)
-            try:
-                parallel.check_devices(cfg.device, nproc_per_node)
-            except ValueError as e:
-                _fail(str(e))
+            parallel.check_devices(cfg.device, nproc_per_node)
             args = _run_args(entry, inference, out, set_, device, data_dir, resume, init_from,
                              quiet, verbose)
             raise typer.Exit(_launch(nproc_per_node, args, entry, out))

@@ -39,6 +39,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from .errors import ConfigError
+
 __all__ = ["TIMEOUT_ENV", "Ranks", "Shard", "all_reduce_mean", "backend_for", "barrier",
            "check_devices", "launched", "mean_scale", "nll_scale", "per_example", "ranks",
            "session", "shard", "shard_of", "wrap"]
@@ -139,7 +141,7 @@ def check_devices(device: str | torch.device, nproc: int) -> None:
     device = torch.device(device)
     if device.type == "cuda" and torch.cuda.is_available() and \
             nproc > torch.cuda.device_count():
-        raise ValueError(f"--nproc-per-node {nproc} with device cuda: this machine has "
+        raise ConfigError(f"--nproc-per-node {nproc} with device cuda: this machine has "
                          f"{torch.cuda.device_count()} GPU(s) and each rank uses one; allowed: "
                          f"--nproc-per-node <= {torch.cuda.device_count()} (or --device cpu)")
 

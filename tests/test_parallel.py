@@ -21,6 +21,7 @@ import torch.multiprocessing as mp
 
 from bayesstruct import guides, nets, parallel, priors
 from bayesstruct.data import load as load_dataset
+from bayesstruct.errors import ConfigError
 from bayesstruct.models import BayesianNet
 
 # priors whose fast path draws per-example noise in each of its places: the local
@@ -216,7 +217,7 @@ def test_more_ranks_than_gpus_is_refused(monkeypatch):
     """Each rank uses its own GPU: asking for more ranks than GPUs names the allowed count."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    with pytest.raises(ValueError, match="allowed: --nproc-per-node <= 1"):
+    with pytest.raises(ConfigError, match="allowed: --nproc-per-node <= 1"):
         parallel.check_devices("cuda", 2)
     parallel.check_devices("cuda", 1)
     parallel.check_devices("cpu", 8)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,10 +33,9 @@ def write_rows(rows: Sequence[dict[str, Any]], path: Path, grid_keys: Sequence[s
 
 
 def _mean_sd(values: list[float]) -> tuple[float, float]:
-    n = len(values)
-    mean = sum(values) / n
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else float("nan")
-    return mean, sd
+    """Mean and sample standard deviation (NaN for one value)."""
+    sd = statistics.stdev(values) if len(values) > 1 else float("nan")
+    return statistics.fmean(values), sd
 
 
 def summarise(rows: Sequence[dict[str, Any]], metrics: Sequence[str]
