@@ -3,7 +3,9 @@
     make gpu-check            # = python benchmarks/gpu_check.py --out runs/gpu-check
 
 1. the versions (torch, its CUDA, the driver's devices);
-2. the CUDA-marked tests (``pytest -m cuda``);
+2. the CUDA-marked tests (``pytest -m cuda``): among them every network family x prior pair,
+   the MAP and empirical-Bayes recipes, the pruning comparison and the architecture search end
+   to end at a tiny budget on the GPU (``tests/test_cuda_runs.py``);
 3. ``benchmarks/svi_throughput.py --device cuda`` at batch 128 and at batch 1024 (SVI epoch
    time over a plain-PyTorch epoch of LeNet-300-100 on Fashion-MNIST, on the GPU);
 4. with two or more GPUs, a data-parallel run with nccl: ``bayesstruct run
@@ -98,7 +100,7 @@ def main() -> int:
     header += [f"- GPU {i}: {torch.cuda.get_device_name(i)}" for i in range(n)]
     log: list[dict] = []
     _step("CUDA-marked tests", [sys.executable, "-m", "pytest", "-q", "-m", "cuda",
-                                "-p", "no:randomly"], 300, log)
+                                "-p", "no:randomly"], 420, log)
     for batch in (128, 1024):
         _step(f"SVI throughput, batch {batch}",
               [sys.executable, "benchmarks/svi_throughput.py", "--device", "cuda",

@@ -21,11 +21,13 @@ reparameterisation, batch 128: the ``svi_throughput.py`` network), trained with
    - weak scaling (each rank ``B`` examples, the global batch ``W B``):
      ``S = W t_c / (t_c + t_ar)`` examples per second over one GPU's.
 
-   ``t_c`` on a GPU is an assumption (``--gpu-step-ms``, stated in the table), since no GPU
-   was measured here; the all-reduce is not overlapped with the backward pass in the model
-   (DDP overlaps it in buckets, so the prediction is a lower bound there).
+   ``t_c`` on a GPU is ``--gpu-step-ms``, stated in the table; its default, 5.0 ms, is the SVI
+   step of this network measured on one H200 by ``make gpu-check`` (2026-12-01: 2.13 s an
+   epoch of 422 steps, batch 128; benchmarks/RESULTS.md); the all-reduce is not overlapped
+   with the backward pass in the model (DDP overlaps it in buckets, so the prediction is a
+   lower bound there).
 
-    python benchmarks/scaling.py [--epochs 3] [--gpu-step-ms 1.5] [--out DIR | --write-results]
+    python benchmarks/scaling.py [--epochs 3] [--gpu-step-ms 5.0] [--out DIR | --write-results]
 """
 
 from __future__ import annotations
@@ -99,8 +101,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=3, help="epochs per setting (the first is "
                     "a warm-up and not counted)")
-    ap.add_argument("--gpu-step-ms", type=float, default=1.5,
-                    help="the assumed compute time of one step on one GPU (milliseconds)")
+    ap.add_argument("--gpu-step-ms", type=float, default=5.0,
+                    help="the compute time of one step on one GPU (milliseconds; default: "
+                    "measured on an H200 by make gpu-check, 2026-12-01)")
     add_output_args(ap)
     args = ap.parse_args()
     out = Output(args)
@@ -161,9 +164,10 @@ def main() -> None:
         "whole batch).", "",
         f"All-reduce volume per step: {n_params:,} variational parameters (a location and a "
         f"log-variance per weight and bias) x 4 bytes = **{volume / 1e6:.2f} MB**. "
-        f"Predicted speed-ups under a ring all-reduce (module docstring) with an assumed GPU "
-        f"step compute time of **{args.gpu_step_ms:g} ms** (LeNet-300-100 at batch {BATCH} is "
-        "launch-bound on a GPU; not measured here), and, in the last column, this CPU's "
+        f"Predicted speed-ups under a ring all-reduce (module docstring) with a GPU step "
+        f"compute time of **{args.gpu_step_ms:g} ms** (the default is this step measured on "
+        f"one H200 by `make gpu-check` on 2026-12-01: 2.13 s an epoch of 422 steps at batch "
+        f"{BATCH}, launch-bound), and, in the last column, this CPU's "
         f"measured step time ({1e3 * cpu_step:.2f} ms) as the compute:", "",
         markdown_table(predicted, ["interconnect", "GPUs", "all-reduce ms",
                                    "strong scaling (batch 128 total)",

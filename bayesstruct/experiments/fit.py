@@ -230,7 +230,7 @@ def analyse(cfg: RunConfig, model: BayesianNet, post: posterior.InferenceData,
                                       pc.snr_tolerance, progress=progress)
     if model.prior.discrete:  # IBP: the widths read from the posterior's masks
         result.widths = pruning.inferred_widths(post, model)
-        result.prior_inclusion = {k: v.numpy() for k, v in
+        result.prior_inclusion = {k: v.numpy(force=True) for k, v in
                                   model.prior.prior_inclusions().items()}
         result.inclusion = pruning.inclusion_probabilities(post, model)
     return result

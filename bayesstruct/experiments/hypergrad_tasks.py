@@ -242,7 +242,7 @@ def klr_experiment(train, val, test, *, width0: float = 50.0, c: float = 1e-2,
         with torch.no_grad():
             f = decision(w, lam, xs)
             ce = float(F.binary_cross_entropy_with_logits(f, ys))
-            return ce, auc(torch.sigmoid(f).numpy(), ys.numpy())
+            return ce, auc(torch.sigmoid(f).numpy(force=True), ys.numpy(force=True))
 
     lam0 = torch.tensor([math.log(width0)], dtype=xt.dtype)
     w_before, _, _ = newton(problem, lam0, {"w": problem.w0}, tol=inner_tol,

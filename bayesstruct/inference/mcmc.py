@@ -187,11 +187,11 @@ def mcmc(model: BayesianNet, data: Dataset | Split, *, kernel: str = "nuts",
               for c in range(num_chains)]
     draws = {n: torch.stack([ch[n] for ch in chains]) for n in chains[0]}
     results = [results[c] for c in range(num_chains)]
-    stats = {"diverging": np.stack([r["diverging"].numpy() for r in results]),
-             "step_size": np.stack([r["step_size"].numpy() for r in results])}
+    stats = {"diverging": np.stack([r["diverging"].numpy(force=True) for r in results]),
+             "step_size": np.stack([r["step_size"].numpy(force=True) for r in results])}
     for name in results[0].get("stats") or {}:  # absent from chains saved by older versions
         if all(name in (r.get("stats") or {}) for r in results):
-            stats[name] = np.stack([r["stats"][name].numpy() for r in results])
+            stats[name] = np.stack([r["stats"][name].numpy(force=True) for r in results])
     return posterior_mod.from_draws(
         model, draws, **posterior_mod.training_data(data, train),
         sample_stats=stats,

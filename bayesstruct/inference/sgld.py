@@ -233,7 +233,7 @@ def _langevin(model: BayesianNet, data: Dataset | Split, *, preconditioned: bool
     return posterior_mod.from_draws(
         model, {n: torch.stack([r["draws"][n] for r in chains]) for n in target.sites},
         **posterior_mod.training_data(data, train),
-        sample_stats={k: np.stack([r[k].numpy() for r in chains]) for k in ("lr", "lp")},
+        sample_stats={k: np.stack([r[k].numpy(force=True) for r in chains]) for k in ("lr", "lp")},
         attrs={"engine": engine, "num_chains": num_chains, "num_samples": num_samples,
                "burn_in": burn_in, "thin": thin, "lr": lr, "gamma": gamma,
                "batch_size": batch_size, "seed": seed,

@@ -227,7 +227,7 @@ def compare(make_net: Callable[[], nn.Module], ds: Dataset,
             nets[base] = fresh()
             nets[base].load_state_dict(saved["net"])
             if base == "svi":
-                var_scores = {k: v.numpy() for k, v in saved["scores"].items()}
+                var_scores = {k: v.numpy(force=True) for k, v in saved["scores"].items()}
             result.bases[base] = {**evaluate_net(nets[base], ds.test),
                                   "seconds": float(saved["seconds"])}
             echo(f"base {base}: loaded from {path}")

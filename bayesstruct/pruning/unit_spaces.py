@@ -97,7 +97,7 @@ def network_units(model: BayesianNet) -> list[NetworkUnit]:
                 continue  # its inputs do not split into the space's units: leave it alone
             space_units = []
             for j in range(space.size):
-                flat = np.concatenate([b[:, j].reshape(-1).numpy()
+                flat = np.concatenate([b[:, j].reshape(-1).numpy(force=True)
                                        for b in blocks]).astype(np.int64)
                 which = np.searchsorted(starts, flat, side="right") - 1
                 members = set()

@@ -125,7 +125,7 @@ def _iter_effective(post: InferenceData, model: BayesianNet, names: list[str],
         for i in idx:
             values = {k: torch.as_tensor(v[i], dtype=torch.float64) for k, v in stored.items()}
             weights = prior.net_params({**rest, **values})
-            yield {k: weights[k].numpy() for k in names}
+            yield {k: weights[k].numpy(force=True) for k in names}
 
 
 def effective_draws(post: InferenceData, model: BayesianNet, sites: list[str] | None = None,
@@ -223,7 +223,7 @@ def unit_scores_from_draws(post: InferenceData, model: BayesianNet) -> dict[str,
             for s in grouped:
                 score = model.prior.unit_scores_from_draws(s, draws)
                 if score is not None:
-                    out[s.name] = score.numpy()
+                    out[s.name] = score.numpy(force=True)
     grouped = [s for s in grouped if s.name not in out]
     moments = effective_draw_moments(post, model, [s.name for s in grouped])
     for s in grouped:
@@ -253,7 +253,7 @@ def unit_log_alpha(post: InferenceData, model: BayesianNet) -> dict[str, np.ndar
         inclusion = {ls.name: torch.as_tensor(post.posterior[ls.name].mean(("chain", "draw"))
                                               .values) for ls in prior.latents
                      if ls.family == "bernoulli"}
-        return {s.name: prior.unit_scores_from_inclusion(s, inclusion).numpy()
+        return {s.name: prior.unit_scores_from_inclusion(s, inclusion).numpy(force=True)
                 for s in model.weight_sites if s.group_dim is not None}
     if "variational_loc" not in post.groups() and sampled(post):  # draws of w = theta w~
         return unit_scores_from_draws(post, model)
@@ -264,7 +264,7 @@ def unit_log_alpha(post: InferenceData, model: BayesianNet) -> dict[str, np.ndar
             if s.group_dim is None:
                 continue
             la = prior.unit_log_alpha(s, loc[s.name], scale[s.name] ** 2, loc, scale)
-            out[s.name] = la.numpy()
+            out[s.name] = la.numpy(force=True)
     return out
 
 
@@ -280,7 +280,7 @@ def effective_moments(post: InferenceData, model: BayesianNet
         for s in model.weight_sites:
             mean, var = model.prior.effective_moments(s, loc[s.name], scale[s.name] ** 2,
                                                       loc, scale)
-            out[s.name] = (mean.numpy(), var.numpy())
+            out[s.name] = (mean.numpy(force=True), var.numpy(force=True))
     return out
 
 

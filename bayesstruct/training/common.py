@@ -64,13 +64,18 @@ class Minibatches:
 def evaluate(model: BayesianNet, params: dict[str, torch.Tensor], split: Split,
              batch_size: int = 1024) -> dict[str, float]:
     """NLL per example, accuracy and macro F1 of the network at ``params`` on a split, in
-    evaluation mode (:func:`~bayesstruct.models.bayesnet.eval_mode`)."""
+    evaluation mode (:func:`~bayesstruct.models.bayesnet.eval_mode`). Runs where the model
+    lives (after ``svi(..., device="cuda")`` that is the GPU): the split's batches and
+    ``params`` are moved there."""
     from ..models.bayesnet import eval_mode
 
+    dev = next(iter([*model.parameters(), *model.buffers()]), None)
+    dev = dev.device if dev is not None else split.x.device
+    params = {k: v.to(dev) if torch.is_tensor(v) else v for k, v in params.items()}
     nll, confusion = 0.0, None
     with eval_mode(model.net):
         for i in range(0, len(split), batch_size):
-            x, y = split.x[i: i + batch_size], split.y[i: i + batch_size]
+            x, y = split.x[i: i + batch_size].to(dev), split.y[i: i + batch_size].to(dev)
             out = model.predict(x, params)
             nll += float(model.likelihood.nll(out, y))
             if model.likelihood.classifier:
