@@ -8,6 +8,7 @@ and the engine see the same minibatches.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -69,8 +70,8 @@ def evaluate(model: BayesianNet, params: dict[str, torch.Tensor], split: Split,
     ``params`` are moved there."""
     from ..models.bayesnet import eval_mode
 
-    dev = next(iter([*model.parameters(), *model.buffers()]), None)
-    dev = dev.device if dev is not None else split.x.device
+    first = next(itertools.chain(model.parameters(), model.buffers()), None)
+    dev = first.device if first is not None else split.x.device
     params = {k: v.to(dev) if torch.is_tensor(v) else v for k, v in params.items()}
     nll, confusion = 0.0, None
     with eval_mode(model.net):
