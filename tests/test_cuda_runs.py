@@ -40,16 +40,12 @@ FITS = [
 ]
 
 
-def _needs_fmnist(overrides: list[str], request: pytest.FixtureRequest) -> None:
-    if overrides is FMNIST:
-        request.getfixturevalue("fashion_mnist")  # skips, with the reason, when absent
-
-
 @pytest.mark.parametrize(("entry", "recipe", "overrides"), FITS,
                          ids=[f"{e}-{r or 'own'}" for e, r, _ in FITS])
 def test_fit_runs_on_cuda(entry, recipe, overrides, tmp_path, request):
-    _needs_fmnist(overrides, request)
     cfg = resolve(entry, recipe, [*TINY, *overrides])
+    if cfg.data.name == "fashion-mnist":
+        request.getfixturevalue("fashion_mnist")  # skips, with the reason, when absent
     m = runner.run(cfg, tmp_path / "run", progress=False, echo=lambda *_: None)
     assert math.isfinite(m["final_loss_per_example"])
     assert 0.0 <= m["test_acc"] <= 1.0

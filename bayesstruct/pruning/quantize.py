@@ -89,7 +89,7 @@ def kmeans_layer(weight: torch.Tensor, mask: np.ndarray | torch.Tensor, bits: in
     if tuple(m.shape) != tuple(weight.shape):
         raise ValueError(f"mask shape {tuple(m.shape)} != weight shape {tuple(weight.shape)}")
     w = weight.detach().cpu().double()
-    codebook, idx = kmeans_share(w[m].numpy(force=True), bits, iters=iters)
+    codebook, idx = kmeans_share(w[m].numpy(), bits, iters=iters)
     indices = torch.full(tuple(weight.shape), -1, dtype=torch.int64)
     indices[m] = torch.as_tensor(idx, dtype=torch.int64)
     device = weight.device
