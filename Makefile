@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.bayesstruct-installed
 FMNIST := /usr/share/datasets/fashion-mnist
 PYTEST_ARGS ?=
 
-.PHONY: setup data demo test test-slow test-seeds lint docs gpu-check bench bench-scaling bench-compression bench-pruning bench-mcmc bench-rnn bench-ibp bench-hypergrad bench-nas bench-freeze clean
+.PHONY: setup data demo test test-slow test-seeds lint docs gpu-check bench bench-scaling bench-compression bench-pruning bench-mcmc bench-rnn bench-ibp bench-hypergrad bench-nas bench-freeze bench-peers peers clean
 
 setup: $(STAMP)
 
@@ -91,6 +91,17 @@ bench-nas: setup data
 
 bench-freeze: setup data
 	$(PY) benchmarks/freeze.py --write-results
+
+# the peers of benchmarks/peers.py and nuts_peers.py, with --no-deps: bayesian-torch's own
+# requirements would replace torch; jax/numpyro are the NUTS reference. Idempotent.
+PEERS := bayesian-torch==0.5.0 tyxe==0.0.2 numpyro==0.22.0 jax==0.10.2 jaxlib==0.10.2 \
+         multipledispatch ml_dtypes opt_einsum
+peers: setup
+	$(PY) -m pip install -q --no-deps $(PEERS) || echo "could not install every peer; peers.py reports the missing ones as skipped"
+
+bench-peers: peers data
+	$(PY) benchmarks/peers.py --write-results
+	$(PY) benchmarks/nuts_peers.py --write-results
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -17,9 +17,11 @@ ours/plain and naive/plain (median over rounds of the paired per-round ratio); t
 of each is a warm-up and is not counted.
 
 ``--profile STEPS`` also times STEPS single steps of plain and ours, split into forward,
-backward and optimiser step (median milliseconds per step), and the KL term of ours alone
-(forward and backward). ``--compile`` also times ``torch.compile`` of our loss: the first
-compiled step (which compiles) and the median step, compiled against eager.
+backward and optimiser step (median milliseconds per step), the KL term of ours alone
+(forward and backward), and ours on the generic autograd graph (``MeanField(fuse=False)``,
+without the fused Linear node of ``bayesstruct.guides.fused``). ``--compile`` also times
+``torch.compile`` of our loss: the first compiled step (which compiles) and the median step,
+compiled against eager.
 
 Everything printed is also written as the section ``svi-throughput:b<batch size>`` of
 ``<out>/RESULTS.md`` (``--out DIR``; ``--write-results`` updates ``benchmarks/RESULTS.md``).
@@ -88,10 +90,13 @@ def _ms(times: list[float]) -> str:
     return f"{1e3 * statistics.median(times):.2f}"
 
 
-def profile_steps(plain, plain_opt, guide, guide_opt, batches, steps, device) -> list[str]:
+def profile_steps(plain, plain_opt, guide, guide_opt, batches, steps, device,
+                  unfused=None) -> list[str]:
     """Median milliseconds per step of plain and ours, split into forward / backward /
-    optimiser step, and of our KL term alone (forward / backward); steps interleaved."""
-    split = {k: ([], [], []) for k in ("plain", "ours", "kl")}
+    optimiser step, of our KL term alone (forward / backward), and of ours with the generic
+    autograd graph instead of the fused Linear node (``unfused``: a ``(guide, optimiser)``
+    pair with ``fuse=False``); steps interleaved."""
+    split = {k: ([], [], []) for k in ("plain", "ours", "kl", "unfused")}
 
     def one(name, forward, args, opt):
         _sync(device)
@@ -118,12 +123,18 @@ def profile_steps(plain, plain_opt, guide, guide_opt, batches, steps, device) ->
             one("ours", guide.loss, (xb, yb), guide_opt)
             guide_opt.zero_grad(set_to_none=True)
             one("kl", guide.kl, (), None)
+            if unfused is not None:
+                unfused[1].zero_grad(set_to_none=True)
+                one("unfused", unfused[0].loss, (xb, yb), unfused[1])
             done += 1
             if done == steps + 1:
                 break
     split = {k: tuple(v[1:] for v in parts) for k, parts in split.items()}  # 1st: warm-up
     lines = [f"per step, median of {steps} steps (ms): forward / backward / optimiser step"]
-    for k, label in (("plain", "plain"), ("ours", "ours"), ("kl", "ours, KL alone")):
+    for k, label in (("plain", "plain"), ("ours", "ours"), ("kl", "ours, KL alone"),
+                     ("unfused", "ours, unfused")):
+        if not split[k][0]:
+            continue
         f, b, o = split[k]
         opt = f" / {_ms(o)}" if k != "kl" else ""
         lines.append(f"  {label:15s} {_ms(f)} / {_ms(b)}{opt}")
@@ -254,8 +265,13 @@ def main() -> None:
         guide.to(device)
         guide_opt = make_adam(guide.parameters(), 1e-3)
         if args.profile:
+            torch.manual_seed(0)
+            generic = guides.MeanField(BayesianNet(nets.lenet_300_100(n_in, n_out),
+                                                   priors.Gaussian(1.0), num_data=n).to(device),
+                                       fuse=False)
+            generic.to(device)
             extra += profile_steps(plain, plain_opt, guide, guide_opt, batches, args.profile,
-                                   device)
+                                   device, (generic, make_adam(generic.parameters(), 1e-3)))
         if args.compile:
             extra += compile_steps(guide, guide_opt, batches, args.compile_steps, device)
         print("\n".join(extra), flush=True)

@@ -51,6 +51,7 @@ from ..layers import family_of
 from ..models.bayesnet import BayesianNet
 from ..parallel import per_example
 from .base import Guide, site_key
+from .fused import LayerKL, lrt_linear_kl
 
 __all__ = ["LRTLayer", "MeanField", "local_reparam_obstacle", "lrt_twin"]
 
@@ -100,6 +101,10 @@ class LRTLayer(nn.Module):
         return w, vw, loc[self.bias_name], var.get(self.bias_name)
 
     def forward(self, x: Tensor) -> Tensor:
+        fused = self.state.get("fused")
+        if (fused is not None and self.weight_name in fused and x.dim() == 2
+                and self.weight_name not in self.state["kl_done"]):  # a 2nd call: generic
+            return self._fused(x, fused)
         w, vw, b, vb = self._params()
         family = self.family
         zeta = self.state.get("input_scale", {}).get(self.weight_name)
@@ -113,6 +118,22 @@ class LRTLayer(nn.Module):
             out = torch.addcmul(out, sd, eps)
         if zeta is not None and family.scales_output:  # a table's unit scales its output
             out = out * zeta.view(zeta.shape[0], *([1] * (out.dim() - 2)), zeta.shape[-1])
+        return out
+
+    def _fused(self, x: Tensor, fused: dict[str, tuple[Tensor, Tensor]]) -> Tensor:
+        """The Linear layer's draw and KL in one node (:mod:`bayesstruct.guides.fused`); the KL
+        goes to ``state["kl_parts"]`` and the sites to ``state["kl_done"]``."""
+        state = self.state
+        loc, log_var = state["loc"], state["log_var"]
+        w, b = self.weight_name, self.bias_name
+        m = loc[w]
+        eps = per_example(lambda n: torch.randn((n, m.shape[0]), dtype=x.dtype,
+                                                device=x.device), x.shape[0])
+        bias_var = log_var.get(b) if b is not None else None
+        out, kl = lrt_linear_kl(x, m, log_var[w], loc[b] if b is not None else None, bias_var,
+                                eps, fused[w])
+        state["kl_parts"].append(kl)
+        state["kl_done"].update(n for n in (w, b) if n is not None)
         return out
 
 
@@ -172,6 +193,22 @@ def _twin_of(net: nn.Module, state: dict, points: dict[str, Tensor], prefix: str
     return twin
 
 
+class _Variances(dict):
+    """``site -> exp(log s^2)``, computed up front except for ``exclude`` (the fused layers
+    compute theirs), which are computed on first use if another path asks."""
+
+    def __init__(self, log_var: dict[str, Tensor], exclude: Collection[str]) -> None:
+        super().__init__({k: torch.exp(v) for k, v in log_var.items() if k not in exclude})
+        self.log_var = log_var
+
+    def __missing__(self, key: str) -> Tensor:
+        value = self[key] = torch.exp(self.log_var[key])
+        return value
+
+    def get(self, key, default=None):
+        return self[key] if key in self or key in self.log_var else default
+
+
 COVARIANCES = ("diagonal", "scalar")
 REPARAMS = ("auto", "local", "weights")
 
@@ -204,6 +241,9 @@ class MeanField(Guide):
             priors), held by projection after every step; ``None``: unbounded.
         max_scale_sites: shell patterns on site names (``["fc1.*"]``: the first Linear's
             weight and bias); default every site.
+        fuse: run each Linear layer's local reparameterisation and KL as one autograd node
+            where that is exact (:mod:`bayesstruct.guides.fused`; faster, less memory, the
+            same values); ``False``: the generic graph.
     """
 
     name = "meanfield"
@@ -211,7 +251,7 @@ class MeanField(Guide):
     def __init__(self, model: BayesianNet | None = None, init_scale: float = 1e-3,
                  init_latent_scale: float = 0.1, covariance: str = "diagonal",
                  reparam: str = "auto", max_scale: float | None = None,
-                 max_scale_sites: Sequence[str] = ("*",)) -> None:
+                 max_scale_sites: Sequence[str] = ("*",), fuse: bool = True) -> None:
         if max_scale is not None and not (math.isfinite(max_scale) and max_scale > 0):
             raise ValueError(f"max_scale must be a finite number > 0 or None (got {max_scale})")
         self.max_scale = None if max_scale is None else float(max_scale)
@@ -222,6 +262,7 @@ class MeanField(Guide):
             raise ValueError(f"reparam={reparam!r}; allowed: {', '.join(REPARAMS)}")
         self.init_scale, self.init_latent_scale = float(init_scale), float(init_latent_scale)
         self.covariance, self.reparam = covariance, reparam
+        self.fuse = bool(fuse)
         super().__init__(model)
 
     def _setup(self, model: BayesianNet) -> None:
@@ -266,6 +307,13 @@ class MeanField(Guide):
         self.__dict__["_state"] = {}
         self.__dict__["lrt_net"] = lrt_twin(model.net, self._state, {
             s.name: self.loc[site_key(s.name)] for s in model.point_sites}) if self.local else None
+        layers = ([m for m in self.lrt_net.modules()
+                   if isinstance(m, LRTLayer) and m.family.fused_lrt] if self.local else [])
+        self._fusable_layers = [m.weight_name for m in layers]
+        self._bias_of = {m.weight_name: m.bias_name for m in layers}
+        self._site = {s.name: s for s in model.sites}
+        self._fusable = self._fusable_layers if self.fuse else []
+        self._fused_cache: tuple[tuple, dict] | None = None
 
     @torch.no_grad()
     def constrain_(self) -> None:
@@ -283,8 +331,12 @@ class MeanField(Guide):
     def log_variances(self) -> dict[str, Tensor]:
         """``log s^2`` per site, shaped like the site (a scalar covariance is expanded); point
         estimates have none."""
-        return {s.name: self.log_var[site_key(s.name)].expand(s.shape)
-                for s in self.model.sites if s.role != "point"}
+        out = {}
+        for s in self.model.sites:
+            if s.role != "point":
+                v = self.log_var[site_key(s.name)]
+                out[s.name] = v if v.shape == s.shape else v.expand(s.shape)
+        return out
 
     def scales(self) -> dict[str, Tensor]:
         return {k: torch.exp(0.5 * v) for k, v in self.log_variances().items()}
@@ -316,15 +368,64 @@ class MeanField(Guide):
 
     # -- fast path ------------------------------------------------------------------------------
     def loss(self, x: Tensor, y: Tensor) -> Tensor:
-        """``-ELBO`` of a minibatch, scaled to the data set: ``(N/B) sum_b nll_b + beta KL``."""
+        """``-ELBO`` of a minibatch, scaled to the data set: ``(N/B) sum_b nll_b + beta KL``.
+
+        With ``fuse`` (the default), a Linear layer whose site has a constant-precision
+        Gaussian KL (:meth:`Prior.constant_precision`) computes its draw and its KL in one
+        autograd node (:mod:`bayesstruct.guides.fused`) the first time it runs in a forward
+        (later calls, in a recurrent net, take the generic path; the KL is counted once).
+        Same values either way, to float rounding."""
         model = self.model
         loc, log_var = self.locs(), self.log_variances()
-        var = {k: torch.exp(v) for k, v in log_var.items()}
         lat_loc, lat_scale = self.latent_params()
-        out = self.output(x, loc, var, lat_loc, lat_scale)
+        if not self.local:
+            var = {k: torch.exp(v) for k, v in log_var.items()}
+            out = self.output(x, loc, var, lat_loc, lat_scale)
+            kl = model.prior.kl(loc, log_var, lat_loc, lat_scale, q_var=var)
+        else:
+            scales = model.prior.input_scales(lat_loc, lat_scale, x.shape[0])
+            fused = self._fused_sites(lat_loc, lat_scale, scales)
+            var = _Variances(log_var, exclude=fused)
+            self._state.update(loc=loc, var=var, log_var=log_var, mean_only=False,
+                               input_scale=scales, fused=fused, kl_parts=[], kl_done=set())
+            try:
+                out = self.lrt_net(x)
+                parts, done = self._state["kl_parts"], self._state["kl_done"]
+            finally:
+                self._state.clear()
+            kl = model.prior.kl(loc, log_var, lat_loc, lat_scale, q_var=var, skip=done)
+            for part in parts:
+                kl = kl + part
         nll = model.likelihood.nll(out, y) * self._scale_n(x)
-        kl = model.prior.kl(loc, log_var, lat_loc, lat_scale, q_var=var)
         return nll + model.kl_weight * kl
+
+    def _fused_sites(self, lat_loc, lat_scale, scales) -> dict[str, LayerKL | None]:
+        """``weight -> LayerKL`` of the layers that compute their KL themselves this step
+        (and ``bias -> None`` for their Bayesian biases): recomputed only when a buffer of the
+        prior (its precisions) or one of its plain settings has changed since the last
+        step."""
+        prior = self.model.prior
+        key = (tuple(b._version for b in prior.buffers()),
+               tuple((k, v) for k, v in vars(prior).items()
+                     if isinstance(v, (bool, int, float, str))))
+        if self._fused_cache is not None and self._fused_cache[0] == key:
+            return self._fused_cache[1]
+        out: dict[str, LayerKL | None] = {}
+        for w in self._fusable:
+            if w in scales:  # group scales multiply the input: the generic path
+                continue
+            cp = prior.constant_precision(self._site[w], lat_loc, lat_scale)
+            if cp is None:
+                continue
+            b, cb = self._bias_of[w], None
+            if b is not None and b in self._site and self._site[b].role != "point":
+                cb = prior.constant_precision(self._site[b], lat_loc, lat_scale)
+                if cb is None:
+                    continue
+                out[b] = None
+            out[w] = LayerKL(cp, cb, self._site[w].numel, self._site[b].numel if cb else 0)
+        self._fused_cache = (key, out)
+        return out
 
     def output(self, x: Tensor, loc: dict[str, Tensor] | None = None,
                var: dict[str, Tensor] | None = None, lat_loc: dict[str, Tensor] | None = None,

@@ -36,6 +36,13 @@ posterior's.
 A chain that finishes is saved to ``checkpoint_dir/chain-<k>.pt`` (tensors only,
 ``weights_only`` loadable); with ``resume=True`` finished chains are read back, not re-run.
 
+``backend="batched"`` runs NUTS with every chain in lockstep in this process
+(:mod:`~bayesstruct.inference.batched_nuts`: Stan's warm-up, multinomial NUTS with the
+generalised no-U-turn criterion, the potential derived from the same Pyro model, traced and,
+with ``jit_compile=True``, compiled by TorchInductor); ``chain_method`` does not apply there
+and no per-chain checkpoint is written. It draws continuous sites only: a prior with discrete
+structure (the IBP) and ``kernel="hmc"`` are refused with the reason.
+
 A model whose log density is NaN/inf at every initial point Pyro tries, or a chain with a
 non-finite draw, stops the run with :class:`~bayesstruct.errors.NonFiniteLossError` naming the
 chain (and the site); chains finished before stay on disk (a bad chain is not saved).
@@ -68,10 +75,11 @@ from ..files import load_checkpoint, save_checkpoint
 from ..models.bayesnet import BayesianNet
 from .registry import EngineConfig, FitOptions, register_engine, require_fixed_prior
 
-__all__ = ["CHAIN_METHODS", "KERNELS", "MCMCConfig", "fit_mcmc", "mcmc"]
+__all__ = ["BACKENDS", "CHAIN_METHODS", "KERNELS", "MCMCConfig", "fit_mcmc", "mcmc"]
 
 KERNELS = ("nuts", "hmc")
 CHAIN_METHODS = ("sequential", "parallel")
+BACKENDS = ("pyro", "batched")
 
 
 def mcmc(model: BayesianNet, data: Dataset | Split, *, kernel: str = "nuts",
@@ -80,7 +88,8 @@ def mcmc(model: BayesianNet, data: Dataset | Split, *, kernel: str = "nuts",
          target_accept: float = 0.8, max_tree_depth: int = 10, step_size: float = 0.1,
          num_steps: int = 10, noncentred: bool = True, seed: int = 0,
          device: str | torch.device = "cpu", checkpoint_dir: str | os.PathLike | None = None,
-         resume: bool = False, progress: bool = True) -> posterior_mod.InferenceData:
+         resume: bool = False, progress: bool = True, backend: str = "pyro"
+         ) -> posterior_mod.InferenceData:
     """Draws from ``p(w, latents | D)`` by NUTS, or by HMC with the trajectory length
     ``step_size * num_steps`` (Pyro fixes the length, not the count: after step-size adaptation
     HMC takes ``length / adapted step size`` leapfrog steps, which can be as few as one).
@@ -94,7 +103,12 @@ def mcmc(model: BayesianNet, data: Dataset | Split, *, kernel: str = "nuts",
         noncentred: decentre the prior's centred sites (module docstring).
         checkpoint_dir: where each finished chain is saved (``chain-K.pt``).
         resume: reuse the chains already saved in ``checkpoint_dir``.
+        backend: ``pyro`` (Pyro's MCMC, a chain at a time or in worker processes) or
+            ``batched`` (every chain at once, :mod:`~bayesstruct.inference.batched_nuts`;
+            NUTS only, continuous sites only).
     """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r}; allowed: {', '.join(BACKENDS)}")
     if kernel not in KERNELS:
         raise ValueError(f"kernel={kernel!r}; allowed: {', '.join(KERNELS)}")
     if chain_method not in CHAIN_METHODS:
@@ -113,6 +127,13 @@ def mcmc(model: BayesianNet, data: Dataset | Split, *, kernel: str = "nuts",
     model.prior.require_proper()
     model.require_no_point_estimates(kernel.upper())
     device = torch.device(device)
+    if backend == "batched":
+        return _mcmc_batched(model, data, kernel=kernel, num_warmup=num_warmup,
+                             num_samples=num_samples, num_chains=num_chains,
+                             jit_compile=jit_compile, target_accept=target_accept,
+                             max_tree_depth=max_tree_depth, step_size=step_size,
+                             noncentred=noncentred, seed=seed, device=device,
+                             chain_method=chain_method)
     if chain_method == "parallel" and device.type != "cpu":
         raise ValueError("chain_method='parallel' runs chains in CPU processes; on "
                          f"{device} use chain_method='sequential'")
@@ -199,6 +220,58 @@ def mcmc(model: BayesianNet, data: Dataset | Split, *, kernel: str = "nuts",
                "num_samples": num_samples, "jit_compile": jit_compile, "seed": seed,
                "chain_method": chain_method, "noncentred": ",".join(settings["decentre"]),
                "sampling_seconds": seconds})
+
+
+def _mcmc_batched(model: BayesianNet, data: Dataset | Split, *, kernel: str, num_warmup: int,
+                  num_samples: int, num_chains: int, jit_compile: bool, target_accept: float,
+                  max_tree_depth: int, step_size: float, noncentred: bool, seed: int,
+                  device: torch.device, chain_method: str) -> posterior_mod.InferenceData:
+    """``backend="batched"``: every chain at once (module docstring)."""
+    from . import batched_nuts as bn
+
+    if kernel != "nuts":
+        raise ValueError(f"backend='batched' implements NUTS only (got kernel={kernel!r}); use "
+                         "backend='pyro' for HMC")
+    if model.prior.discrete:
+        raise ValueError(
+            f"backend='batched' draws continuous sites only, and the {type(model.prior).__name__}"
+            " prior has discrete structure (summed out by enumeration only in backend='pyro')")
+    train = (data.train if isinstance(data, Dataset) else data).to(device)
+    model.to(device)
+    model.num_data = len(train)
+    model.kl_weight = 1.0
+    decentre = model.prior.centred_sites() if noncentred else []
+    target = model
+    if decentre:
+        target = poutine.reparam(model, {n: LocScaleReparam(centered=0.0) for n in decentre})
+    pyro.set_rng_seed(seed)
+    potential = bn.model_potential(target, train.x, train.y)
+    init = bn.initial_points(potential, num_chains, seed=seed)
+    result = bn.batched_nuts(potential, init, num_warmup=num_warmup, num_samples=num_samples,
+                             target_accept=target_accept, max_tree_depth=max_tree_depth,
+                             step_size=step_size, compile="inductor" if jit_compile else "fx",
+                             seed=seed, device=device)
+    sites = {n: v.detach().cpu() for n, v in potential.constrain(result.draws).items()}
+    chains = []
+    for c in range(num_chains):
+        one = {n: v[c] for n, v in sites.items()}
+        try:
+            _check_finite(one)
+        except NonFiniteLossError as e:
+            raise NonFiniteLossError(f"nuts (batched) chain {c}: {e}") from None
+        chains.append(_recentre(model, one, decentre))
+    draws = {n: torch.stack([ch[n] for ch in chains]) for n in chains[0]}
+    stats = {n: v.numpy(force=True) for n, v in result.stats.items()}
+    for n in _FLOAT_STATS:
+        stats[n] = stats[n].astype(np.float64)
+    return posterior_mod.from_draws(
+        model, draws, **posterior_mod.training_data(data, train),
+        sample_stats=stats,
+        attrs={"engine": kernel, "backend": "batched", "num_chains": num_chains,
+               "num_warmup": num_warmup, "num_samples": num_samples,
+               "jit_compile": jit_compile, "seed": seed, "chain_method": chain_method,
+               "noncentred": ",".join(decentre), "sampling_seconds": result.run_seconds,
+               "compile_seconds": result.compile_seconds})
 
 
 def _one_thread() -> None:
@@ -386,9 +459,11 @@ def _key(settings: dict[str, Any], seed: int) -> str:
 class MCMCConfig(EngineConfig):
     """``engine: nuts`` or ``hmc``: :func:`mcmc` with that kernel on the whole training set
     (``chain_method: parallel`` runs the chains in worker processes on CPU; on CUDA they run
-    one after another)."""
+    one after another). ``backend: batched`` runs every NUTS chain at once in this process
+    (:mod:`~bayesstruct.inference.batched_nuts`; ``chain_method`` does not apply)."""
 
     engine: Literal["nuts", "hmc"]
+    backend: Literal["pyro", "batched"] = "pyro"
     num_samples: int = Field(500, ge=1)
     num_chains: int = Field(4, ge=1)
     num_warmup: int = Field(500, ge=0)
@@ -410,6 +485,9 @@ def fit_mcmc(cfg: MCMCConfig, model: BayesianNet, data: Dataset, options: FitOpt
     """Run :func:`mcmc` as the recipe ``cfg`` says (a prior the sampler cannot take is a
     ``ConfigError`` in the sampler's words)."""
     require_fixed_prior(model, cfg.engine)
+    if cfg.backend == "batched" and cfg.engine != "nuts":
+        raise ConfigError(f"inference.backend: 'batched' implements NUTS only (engine is "
+                          f"{cfg.engine!r}); use backend: pyro")
     chain_method = (cfg.chain_method if torch.device(options.device).type == "cpu"
                     else "sequential")
     try:
@@ -420,7 +498,7 @@ def fit_mcmc(cfg: MCMCConfig, model: BayesianNet, data: Dataset, options: FitOpt
                     step_size=cfg.step_size, num_steps=cfg.num_steps,
                     noncentred=cfg.noncentred, seed=options.seed, device=options.device,
                     checkpoint_dir=options.checkpoint_dir, resume=options.resume,
-                    progress=options.progress)
+                    progress=options.progress, backend=cfg.backend)
     except ValueError as e:  # improper priors and the like
         raise ConfigError(f"engine {cfg.engine!r}: {e}") from None
     # history.csv: one row per chain and draw of the sample statistics (written at the end)

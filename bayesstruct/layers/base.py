@@ -60,6 +60,10 @@ class LayerFamily:
 
     #: the module types the family covers (``isinstance`` of any of them)
     types: ClassVar[tuple[type[nn.Module], ...]] = ()
+    #: whether the mean-field guide may run the layer's local reparameterisation and its KL as
+    #: one autograd node (``bayesstruct.guides.fused``: a product of an input matrix and a 2-D
+    #: weight)
+    fused_lrt: ClassVar[bool] = False
     #: how a pruned network loses this family's units (the README's table)
     shrink: ClassVar[str] = "weights zeroed, shape kept"
     #: how a run directory's pruned network holds it (the README's table; every family's

@@ -19,6 +19,7 @@ class Linear(LayerFamily, types=(nn.Linear,)):
     a column of ``W`` (every weight leaving one input feature)."""
 
     output_dim = 0
+    fused_lrt = True
     fast_path = "local reparameterisation"
     unit_groups = "input features (columns)"
     shrink = "features removed (any ``torch.fx``-traceable net)"

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from fnmatch import fnmatch
 from typing import Any, ClassVar, get_args
@@ -479,16 +479,17 @@ class Prior(nn.Module, ABC):
     def kl(self, q_loc: dict[str, Tensor], q_log_var: dict[str, Tensor],
            latent_loc: dict[str, Tensor] | None = None,
            latent_scale: dict[str, Tensor] | None = None,
-           q_var: dict[str, Tensor] | None = None) -> Tensor:
+           q_var: dict[str, Tensor] | None = None, *, skip: Collection[str] = ()) -> Tensor:
         """``sum_sites E_q KL(q(w) || p(w | latents)) + KL(q(latents) || p(latents))``.
 
         ``q(w) = N(q_loc, exp(q_log_var))``; ``q_var`` (``= exp(q_log_var)``) may be passed
-        when the caller already has it.
+        when the caller already has it. The sites in ``skip`` are left out: their KL is
+        computed elsewhere (a fused layer, :meth:`constant_precision`).
         """
         total = q_loc[self.sites[0].name].new_zeros(())
         fused: list[Tensor] = []
         for s in self.sites:
-            if s.role == "point":  # a point mass under a flat density: no KL term
+            if s.role == "point" or s.name in skip:  # a point mass: no KL term
                 continue
             m, lv = q_loc[s.name], q_log_var[s.name]
             v = q_var[s.name] if q_var is not None else torch.exp(lv)
@@ -496,12 +497,9 @@ class Prior(nn.Module, ABC):
             if custom is not None:
                 total = total + custom
                 continue
-            if s.role == "bias":
-                prec, log_prec, mu = self.bias_precision, self.bias_log_precision, None
-            else:
-                prec, log_prec, mu, extra = self.weight_precision(s, latent_loc, latent_scale)
-                if extra is not None:
-                    total = total + extra
+            prec, log_prec, mu, extra = self._precision_form(s, latent_loc, latent_scale)
+            if extra is not None:
+                total = total + extra
             if mu is None and not (prec.requires_grad or log_prec.requires_grad):
                 fused += [m, lv, v, prec, log_prec]
             else:
@@ -509,6 +507,27 @@ class Prior(nn.Module, ABC):
         if fused:
             total = total + _GaussianKLSums.apply(*fused)
         return total
+
+    def _precision_form(self, s: ParamSite, latent_loc, latent_scale):
+        if s.role == "bias":
+            return self.bias_precision, self.bias_log_precision, None, None
+        return self.weight_precision(s, latent_loc, latent_scale)
+
+    def constant_precision(self, site: ParamSite, latent_loc: dict[str, Tensor] | None = None,
+                           latent_scale: dict[str, Tensor] | None = None
+                           ) -> tuple[Tensor, Tensor] | None:
+        """``(prec, log_prec)`` when the site's KL is exactly
+        ``kl_normal_sum(m, var, log_var, prec, log_prec)``: a zero prior mean, precisions that
+        take no gradient, no KL of its own latents and no :meth:`weight_kl` of the prior's own;
+        ``None`` otherwise. A guide may then compute that KL, and fold its closed-form gradient,
+        inside the layer (``bayesstruct.guides.fused``) and leave the site out of :meth:`kl`."""
+        if site.role == "point" or (site.role == "weight"
+                                    and type(self).weight_kl is not Prior.weight_kl):
+            return None
+        prec, log_prec, mu, extra = self._precision_form(site, latent_loc, latent_scale)
+        if mu is not None or extra is not None or prec.requires_grad or log_prec.requires_grad:
+            return None
+        return prec, log_prec
 
     def _eb_weight_moments(self, q_loc: dict[str, Tensor], q_scale: dict[str, Tensor]):
         """``(site, m, s)`` of every weight site when empirical Bayes is on (else nothing)."""

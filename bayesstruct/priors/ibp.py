@@ -309,8 +309,9 @@ class IBP(GroupScalePrior, config=IBPConfig):
         """``w~ ~ N(0, 1)``; the structure's KL is added once per layer by :meth:`kl`."""
         return self._one, self._zero, None, None
 
-    def kl(self, q_loc, q_log_var, latent_loc=None, latent_scale=None, q_var=None):
-        return (super().kl(q_loc, q_log_var, latent_loc, latent_scale, q_var)
+    def kl(self, q_loc, q_log_var, latent_loc=None, latent_scale=None, q_var=None, *,
+           skip=()):
+        return (super().kl(q_loc, q_log_var, latent_loc, latent_scale, q_var, skip=skip)
                 + self.structure_kl(latent_loc, latent_scale))
 
     def structure_kl(self, latent_loc: dict[str, Tensor], latent_scale: dict[str, Tensor]
