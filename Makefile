@@ -8,6 +8,9 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.bayesstruct-installed
 FMNIST := /usr/share/datasets/fashion-mnist
 PYTEST_ARGS ?=
+# test processes (pytest-xdist): one per core by default; PYTEST_WORKERS=0 runs in one process
+PYTEST_WORKERS ?= auto
+XDIST  := $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS))
 
 .PHONY: setup data demo test test-slow test-seeds lint docs gpu-check bench bench-scaling bench-compression bench-pruning bench-mcmc bench-rnn bench-ibp bench-hypergrad bench-nas bench-freeze bench-peers peers clean
 
@@ -34,16 +37,18 @@ demo: setup data
 	$(VENV)/bin/bayesstruct run --out runs/demo-$$(date +%Y%m%d-%H%M%S)
 
 test: setup data
-	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m "not slow" $(XDIST) $(PYTEST_ARGS)
 
 test-slow: setup data
-	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m slow $(XDIST) $(PYTEST_ARGS)
 
-# the stochastic tests on other draws: seed shifts 1-5 (every shift runs; fails if any failed)
+# the stochastic tests on other draws: seed shifts 1-5 by default (SEED_SHIFTS="..." for others;
+# every shift runs; fails if any failed)
+SEED_SHIFTS ?= 1 2 3 4 5
 test-seeds: setup data
-	@failed=""; for s in 1 2 3 4 5; do \
+	@failed=""; for s in $(SEED_SHIFTS); do \
 		echo "== seed shift $$s"; \
-		$(PY) -m pytest -q -m "stochastic and not slow" -p no:cacheprovider --seed-shift $$s \
+		$(PY) -m pytest -q -m "stochastic and not slow" -p no:cacheprovider --seed-shift $$s $(XDIST) \
 			$(PYTEST_ARGS) || failed="$$failed $$s"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "test-seeds: failed at seed shift(s):$$failed"; exit 1; fi

@@ -16,7 +16,10 @@ import torch
 from tests.helpers import SEED_SHIFT_ENV, seed, seed_shift
 
 os.environ.setdefault("MPLBACKEND", "Agg")
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# at most 2 torch threads a test process; under pytest-xdist (`make test` runs one worker per
+# core) the cores are shared out, so that workers never oversubscribe them
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(max(1, min(2, torch.get_num_threads(), (os.cpu_count() or 1) // _WORKERS)))
 
 
 def pytest_addoption(parser):
