@@ -75,7 +75,7 @@ def loss_difference(model, guide, x, y, n: int, elbo=None,
                     n_ref: int | None = None) -> tuple[float, float]:
     """``mean(guide.loss) - mean(Pyro ELBO loss)`` over ``n`` and ``n_ref`` (default ``n``)
     draws, and its standard error ``sqrt(var_ours / n + var_ref / n_ref)``: the two estimate
-    the same negative ELBO when the fast path is right. Pyro's side costs 10-20x ours a draw,
+    the same negative ELBO when the fast path is right. Pyro's side costs about 3x ours a draw,
     so a test buys most of its precision on our side and fewer reference draws."""
     import math
 
