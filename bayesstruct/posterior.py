@@ -469,8 +469,11 @@ def add_variational(idata: InferenceData, model,
               if d not in ("chain", "draw")}
     locs, scales = {}, {}
     weights = {s.name for s in model.weight_sites}
+    bounds = {ls.name: ls.bounds for ls in model.prior.latents if ls.bounds is not None}
     for name, (family, loc, scale) in factors.items():
         meta = {"family": family}
+        if name in bounds:  # a truncated factor: its interval in log space
+            meta["log_low"], meta["log_high"] = bounds[name]
         if name in weights:
             meta["prior_mode"] = _mode_attr(model.prior.mode(model.site(name)))
         c = {d: coords[d] for d in dims[name] if d in coords}
@@ -531,7 +534,8 @@ def weight_sites(idata: InferenceData) -> list[str]:
 def point_estimate(idata: InferenceData) -> dict[str, np.ndarray]:
     """Posterior mean of each site: the variational mean when there is one, else the draws' mean.
 
-    (For a ``LogNormal`` factor the mean is ``exp(loc + scale^2 / 2)``; ``Bernoulli`` factors
+    (For a ``LogNormal`` factor the mean is ``exp(loc + scale^2 / 2)``, for a
+    ``TruncatedLogNormal`` one the truncated moment; ``Bernoulli`` factors
     store their logits in ``loc``, ``Kumaraswamy`` ones ``(log a, b)``.)
     """
     out = {k: v.values for k, v in idata.posterior.mean(("chain", "draw")).data_vars.items()}
@@ -542,12 +546,24 @@ def point_estimate(idata: InferenceData) -> dict[str, np.ndarray]:
             elif loc.attrs.get("family") == "LogNormal":
                 scale = idata.variational_scale[name].values
                 out[name] = np.exp(loc.values + 0.5 * scale**2)
+            elif loc.attrs.get("family") == "TruncatedLogNormal":
+                out[name] = _truncated_mean(loc, idata.variational_scale[name].values)
             elif loc.attrs.get("family") == "Bernoulli":  # loc holds the logits
                 out[name] = 1.0 / (1.0 + np.exp(-loc.values))
             elif loc.attrs.get("family") == "Kumaraswamy":  # E v = b B(1 + 1/a, b)
                 a, b = np.exp(loc.values), idata.variational_scale[name].values
                 out[name] = np.exp(np.log(b) + _lbeta(1.0 + 1.0 / a, b))
     return out
+
+
+def _truncated_mean(loc, scale: np.ndarray) -> np.ndarray:
+    """``E[theta]`` of a truncated log-normal factor (its interval in ``loc``'s attributes)."""
+    from .priors.truncated import truncated_lognormal_log_moment
+
+    mu = torch.as_tensor(loc.values, dtype=torch.float64)
+    sd = torch.as_tensor(scale, dtype=torch.float64)
+    low, high = float(loc.attrs["log_low"]), float(loc.attrs["log_high"])
+    return torch.exp(truncated_lognormal_log_moment(mu, sd, low, high, 1)).numpy()
 
 
 def _lbeta(a: np.ndarray, b: np.ndarray) -> np.ndarray:

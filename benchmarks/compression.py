@@ -1,4 +1,4 @@
-"""Compression table: dense, magnitude pruning + retraining, sparse VD, BC-GNJ, BC-GHS.
+"""Compression table: dense, magnitude pruning + retraining, sparse VD, BC-GNJ, BC-GHS, SBP.
 
 For one architecture (LeNet-300-100 or LeNet-5-Caffe) on Fashion-MNIST, in one run:
 
@@ -8,8 +8,8 @@ For one architecture (LeNet-300-100 or LeNet-5-Caffe) on Fashion-MNIST, in one r
                 rounds with the kept fraction falling geometrically from 30 %, each followed
                 by retraining with the mask held at the training lr (``retrain_epochs`` in
                 all, split over the rounds);
-  sparse VD, BC-GNJ, BC-GHS -- the zoo entries ``<net>-sparsevd``, ``<net>-bc-gnj``,
-                ``<net>-bc-horseshoe`` through ``bayesstruct.runner.run`` (what
+  sparse VD, BC-GNJ, BC-GHS, SBP -- the zoo entries ``<net>-sparsevd``, ``<net>-bc-gnj``,
+                ``<net>-bc-horseshoe``, ``<net>-sbp`` through ``bayesstruct.runner.run`` (what
                 ``bayesstruct run`` does), with their own pruning rule.
 
 Columns: test error of the unpruned and of the pruned network, the test error of a plain
@@ -52,12 +52,14 @@ from _results import Output, add_output_args  # noqa: E402
 
 #: rounds of iterative magnitude pruning (at most one per retraining epoch)
 PRUNE_ROUNDS = 4
-METHODS = {"sparsevd": "sparse VD", "bc-gnj": "BC-GNJ", "bc-horseshoe": "BC-GHS"}
+METHODS = {"sparsevd": "sparse VD", "bc-gnj": "BC-GNJ", "bc-horseshoe": "BC-GHS", "sbp": "SBP"}
 ANCHORS = {  # published MNIST numbers (error %, compression |W|/|W != 0|) to quote beside
     "lenet300": "Published on MNIST: sparse VD LeNet-300-100 1.92% error at 68x "
                 "(Molchanov et al. 2017).",
     "lenet5": "Published on MNIST: sparse VD LeNet-5 0.75% error at 280x (Molchanov et al. "
-              "2017); BC LeNet-5 1.0% error at 108x (GNJ) / 156x (GHS) (Louizos et al. 2017).",
+              "2017); BC LeNet-5 1.0% error at 108x (GNJ) / 156x (GHS) (Louizos et al. 2017); SBP "
+              "LeNet-5-Caffe 20-50-800-500 -> 3-18-284-283 units at 0.86% error (0.68% dense) "
+              "(Neklyudov et al. 2017).",
 }
 
 
@@ -124,7 +126,9 @@ def _fmt(thresholds):
 def _rule(method, criterion, threshold, layers, prior):
     if criterion == "unit":
         score = ("-E_q[log theta_g] (the expected log group scale, Louizos et al. 2017)"
-                 if getattr(prior, "unit_rule", "snr") == "log_scale" else "log alpha_g")
+                 if getattr(prior, "unit_rule", "snr") == "log_scale" else
+                 "-2 log SNR_g of the unit's noise (Neklyudov et al. 2017)"
+                 if prior.kind == "sbp" else "log alpha_g")
         return (f"{method}: units with {score} >= a per-layer threshold, calibrated on the "
                 f"validation split ({_fmt(layers)})")
     return f"{method}: {criterion} >= {threshold}"

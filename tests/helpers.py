@@ -23,6 +23,7 @@ PRIOR_GRID = [
     ("ard", {"per": "unit", "hyper": "gamma", "a": 1.5, "b": 2.0}),
     ("horseshoe", {}),
     ("horseshoe", {"tau0": 0.1, "slab_scale": 2.0}),
+    ("sbp", {"log_low": -8.0, "init_log_scale": -1.0}),
 ]
 # the improper log-uniform priors: their KL is Molchanov's approximation, so they are checked
 # against their own references (tests/priors/test_sparsity_priors.py), not Pyro's ELBO

@@ -47,7 +47,7 @@ def test_every_catalog_entry_and_recipe_is_valid():
     ("prior.per=column", "prior.per", "'weight' or 'unit'"),
     ("prior.kind=spike_and_slab", "prior.kind", "gaussian, ard, log_uniform, horseshoe, ibp"),
     ("prior.hyper=jeffreys", "prior.hyper", "'gamma' or 'empirical_bayes'"),
-    ("inference.guide=laplace", "inference.guide", "'meanfield' or 'delta'"),
+    ("inference.guide=laplace", "inference.guide", "'meanfield', 'lognormal' or 'delta'"),
     ("inference.engine=gibbs", "inference.engine", "svi, nuts, hmc, sgld, psgld"),
     ("inference.lr_schedule=step", "inference.lr_schedule", "'constant' or 'cosine'"),
     ("net.kind=vgg", "net.kind", "'logreg', 'mlp', 'lenet300', 'lenet5', 'rnn', 'gru', "

@@ -33,6 +33,11 @@ class Delta(Guide):
             raise ValueError(
                 f"guide 'delta' with the improper prior {prior.kind} has no MAP (the density "
                 "is unbounded at zero); use guide 'meanfield'")
+        if any(ls.bounds is not None for ls in prior.latents):
+            raise ValueError(
+                f"guide 'delta' with prior {prior.kind} has no MAP: the truncated log-uniform "
+                "density 1/theta is largest at the interval's lower end, where every unit would "
+                "go; use guide 'lognormal' (weights='point' keeps the weights point estimates)")
         if getattr(prior, "kind", "") == "ard" and prior.empirical_bayes:
             raise ValueError(
                 "guide 'delta' with prior ard (hyper=empirical_bayes) collapses: the update "

@@ -50,10 +50,12 @@ from torch import Tensor, nn
 from ..layers import family_of
 from ..models.bayesnet import BayesianNet
 from ..parallel import per_example
+from ..priors.base import LatentSite
+from ..priors.truncated import TruncatedLogNormal
 from .base import Guide, site_key
 from .fused import LayerKL, lrt_linear_kl
 
-__all__ = ["LRTLayer", "MeanField", "local_reparam_obstacle", "lrt_twin"]
+__all__ = ["LRTLayer", "MeanField", "latent_factor", "local_reparam_obstacle", "lrt_twin"]
 
 
 def _inv_softplus(y: float) -> float:
@@ -71,12 +73,23 @@ def _bernoulli(loc: Tensor, scale: Tensor | None) -> dist.Distribution:
 
 
 #: family -> q's distribution from (loc, scale): log-normal / normal scales, the IBP's
-#: Kumaraswamy sticks (loc = log a, scale = b) and Bernoulli masks (loc = logit)
+#: Kumaraswamy sticks (loc = log a, scale = b) and Bernoulli masks (loc = logit); the
+#: truncated log-normal of Structured Bayesian Pruning takes its bounds from the latent
 _LATENT_FAMILIES = {"lognormal": dist.LogNormal, "normal": dist.Normal,
-                    "kumaraswamy": _kumaraswamy, "bernoulli": _bernoulli}
+                    "kumaraswamy": _kumaraswamy, "bernoulli": _bernoulli,
+                    "truncated_lognormal": TruncatedLogNormal}
 _FAMILY_NAMES = {"lognormal": "LogNormal", "normal": "Normal", "kumaraswamy": "Kumaraswamy",
-                 "bernoulli": "Bernoulli"}
+                 "bernoulli": "Bernoulli", "truncated_lognormal": "TruncatedLogNormal"}
 _NO_SCALE = ("bernoulli",)
+
+
+def latent_factor(latent: LatentSite, loc: Tensor, scale: Tensor | None) -> dist.Distribution:
+    """``q`` of one hyper-latent from its variational ``(loc, scale)`` (batch-shaped like the
+    latent), in the latent's family."""
+    family = _LATENT_FAMILIES[latent.family]
+    if latent.family == "truncated_lognormal":
+        return family(loc, scale, *latent.bounds)
+    return family(loc, scale)
 
 
 class LRTLayer(nn.Module):
@@ -95,7 +108,7 @@ class LRTLayer(nn.Module):
 
     def _params(self) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
         loc, var = self.state["loc"], self.state["var"]
-        w, vw = loc[self.weight_name], var[self.weight_name]
+        w, vw = loc[self.weight_name], var.get(self.weight_name)
         if self.bias_name is None:
             return w, vw, None, None
         return w, vw, loc[self.bias_name], var.get(self.bias_name)
@@ -111,7 +124,7 @@ class LRTLayer(nn.Module):
         if zeta is not None and not family.scales_output:  # per-example group scales
             x = x * zeta.view(*zeta.shape, *([1] * (x.dim() - 2)))  # (w = z * w~, non-centred)
         out = family.forward(self.layer, w, b, x)
-        if not self.state.get("mean_only"):
+        if not self.state.get("mean_only") and vw is not None:  # else a point-estimated weight
             sd = family.variance(self.layer, vw, vb, x).add_(1e-16).sqrt_()  # in place
             eps = per_example(lambda n: torch.randn((n, *out.shape[1:]), dtype=out.dtype,
                                                     device=out.device), out.shape[0])
@@ -333,7 +346,7 @@ class MeanField(Guide):
         estimates have none."""
         out = {}
         for s in self.model.sites:
-            if s.role != "point":
+            if site_key(s.name) in self.log_var:  # point estimates have none
                 v = self.log_var[site_key(s.name)]
                 out[s.name] = v if v.shape == s.shape else v.expand(s.shape)
         return out
@@ -350,7 +363,7 @@ class MeanField(Guide):
     def latent_factors(self) -> dict[str, dist.Distribution]:
         """``q`` of every hyper-latent (batch-shaped like the latent)."""
         loc, scale = self.latent_params()
-        return {ls.name: _LATENT_FAMILIES[ls.family](loc[ls.name], scale.get(ls.name))
+        return {ls.name: latent_factor(ls, loc[ls.name], scale.get(ls.name))
                 for ls in self.model.prior.latents}
 
     # -- Pyro guide -----------------------------------------------------------------------------
@@ -362,7 +375,7 @@ class MeanField(Guide):
             for ls in self.model.prior.latents:
                 pyro.sample(ls.name, factors[ls.name].to_event(len(ls.shape)))
             for s in self.model.sites:
-                q = (dist.Delta(loc[s.name], event_dim=len(s.shape)) if s.role == "point" else
+                q = (dist.Delta(loc[s.name], event_dim=len(s.shape)) if s.name not in scale else
                      dist.Normal(loc[s.name], scale[s.name]).to_event(len(s.shape)))
                 pyro.sample(s.name, q)
 
@@ -381,7 +394,7 @@ class MeanField(Guide):
         if not self.local:
             var = {k: torch.exp(v) for k, v in log_var.items()}
             out = self.output(x, loc, var, lat_loc, lat_scale)
-            kl = model.prior.kl(loc, log_var, lat_loc, lat_scale, q_var=var)
+            kl = self._prior_kl(loc, log_var, lat_loc, lat_scale, var)
         else:
             scales = model.prior.input_scales(lat_loc, lat_scale, x.shape[0])
             fused = self._fused_sites(lat_loc, lat_scale, scales)
@@ -393,11 +406,17 @@ class MeanField(Guide):
                 parts, done = self._state["kl_parts"], self._state["kl_done"]
             finally:
                 self._state.clear()
-            kl = model.prior.kl(loc, log_var, lat_loc, lat_scale, q_var=var, skip=done)
+            kl = self._prior_kl(loc, log_var, lat_loc, lat_scale, var, done)
             for part in parts:
                 kl = kl + part
         nll = model.likelihood.nll(out, y) * self._scale_n(x)
         return nll + model.kl_weight * kl
+
+    def _prior_kl(self, loc: dict[str, Tensor], log_var: dict[str, Tensor],
+                  lat_loc: dict[str, Tensor], lat_scale: dict[str, Tensor],
+                  var: dict[str, Tensor] | None = None, skip: Collection[str] = ()) -> Tensor:
+        """``E_q KL(q || p)`` of the sites not in ``skip`` (:meth:`Prior.kl`)."""
+        return self.model.prior.kl(loc, log_var, lat_loc, lat_scale, q_var=var, skip=skip)
 
     def _fused_sites(self, lat_loc, lat_scale, scales) -> dict[str, LayerKL | None]:
         """``weight -> LayerKL`` of the layers that compute their KL themselves this step
@@ -453,7 +472,7 @@ class MeanField(Guide):
 
     def kl(self) -> Tensor:
         """``E_q KL(q || p)`` in closed form (the prior's :meth:`~Prior.kl`)."""
-        return self.model.prior.kl(self.locs(), self.log_variances(), *self.latent_params())
+        return self._prior_kl(self.locs(), self.log_variances(), *self.latent_params())
 
     # -- reading the posterior ------------------------------------------------------------------
     @torch.no_grad()

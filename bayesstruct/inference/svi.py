@@ -133,11 +133,12 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
     ranks = parallel.ranks()
     if not isinstance(guide, Guide):
         if ranks.world > 1:
-            raise ValueError("a data-parallel run needs a bayesstruct guide (meanfield, delta), "
+            raise ValueError("a data-parallel run needs a bayesstruct guide (meanfield, "
+                             "lognormal, delta), "
                              f"not {type(guide).__name__}")
         if checkpoint_dir is not None or resume or lr_schedule != "constant":
             raise ValueError("checkpoints, resume and lr schedules need a bayesstruct guide "
-                             f"(meanfield, delta), not {type(guide).__name__}")
+                             f"(meanfield, lognormal, delta), not {type(guide).__name__}")
         return _svi_pyro(model, guide, train, val, epochs=epochs, batch_size=batch_size, lr=lr,
                          kl_weight=kl_weight, seed=seed, num_draws=num_draws, progress=progress,
                          history_path=history_path)
@@ -420,10 +421,12 @@ def _svi_pyro(model, guide, train: Split, val: Split | None, *, epochs, batch_si
 class SVIConfig(EngineConfig):
     """``engine: svi`` (the default): :func:`svi` with the guide ``guide`` (``meanfield``:
     :class:`~bayesstruct.guides.MeanField` with ``init_scale``, ``covariance`` and ``reparam``;
-    ``delta``: a MAP point estimate)."""
+    ``lognormal``: :class:`~bayesstruct.guides.LogNormal`, log-normal unit factors over
+    ``weights: point`` (default) or ``meanfield`` weights; ``delta``: a MAP point estimate)."""
 
     engine: Literal["svi"] = "svi"
-    guide: Literal["meanfield", "delta"] = "meanfield"
+    guide: Literal["meanfield", "lognormal", "delta"] = "meanfield"
+    weights: Literal["point", "meanfield"] | None = None
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(128, ge=1)
     lr: float = Field(1e-3, gt=0)
@@ -445,6 +448,8 @@ class SVIConfig(EngineConfig):
     supports_init_from: ClassVar[bool] = True
 
     def summary(self) -> str:
+        if self.guide == "lognormal":
+            return f"guide lognormal ({self.weights or 'point'} weights)"
         return f"guide {self.guide}"
 
     def check_resume(self, saved: dict[str, Any], checkpoint_dir: Path,
@@ -483,12 +488,34 @@ def fit_svi(cfg: SVIConfig, model: BayesianNet, data: Dataset, options: FitOptio
     if cfg.guide == "delta" and model.prior.discrete:
         raise ConfigError(f"inference.guide: 'delta' cannot hold the {model.prior.kind} "
                           "prior's discrete masks; allowed with it: meanfield")
-    if cfg.max_scale is not None and cfg.guide != "meanfield":
-        raise ConfigError("inference.max_scale bounds the meanfield guide's scales; guide "
-                          f"{cfg.guide!r} has none (allowed with it: null)")
-    guide_kw = ({"init_scale": cfg.init_scale, "covariance": cfg.covariance,
-                 "reparam": cfg.reparam, "max_scale": cfg.max_scale,
-                 "max_scale_sites": cfg.max_scale_sites} if cfg.guide == "meanfield" else {})
+    if cfg.weights is not None and cfg.guide != "lognormal":
+        raise ConfigError(f"inference.weights chooses the lognormal guide's weights; guide "
+                          f"{cfg.guide!r} has no such choice (allowed with it: null)")
+    weights = cfg.weights or "point"
+    if cfg.max_scale is not None and not (cfg.guide == "meanfield" or (
+            cfg.guide == "lognormal" and weights == "meanfield")):
+        raise ConfigError("inference.max_scale bounds mean-field weights' scales; guide "
+                          f"{cfg.guide!r}" + (" with weights: point" if cfg.guide == "lognormal"
+                                             else "") + " has none (allowed with it: null)")
+    guide_kw: dict[str, Any] = {}
+    if cfg.guide in ("meanfield", "lognormal"):
+        guide_kw = {"init_scale": cfg.init_scale, "reparam": cfg.reparam,
+                    "max_scale": cfg.max_scale, "max_scale_sites": cfg.max_scale_sites}
+    if cfg.guide == "meanfield":
+        guide_kw["covariance"] = cfg.covariance
+    elif cfg.guide == "lognormal":
+        if cfg.covariance != "diagonal":
+            raise ConfigError("inference.covariance: the lognormal guide's weights are "
+                              "diagonal; allowed with it: diagonal")
+        guide_kw["weights"] = weights
+        reason = guides_mod.lognormal_obstacle(model.prior)
+        if reason is not None:
+            raise ConfigError(f"inference.guide: 'lognormal' cannot hold prior "
+                              f"{model.prior.kind!r}: {reason}; allowed with it: meanfield")
+    if cfg.guide == "delta" and any(ls.bounds is not None for ls in model.prior.latents):
+        raise ConfigError(f"inference.guide: 'delta' has no MAP under the {model.prior.kind} "
+                          "prior (its density 1/theta is largest at the interval's lower end, "
+                          "where every unit would go); allowed with it: lognormal, meanfield")
     return svi(model, guides_mod.get(cfg.guide, **guide_kw), data, epochs=cfg.epochs,
                batch_size=cfg.batch_size, lr=cfg.lr, lr_schedule=cfg.lr_schedule,
                kl_weight=cfg.kl_weight, kl_warmup_epochs=cfg.kl_warmup_epochs,

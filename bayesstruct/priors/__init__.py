@@ -18,16 +18,18 @@ from .ard import ARD, ARDConfig
 from .loguniform import LogUniform, LogUniformConfig
 from .horseshoe import Horseshoe, HorseshoeConfig
 from .ibp import IBP, IBPConfig
+from .sbp import SBP, SBPConfig
 # isort: on
 
 __all__ = ["ARD", "IBP", "PRIORS", "ARDConfig", "Gaussian", "GaussianConfig", "Horseshoe",
            "HorseshoeConfig", "IBPConfig", "LatentSite", "LogUniform", "LogUniformConfig",
-           "ParamSite", "Prior", "PriorConfig", "from_config", "get", "param_sites"]
+           "ParamSite", "Prior", "PriorConfig", "SBP", "SBPConfig", "from_config", "get",
+           "param_sites"]
 
 
 def get(kind: str, **kwargs) -> Prior:
     """A prior by registry name (a key of :data:`PRIORS`: ``gaussian``, ``ard``,
-    ``log_uniform``, ``horseshoe``, ``ibp``) and its constructor's arguments."""
+    ``log_uniform``, ``horseshoe``, ``ibp``, ``sbp``) and its constructor's arguments."""
     try:
         cls = PRIORS[kind]
     except KeyError:

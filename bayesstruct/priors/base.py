@@ -81,9 +81,11 @@ class LatentSite:
     """A hyper-latent emitted by a prior (a precision, a group scale).
 
     ``family`` is the variational family guides give it: ``"lognormal"`` for positive latents
-    (precisions, horseshoe scales), ``"normal"`` for real ones (the normal-Jeffreys group
-    scale z of Bayesian Compression). ``init_loc`` / ``init_scale`` are the guide's starting
-    location (log-space for log-normals) and scale (``None``: the guide's default).
+    (precisions, horseshoe scales), ``"truncated_lognormal"`` for positive ones with
+    ``log value`` in ``bounds`` (Structured Bayesian Pruning's noise), ``"normal"`` for real
+    ones (the normal-Jeffreys group scale z of Bayesian Compression). ``init_loc`` /
+    ``init_scale`` are the guide's starting location (log-space for log-normals) and scale
+    (``None``: the guide's default).
     """
 
     name: str  # "fc1.weight.alpha"
@@ -93,6 +95,7 @@ class LatentSite:
     family: str = "lognormal"
     init_loc: float | Tensor = 0.0  # a number, or one per element
     init_scale: float | None = None
+    bounds: tuple[float, float] | None = None  # (low, high) of log-space, truncated families
 
 
 _DIM_SUFFIX = {2: ("out", "in"), 4: ("out", "in", "kh", "kw"), 3: ("out", "in", "k")}

@@ -67,5 +67,5 @@ def test_recipe_bound_on_the_delta_guide_is_refused():
     cfg = resolve("ard-logreg-digits01", "svi-meanfield",
                   ["inference.guide=delta", "inference.max_scale=0.1", "inference.epochs=1"])
     ds = load_data(cfg)
-    with pytest.raises(ConfigError, match="inference.max_scale bounds the meanfield guide"):
+    with pytest.raises(ConfigError, match="inference.max_scale bounds mean-field weights"):
         fit_svi(cfg.inference, build_model(cfg, ds), ds, FitOptions())

@@ -67,14 +67,13 @@ def test_prior_kl_vs_monte_carlo(kind, kw):
     torch.manual_seed(seed(3))
     with torch.no_grad():
         exact = float(guide.kl())
-        lat_loc, lat_scale = guide.latent_params()
+        factors = guide.latent_factors()  # log-normal, or SBP's truncated log-normal
         loc, scale = guide.locs(), guide.scales()
         samples = []
         for _ in range(4000):
-            lat = {k: dist.LogNormal(lat_loc[k], lat_scale[k]).sample() for k in lat_loc}
+            lat = {k: f.sample() for k, f in factors.items()}
             w = {k: dist.Normal(loc[k], scale[k]).sample() for k in loc}
-            log_q = sum(dist.LogNormal(lat_loc[k], lat_scale[k]).log_prob(v).sum()
-                        for k, v in lat.items()) + sum(
+            log_q = sum(factors[k].log_prob(v).sum() for k, v in lat.items()) + sum(
                 dist.Normal(loc[k], scale[k]).log_prob(v).sum() for k, v in w.items())
             samples.append(float(log_q - model.prior.log_prob(w, lat)))
     t = torch.tensor(samples, dtype=torch.float64)
