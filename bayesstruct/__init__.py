@@ -31,11 +31,11 @@ from . import (
     training,
 )
 from .distributions import IndianBuffetProcess
-from .guides import Delta, MeanField
+from .guides import Delta, LogNormal, MeanField
 from .inference import svi
 from .models import BayesianNet
 from .predict import predict
-from .priors import ARD, IBP, Gaussian
+from .priors import ARD, IBP, SBP, Gaussian
 from .sweep import run_sweep
 
 with _warnings.catch_warnings():
@@ -54,7 +54,9 @@ __all__ = [
     "Gaussian",
     "IBP",
     "IndianBuffetProcess",
+    "LogNormal",
     "MeanField",
+    "SBP",
     "config",
     "data",
     "distributions",

@@ -21,10 +21,12 @@ bytes store (k-means shared weights, centroids fine-tuned on the training split 
 ``pruning.finetune_epochs`` epochs, Han et al. 2016), the bit-precision bytes (Louizos et al.
 2017) with the test error of the network rounded to those bits, training time. The table is
 printed and written, as the architecture's section, into ``DIR/RESULTS.md`` (``--out DIR``; default
-``runs/benchmarks/``), or with ``--write-results`` into the tracked ``benchmarks/RESULTS.md``.
+``runs/benchmarks/``), or with ``--write-results`` into the tracked ``benchmarks/RESULTS.md``;
+``--methods`` runs a subset beside the dense network and writes it as a section of its own
+(``compression:lenet300:sbp``), leaving the full table as it was.
 
     python benchmarks/compression.py --net lenet300 [--epochs 30] [--data-dir DIR]
-        [--out DIR] [--write-results]
+        [--methods sparsevd,bc-gnj,bc-horseshoe,sbp] [--out DIR] [--write-results]
 """
 
 from __future__ import annotations
@@ -58,8 +60,8 @@ ANCHORS = {  # published MNIST numbers (error %, compression |W|/|W != 0|) to qu
                 "(Molchanov et al. 2017).",
     "lenet5": "Published on MNIST: sparse VD LeNet-5 0.75% error at 280x (Molchanov et al. "
               "2017); BC LeNet-5 1.0% error at 108x (GNJ) / 156x (GHS) (Louizos et al. 2017); SBP "
-              "LeNet-5-Caffe 20-50-800-500 -> 3-18-284-283 units at 0.86% error (0.68% dense) "
-              "(Neklyudov et al. 2017).",
+              "LeNet-5-Caffe 20-50-800-500 -> 3-18-284-283 units at 0.86% error (the dense "
+              "network: 0.80%) (Neklyudov et al. 2017).",
 }
 
 
@@ -90,20 +92,25 @@ def _point_row(name, net, ds, masks, seconds, pc, seed, unpruned):
     small = pruning.prune(net, masks)
     speedup = (pruning.inference_seconds(net, ds.test.x)
                / pruning.inference_seconds(small, ds.test.x))
-    return _row(name, unpruned, _error(masked, ds.test), summary, seconds, speedup)
+    macs = (pruning.count_macs(net, ds.test.x[:1]), pruning.count_macs(small, ds.test.x[:1]))
+    return _row(name, unpruned, _error(masked, ds.test), summary, seconds, speedup, macs=macs)
 
 
 def _err(acc):
     return "n/a" if acc is None else f"{100.0 * (1.0 - acc):.2f}"
 
 
-def _row(name, unpruned, error, summary, seconds, speedup, scratch=None):
+def _row(name, unpruned, error, summary, seconds, speedup, scratch=None, macs=None):
     layers = summary["layers"]
     units = "-".join([str(layer["in_units_kept"]) for layer in layers]
                      + [str(layers[-1]["out_units_kept"])])
+    hidden = [layer["out_units_kept"] for layer in layers[:-1]]
+    hidden_total = sum(layer["out_units"] for layer in layers[:-1])
     return [name, f"{unpruned:.2f}", f"{error:.2f}",
             "n/a" if scratch is None else f"{scratch:.2f}",
             f"{100 * summary['weights_kept_fraction']:.2f}", units,
+            f"{100 * (1 - sum(hidden) / hidden_total):.1f}",
+            f"{macs[1]:,} ({macs[0] / macs[1]:.2f}x fewer)" if macs else "n/a",
             f"{summary['sparsity_ratio']:.1f}x", str(summary["deep_compression_bytes"]),
             f"{summary['deep_compression_ratio']:.1f}x", _err(summary.get("acc_quantised")),
             str(summary["bit_precision_bytes"]), f"{summary['bit_precision_ratio']:.1f}x",
@@ -112,7 +119,8 @@ def _row(name, unpruned, error, summary, seconds, speedup, scratch=None):
 
 HEADER = ["method", "test error (%), unpruned", "test error (%)",
           "test error (%), same mask trained from scratch", "weights kept (%)",
-          "units kept per layer", "|W|/|W!=0|",
+          "units kept per layer", "hidden units removed (%)",
+          "multiply-adds per example, pruned net", "|W|/|W!=0|",
           "bytes (k-means+Huffman)", "ratio vs float32", "test error (%), k-means net",
           "bytes (bit precision)", "ratio vs float32", "test error (%), rounded net",
           "pruned-net inference speed-up", "train time (s)"]
@@ -151,6 +159,9 @@ def main() -> None:
                     help="use only this many training examples (for a quick run)")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--methods", default=",".join(METHODS),
+                    help=f"comma-separated zoo methods to run beside the dense network (default: "
+                         f"all, {','.join(METHODS)}; the magnitude baseline needs sparsevd)")
     ap.add_argument("--set", dest="overrides", action="append", default=[],
                     help="extra key=value overrides for the zoo runs (as bayesstruct run --set)")
     add_output_args(ap)
@@ -164,8 +175,12 @@ def main() -> None:
         overrides.append(f"data.data_dir={args.data_dir}")
     if args.epochs:
         overrides.append(f"inference.epochs={args.epochs}")
+    chosen = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = sorted(set(chosen) - set(METHODS))
+    if unknown or not chosen:
+        ap.error(f"--methods {args.methods!r}: unknown {unknown}; allowed: {', '.join(METHODS)}")
     cfgs = {m: resolve(f"{args.net}-{m}", None, [*overrides, f"seed={args.seed}"])
-            for m in METHODS}
+            for m in chosen}
     labels = dict(METHODS)
     for m in list(cfgs):  # an entry that bounds q's scales: its unbounded twin beside it
         if cfgs[m].inference.max_scale is not None:
@@ -173,6 +188,13 @@ def main() -> None:
             cfgs[twin] = resolve(f"{args.net}-{m}", None, [*overrides, f"seed={args.seed}",
                                                             "inference.max_scale=null"])
             labels[twin] = f"{METHODS[m]}, q unbounded"
+    if "sbp" in cfgs:  # the log-normal guide's other choice: mean-field weights underneath
+        extra = ["inference.weights=meanfield"]
+        if args.net == "lenet300":  # bounded like the Bayesian Compression entries' first layer
+            extra += ["inference.max_scale=0.2", 'inference.max_scale_sites=["fc1.*"]']
+        cfgs["sbp-meanfield"] = resolve(f"{args.net}-sbp", None,
+                                        [*overrides, f"seed={args.seed}", *extra])
+        labels["sbp-meanfield"] = "SBP, mean-field weights"
     first = next(iter(cfgs.values()))
     epochs, lr, bs = first.inference.epochs, first.inference.lr, first.inference.batch_size
     pc = first.pruning
@@ -198,7 +220,8 @@ def main() -> None:
                              metrics["compression"], metrics["train_seconds"],
                              metrics["test_inference_seconds_dense"]
                              / metrics["test_inference_seconds_pruned"],
-                             scratch=_error(scratch, ds.test)))
+                             scratch=_error(scratch, ds.test),
+                             macs=(metrics["macs_dense"], metrics["macs_pruned"])))
 
     print(f"== dense: {epochs} epochs", flush=True)
     torch.manual_seed(args.seed)
@@ -207,12 +230,16 @@ def main() -> None:
     dense_err = _error(dense, ds.test)
     dense_row = _point_row("dense", dense, ds, None, t_dense, pc, args.seed, dense_err)
 
-    kept = results["sparsevd"]["compression"]["weights_kept_fraction"]
     retrain = args.retrain_epochs or max(1, epochs // 3)
+    rounds = min(PRUNE_ROUNDS, retrain)
+    if "sparsevd" not in results:  # the magnitude baseline prunes to sparse VD's level
+        _finish(args, out, ds, cfgs, labels, results, [dense_row, *rows], epochs, retrain,
+                rounds, pc)
+        return
+    kept = results["sparsevd"]["compression"]["weights_kept_fraction"]
     # iterative pruning (Han et al. 2015, Sec. 3.5): one-shot pruning to sparse VD's level
     # followed by retraining at a tenth of the learning rate left LeNet-5 near chance; prune
     # in geometric steps from 30 % kept, retraining at the training lr after each step
-    rounds = min(PRUNE_ROUNDS, retrain)
     print(f"== magnitude pruning to {100 * kept:.2f}% kept in {rounds} rounds, retrain "
           f"{retrain} epochs", flush=True)
     pruned, t_retrain = dense, 0.0
@@ -226,7 +253,12 @@ def main() -> None:
     mag_row = _point_row("magnitude + retrain", pruned, ds, masks, t_dense + t_retrain, pc,
                          args.seed, dense_err)
 
-    rows = [dense_row, mag_row, *rows]
+    _finish(args, out, ds, cfgs, labels, results, [dense_row, mag_row, *rows], epochs, retrain,
+            rounds, pc)
+
+
+def _finish(args, out, ds, cfgs, labels, results, rows, epochs, retrain, rounds, pc) -> None:
+    """Print the table and write it, with how it was measured, as the net's section."""
     print()
     print(format_table(rows, HEADER))
     thresholds = {m: (r["criterion"], r["threshold"], r["layer_thresholds"])
@@ -237,11 +269,14 @@ def main() -> None:
     flags = [f"--{k.replace('_', '-')} {v}" for k, v in (("epochs", args.epochs),
                                                           ("train_size", args.train_size)) if v]
     flags += [f"--set {o}" for o in args.overrides]
+    if set(cfgs) - {f"{m}-unbounded" for m in METHODS} != set(METHODS):
+        flags.append(f"--methods {args.methods}")
     cmd = " ".join(["python benchmarks/compression.py --net", args.net, *flags])
     text = (f"Measured {when} on {machine} (CPU), torch {torch.__version__}; command "
-            f"`{cmd}`; Fashion-MNIST ({size}), {epochs} epochs each (the magnitude baseline: "
-            f"{epochs} dense + {retrain} retraining epochs over {rounds} rounds of iterative "
-            f"pruning). Errors are of the unpruned and the pruned network "
+            f"`{cmd}`; Fashion-MNIST ({size}), {epochs} epochs each"
+            + (f" (the magnitude baseline: {epochs} dense + {retrain} retraining epochs over "
+               f"{rounds} rounds of iterative pruning)" if "sparsevd" in results else "")
+            + ". Errors are of the unpruned and the pruned network "
             f"(posterior mean for the Bayesian methods; the magnitude baseline's unpruned "
             f"network is the dense one); 'same mask trained from scratch': a plain network "
             f"with the method's weight mask trained from the dense network's initialisation "
@@ -254,14 +289,20 @@ def main() -> None:
             f"significand bits, 23 for the point estimates). Pruning rules: "
             + "; ".join(_rule(labels[m], c, t, lt, cfgs[m].prior)
                         for m, (c, t, lt) in thresholds.items())
+            + "".join(f". {labels[m]}: weights point-estimated (the paper's setting)"
+                      for m, c in cfgs.items() if c.inference.weights in (None, "point")
+                      and c.inference.guide == "lognormal")
             + "".join(f". {labels[m]}: the guide's standard deviations of "
                       f"{', '.join(c.inference.max_scale_sites)} bounded at "
-                      f"{c.inference.max_scale:g} (`inference.max_scale`; the 'q unbounded' "
-                      f"row drops the bound)" for m, c in cfgs.items()
+                      f"{c.inference.max_scale:g} (`inference.max_scale`"
+                      + ("; the 'q unbounded' row drops the bound)" if m != "sbp-meanfield"
+                         else ")") for m, c in cfgs.items()
                       if c.inference.max_scale is not None)
             + ".\n\n" + _markdown(rows) + "\n\n" + ANCHORS[args.net])
     print("\n" + text)
-    out.section(f"compression:{args.net}", text)
+    subset = [m for m in METHODS if m in cfgs]
+    out.section(f"compression:{args.net}" + ("" if len(subset) == len(METHODS) else
+                                             f":{'+'.join(subset)}"), text)
 
 
 if __name__ == "__main__":
