@@ -81,14 +81,20 @@ def truncated_lognormal_log_moment(mu: Tensor, sigma: Tensor, a: float, b: float
             + log_ndtr_diff(alpha - k * sigma, beta - k * sigma) - log_ndtr_diff(alpha, beta))
 
 
-def truncated_lognormal_log_snr(mu: Tensor, sigma: Tensor, a: float, b: float) -> Tensor:
-    """``log SNR = log E[theta] - 1/2 log Var[theta]``, ``Var = E[theta^2] - E[theta]^2``
-    (in log space: ``log Var = log E[theta^2] + log(1 - exp(2 log E[theta] - log E[theta^2]))``).
-    A unit is removed by the paper's rule when ``SNR < 1``."""
+def _log_mean_and_variance(mu: Tensor, sigma: Tensor, a: float, b: float
+                           ) -> tuple[Tensor, Tensor]:
+    """``(log E[theta], log Var[theta])``, ``Var = E[theta^2] - E[theta]^2`` in log space:
+    ``log Var = log E[theta^2] + log(1 - exp(2 log E[theta] - log E[theta^2]))``."""
     m1 = truncated_lognormal_log_moment(mu, sigma, a, b, 1)
     m2 = truncated_lognormal_log_moment(mu, sigma, a, b, 2)
-    log_var = m2 + _log1mexp(2.0 * m1 - m2)
-    return m1 - 0.5 * log_var
+    return m1, m2 + _log1mexp(2.0 * m1 - m2)
+
+
+def truncated_lognormal_log_snr(mu: Tensor, sigma: Tensor, a: float, b: float) -> Tensor:
+    """``log SNR = log E[theta] - 1/2 log Var[theta]``. A unit is removed by the paper's rule
+    when ``SNR < 1``."""
+    log_mean, log_var = _log_mean_and_variance(mu, sigma, a, b)
+    return log_mean - 0.5 * log_var
 
 
 def truncated_normal_icdf(mu: Tensor, sigma: Tensor, a: float, b: float, u: Tensor) -> Tensor:
@@ -156,9 +162,7 @@ class TruncatedLogNormal(dist.TorchDistribution):
 
     @property
     def variance(self) -> Tensor:
-        m1 = truncated_lognormal_log_moment(self.loc, self.scale, self.low, self.high, 1)
-        m2 = truncated_lognormal_log_moment(self.loc, self.scale, self.low, self.high, 2)
-        return torch.exp(m2 + _log1mexp(2.0 * m1 - m2))
+        return torch.exp(_log_mean_and_variance(self.loc, self.scale, self.low, self.high)[1])
 
 
 class TruncatedLogUniform(dist.TorchDistribution):
