@@ -12,6 +12,7 @@ from __future__ import annotations
 import warnings as _warnings
 
 from . import (
+    collapse,
     config,
     data,
     distributions,
@@ -30,6 +31,7 @@ from . import (
     sweep,
     training,
 )
+from .collapse import check_collapse
 from .distributions import IndianBuffetProcess
 from .guides import Delta, LogNormal, MeanField
 from .inference import svi
@@ -57,6 +59,8 @@ __all__ = [
     "LogNormal",
     "MeanField",
     "SBP",
+    "check_collapse",
+    "collapse",
     "config",
     "data",
     "distributions",

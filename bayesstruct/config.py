@@ -102,6 +102,10 @@ class NetConfig(_Strict):
                   "conv1d"]
     hidden: list[Annotated[int, Field(ge=1)]] = []
     activation: Literal["relu", "tanh", "elu"] = "relu"
+    #: a state dict of this network (``torch.save(net.state_dict(), path)``, or another run's
+    #: ``network/posterior_mean.pt``) whose weights start the fit: the guide's means start
+    #: there (a pretrained start, as Neklyudov et al. 2017 and Molchanov et al. 2017 prune)
+    init_weights: str | None = None
 
 
 #: ``prior:``: one registered prior's config (``priors/<kind>.py``), chosen by ``kind``
@@ -159,6 +163,17 @@ class PruningConfig(_Strict):
     snr_curve: bool = True
 
 
+class CollapseCheckConfig(_Strict):
+    """The collapse check of a variational run (:mod:`bayesstruct.collapse`): the
+    posterior-mean network against a plain fit of the same net of at most ``plain_steps``
+    minibatch steps, on the validation split; a warning when its accuracy is more than
+    ``tolerance`` below (and McNemar's paired counts say it is beyond chance)."""
+
+    enabled: bool = True
+    tolerance: float = Field(0.02, ge=0, le=1)
+    plain_steps: int = Field(1000, ge=1)
+
+
 class _EntryCore(_Strict):
     name: str = ""
     description: str = ""
@@ -167,6 +182,7 @@ class _EntryCore(_Strict):
     prior: PriorConfig | None = None
     likelihood: Literal["categorical", "bernoulli"] = "categorical"
     pruning: PruningConfig = PruningConfig()
+    collapse_check: CollapseCheckConfig = CollapseCheckConfig()
     seed: Seed = 0
 
     @model_validator(mode="after")

@@ -41,7 +41,7 @@ from torch import Tensor, nn
 
 from .errors import ConfigError
 
-__all__ = ["TIMEOUT_ENV", "Ranks", "Shard", "all_reduce_mean", "backend_for", "barrier",
+__all__ = ["TIMEOUT_ENV", "Ranks", "Shard", "all_reduce_mean", "alone", "backend_for", "barrier",
            "check_devices", "launched", "mean_scale", "nll_scale", "per_example", "ranks",
            "session", "shard", "shard_of", "wrap"]
 
@@ -77,6 +77,8 @@ class Shard:
 
 _SHARD: contextvars.ContextVar[Shard | None] = contextvars.ContextVar("bayesstruct_shard",
                                                                       default=None)
+_ALONE: contextvars.ContextVar[bool] = contextvars.ContextVar("bayesstruct_alone",
+                                                             default=False)
 
 
 def launched() -> bool:
@@ -86,11 +88,27 @@ def launched() -> bool:
 
 
 def ranks() -> Ranks:
-    """This process's rank and world size (``Ranks()`` outside a process group)."""
+    """This process's rank and world size (``Ranks()`` outside a process group, and inside
+    :func:`alone`)."""
+    if _ALONE.get():
+        return Ranks()
     if dist.is_available() and dist.is_initialized():
         return Ranks(dist.get_rank(), dist.get_world_size(),
                      int(os.environ.get("LOCAL_RANK", "0")))
     return Ranks()
+
+
+@contextlib.contextmanager
+def alone() -> Iterator[None]:
+    """Run the block as a single process even inside a process group: :func:`ranks` says
+    world 1, so training wraps no DistributedDataParallel, shards nothing and waits for no
+    other rank (rank 0's own work after the ranks have finished, e.g. the collapse check's
+    plain fit)."""
+    token = _ALONE.set(True)
+    try:
+        yield
+    finally:
+        _ALONE.reset(token)
 
 
 def backend_for(device: str | torch.device) -> str:

@@ -23,10 +23,13 @@ bytes store (k-means shared weights, centroids fine-tuned on the training split 
 printed and written, as the architecture's section, into ``DIR/RESULTS.md`` (``--out DIR``; default
 ``runs/benchmarks/``), or with ``--write-results`` into the tracked ``benchmarks/RESULTS.md``;
 ``--methods`` runs a subset beside the dense network and writes it as a section of its own
-(``compression:lenet300:sbp``), leaving the full table as it was.
+(``compression:lenet300:sbp``), leaving the full table as it was; ``--pretrained`` starts
+every method from the dense network's weights (``net.init_weights``) and writes its own
+section (``...:pretrained``).
 
     python benchmarks/compression.py --net lenet300 [--epochs 30] [--data-dir DIR]
-        [--methods sparsevd,bc-gnj,bc-horseshoe,sbp] [--out DIR] [--write-results]
+        [--methods sparsevd,bc-gnj,bc-horseshoe,sbp] [--pretrained] [--out DIR]
+        [--write-results]
 """
 
 from __future__ import annotations
@@ -162,6 +165,10 @@ def main() -> None:
     ap.add_argument("--methods", default=",".join(METHODS),
                     help=f"comma-separated zoo methods to run beside the dense network (default: "
                          f"all, {','.join(METHODS)}; the magnitude baseline needs sparsevd)")
+    ap.add_argument("--pretrained", action="store_true",
+                    help="start every zoo method from the dense network's weights "
+                         "(net.init_weights; the protocol of Molchanov et al. 2017 and "
+                         "Neklyudov et al. 2017) instead of its initialisation")
     ap.add_argument("--set", dest="overrides", action="append", default=[],
                     help="extra key=value overrides for the zoo runs (as bayesstruct run --set)")
     add_output_args(ap)
@@ -203,7 +210,15 @@ def main() -> None:
     from bayesstruct import runner
 
     rows, results = [], {}
+    dense = None
     with tempfile.TemporaryDirectory() as tmp:
+        if args.pretrained:  # the dense net first: every method starts from its weights
+            dense, t_dense = _dense(args, ds, epochs, lr, bs)
+            torch.save(dense.state_dict(), Path(tmp) / "dense.pt")
+            for m, cfg in cfgs.items():
+                cfgs[m] = cfg.model_copy(update={"net": cfg.net.model_copy(
+                    update={"init_weights": str(Path(tmp) / "dense.pt")})})
+                labels[m] = f"{labels[m]}, from the dense net"
         for m, cfg in cfgs.items():
             print(f"== {labels[m]}: {cfg.name}, {cfg.inference.epochs} epochs", flush=True)
             metrics = runner.run(cfg, Path(tmp) / m, progress=True)
@@ -223,10 +238,8 @@ def main() -> None:
                              scratch=_error(scratch, ds.test),
                              macs=(metrics["macs_dense"], metrics["macs_pruned"])))
 
-    print(f"== dense: {epochs} epochs", flush=True)
-    torch.manual_seed(args.seed)
-    dense = nets.build(args.net, ds.input_shape, ds.n_classes)
-    t_dense = _train_plain(dense, ds, epochs, lr, bs, args.seed)
+    if dense is None:
+        dense, t_dense = _dense(args, ds, epochs, lr, bs)
     dense_err = _error(dense, ds.test)
     dense_row = _point_row("dense", dense, ds, None, t_dense, pc, args.seed, dense_err)
 
@@ -257,6 +270,14 @@ def main() -> None:
             rounds, pc)
 
 
+def _dense(args, ds, epochs, lr, bs):
+    """The plain dense network of the table and its training seconds."""
+    print(f"== dense: {epochs} epochs", flush=True)
+    torch.manual_seed(args.seed)
+    dense = nets.build(args.net, ds.input_shape, ds.n_classes)
+    return dense, _train_plain(dense, ds, epochs, lr, bs, args.seed)
+
+
 def _finish(args, out, ds, cfgs, labels, results, rows, epochs, retrain, rounds, pc) -> None:
     """Print the table and write it, with how it was measured, as the net's section."""
     print()
@@ -268,7 +289,8 @@ def _finish(args, out, ds, cfgs, labels, results, rows, epochs, retrain, rounds,
     size = f"{len(ds.train)} training examples" + (" (subset)" if args.train_size else "")
     flags = [f"--{k.replace('_', '-')} {v}" for k, v in (("epochs", args.epochs),
                                                           ("train_size", args.train_size)) if v]
-    flags += [f"--set {o}" for o in args.overrides]
+    flags += [f"--set {o}" for o in args.overrides] + (["--pretrained"] if args.pretrained
+                                                        else [])
     if set(cfgs) - {f"{m}-unbounded" for m in METHODS} != set(METHODS):
         flags.append(f"--methods {args.methods}")
     cmd = " ".join(["python benchmarks/compression.py --net", args.net, *flags])
@@ -276,6 +298,10 @@ def _finish(args, out, ds, cfgs, labels, results, rows, epochs, retrain, rounds,
             f"`{cmd}`; Fashion-MNIST ({size}), {epochs} epochs each"
             + (f" (the magnitude baseline: {epochs} dense + {retrain} retraining epochs over "
                f"{rounds} rounds of iterative pruning)" if "sparsevd" in results else "")
+            + (". Every zoo method started from the dense network's weights "
+               "(`net.init_weights`; the protocol of Molchanov et al. 2017 and Neklyudov et al. "
+               "2017); their training seconds exclude the dense network's"
+               if args.pretrained else "")
             + ". Errors are of the unpruned and the pruned network "
             f"(posterior mean for the Bayesian methods; the magnitude baseline's unpruned "
             f"network is the dense one); 'same mask trained from scratch': a plain network "
@@ -302,7 +328,8 @@ def _finish(args, out, ds, cfgs, labels, results, rows, epochs, retrain, rounds,
     print("\n" + text)
     subset = [m for m in METHODS if m in cfgs]
     out.section(f"compression:{args.net}" + ("" if len(subset) == len(METHODS) else
-                                             f":{'+'.join(subset)}"), text)
+                                             f":{'+'.join(subset)}")
+                + (":pretrained" if args.pretrained else ""), text)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ with a one-process run of the same global batch and seed.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -117,7 +118,8 @@ def test_two_ranks_give_the_gradient_of_the_concatenated_batch(tmp_path):
 # ARD per input unit: its closed-form update averages over the unit's weights. (Per-weight ARD
 # updates amplify float rounding: a change of summation order alone, such as another thread
 # count, moves its epoch-3 loss by ~0.4 %; NOTES.md.)
-RUN = ["ard-logreg-digits", "--quiet", "--set", "prior.per=unit"]
+RUN = ["ard-logreg-digits", "--quiet", "--set", "prior.per=unit", "--set",
+       "inference.eb_start_epochs=0"]
 
 
 def _bayesstruct(*args: str, threads: int = 1, **kw) -> subprocess.CompletedProcess:
@@ -153,6 +155,12 @@ def test_two_ranks_follow_one_process(tmp_path):
     # rank 0 alone wrote the run directory, and only once
     assert (tmp_path / "two" / "metrics.json").exists()
     assert len(_history(tmp_path / "two")) == 3
+    # the collapse check's plain fit ran on rank 0 alone (parallel.alone): no collective
+    # waited for ranks that had finished, and it is the one-process fit
+    checks = [json.loads((tmp_path / r / "metrics.json").read_text())["collapse_check"]
+              for r in ("one", "two")]
+    assert checks[1]["plain_val_acc"] == checks[0]["plain_val_acc"]
+    assert checks[1]["plain_val_nll"] == pytest.approx(checks[0]["plain_val_nll"], rel=1e-6)
 
 
 def _rank_process(launcher: subprocess.Popen, rank: int, timeout: float = 120.0):

@@ -9,15 +9,16 @@ import torch
 
 from .. import data as data_mod
 from .. import nets, priors
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
+from ..files import load_checkpoint
 from ..models import BayesianNet, likelihoods
 from ..rundir import check_out, resume_changes
 
 if TYPE_CHECKING:
     from ..config import RunConfig
 
-__all__ = ["build_model", "build_net", "load_data", "new_experiment", "record_data_source",
-           "refuse_resume_changes", "resolve_device"]
+__all__ = ["build_model", "build_net", "load_data", "load_weights", "new_experiment",
+           "record_data_source", "refuse_resume_changes", "resolve_device"]
 
 
 def resolve_device(cfg: RunConfig) -> torch.device:
@@ -59,11 +60,28 @@ def build_model(cfg: RunConfig, ds: data_mod.Dataset) -> BayesianNet:
         net = build_net(cfg, ds, outputs)
     except ValueError as e:
         raise ConfigError(f"net: {e}") from None
+    if cfg.net.init_weights is not None:
+        load_weights(net, cfg.net.init_weights)
     prior = priors.from_config(cfg.prior)
     try:
         return BayesianNet(net, prior, likelihood, num_data=len(ds.train))
     except NotImplementedError as e:  # a prior that needs another architecture
         raise ConfigError(f"prior: {e} (net.kind={cfg.net.kind!r})") from None
+
+
+def load_weights(net: torch.nn.Module, path: str | Path) -> None:
+    """Load a state dict of ``net`` from ``path`` (``weights_only=True``: never code), or
+    refuse naming the field, the file and what does not fit."""
+    try:
+        state = load_checkpoint(path)
+    except CheckpointError as e:
+        raise ConfigError(f"net.init_weights: {e}") from None
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as e:
+        first = " ".join(x.strip() for x in str(e).splitlines()[:3])
+        raise ConfigError(f"net.init_weights: {path} is not a state dict of this network "
+                          f"({first})") from None
 
 
 def record_data_source(cfg: RunConfig, ds: data_mod.Dataset) -> RunConfig:

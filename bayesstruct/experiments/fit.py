@@ -39,6 +39,7 @@ import torch
 
 from .. import data as data_mod
 from .. import logs, parallel, posterior, pruning
+from ..collapse import check_collapse
 from ..errors import CheckpointError, ConfigError
 from ..export import NETWORK, write_network
 from ..files import load_latest_checkpoint, previous_path, write_json, write_text
@@ -110,6 +111,13 @@ def run_fit(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: 
         result = analyse(cfg, model, post, ds, decision, device, progress=progress)
         extra = {"train_seconds": train_seconds, "device": str(device),
                  "n_train": len(ds.train)}
+        collapse = None
+        if cfg.collapse_check.enabled and getattr(inf, "guide", "delta") != "delta":
+            with logs.phase(f"collapse check (a plain fit of the same net, at most "
+                            f"{cfg.collapse_check.plain_steps} steps)"):
+                collapse = check_collapse(cfg, model, pruning.mean_values(post, model, device),
+                                          decision.masks, ds, device)
+            extra["collapse_check"] = collapse.to_dict() if collapse is not None else None
         if init is not None:
             extra["init_from"] = str(init[1])
         with logs.phase("writing curves, figures and metrics.json"):
@@ -117,6 +125,15 @@ def run_fit(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: 
         with logs.phase("exporting the pruned network"):
             network = save_network(cfg, out, model, result, ds)
         show(metrics, result, out, echo, network)
+        if collapse is not None:
+            echo(f"collapse check: validation accuracy {100 * collapse.val_acc:.2f}% against "
+                 f"{100 * collapse.plain_val_acc:.2f}% for a {collapse.plain_epochs}-epoch "
+                 f"plain fit of the same net"
+                 + (f" (on {collapse.n_val} validation examples it sees gaps of "
+                    f"{100 * collapse.detectable_gap:.1f} pp or more)"
+                    if collapse.detectable_gap > collapse.tolerance else ""))
+            if collapse.warning is not None:
+                echo(f"WARNING: {collapse.warning}")
     return metrics
 
 

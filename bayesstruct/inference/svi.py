@@ -21,7 +21,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import pyro
 import torch
@@ -66,7 +66,8 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
         kl_warmup_epochs: float = 0.0, device: str | torch.device = "cpu", seed: int = 0,
         patience: int | None = None, checkpoint_dir: str | Path | None = None,
         resume: bool = False, num_draws: int = 100, eb_every: int = 1,
-        prior_update: str = "auto", temperature: float | None = None,
+        eb_start_epochs: float | str = "auto", prior_update: str = "auto",
+        temperature: float | None = None,
         temperature_final: float | None = None, progress: bool = True,
         callbacks: Sequence[Callable[[dict], None]] = (),
         init_from: str | Path | dict | None = None,
@@ -99,6 +100,14 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
             empirical-Bayes values every ``eb_every`` gradient steps, ``"none"`` holds them
             fixed, ``"auto"`` follows the prior's own ``empirical_bayes`` setting.
         eb_every: steps between empirical-Bayes prior updates.
+        eb_start_epochs: epochs of plain SVI under the prior's initial hyperparameters before
+            the first empirical-Bayes update (``"auto"``: :data:`EB_START_FRACTION` of
+            ``epochs``). Updating from the first step sets ``alpha_i = 1 / (m_i^2 + s_i^2)``
+            while every ``m_i`` is still near its small initial value, so the precisions jump
+            and pull the weights to zero before the likelihood has shaped them (a small
+            network then collapses: MacKay 1992 and Tipping 2001 re-estimate the precisions
+            only after the weights have been fitted). The default was chosen by the sweep in
+            ``benchmarks/tabular.py``.
         temperature: the Concrete temperature of a prior's relaxed structure (IBP masks,
             a metaparameter of the objective; ``None`` keeps the prior's own);
             ``temperature_final`` anneals it geometrically per step,
@@ -109,6 +118,11 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
             records first, so no row is duplicated).
     """
     _check_positive(epochs=epochs, batch_size=batch_size, num_draws=num_draws, eb_every=eb_every)
+    if eb_start_epochs != "auto" and not (isinstance(eb_start_epochs, (int, float))
+                                          and math.isfinite(eb_start_epochs)
+                                          and eb_start_epochs >= 0):
+        raise ValueError(f"eb_start_epochs must be a finite number >= 0 or 'auto' (got "
+                         f"{eb_start_epochs!r})")
     if not (math.isfinite(lr) and lr > 0):
         raise ValueError(f"lr must be a finite number > 0 (got {lr})")
     if not (math.isfinite(kl_weight) and kl_weight >= 0):
@@ -152,6 +166,8 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
     sched = (torch.optim.lr_scheduler.LambdaLR(optim, cosine_factor(epochs * len(batches)))
              if lr_schedule == "cosine" else None)
     warmup_steps = kl_warmup_epochs * len(batches)
+    eb_start = math.ceil((EB_START_FRACTION * epochs if eb_start_epochs == "auto"
+                          else eb_start_epochs) * len(batches)) if eb else 0
     total_steps = epochs * len(batches)
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
 
@@ -159,6 +175,7 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
         model, guide, train, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
         kl_weight=kl_weight, kl_warmup_epochs=kl_warmup_epochs, seed=seed, patience=patience,
         prior_update="closed_form" if eb else "none", eb_every=eb_every,
+        **({"eb_start_epochs": eb_start_epochs} if eb and eb_start_epochs != "auto" else {}),
         temperature=temperature, temperature_final=temperature_final)
     state = {"epoch": 0, "step": 0, "history": [], "best_nll": math.inf, "best_epoch": -1}
     best: dict | None = None
@@ -178,6 +195,7 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
             sched.load_state_dict(ck["sched"])
         torch.set_rng_state(ck["rng"])
         state = {k: ck[k] for k in state}
+        eb_start = ck.get("eb_start", 0)  # the step it chose (a raised epochs keeps it)
         best = ck.get("best")
 
     bar = logs.progress(total=epochs, initial=state["epoch"], desc="svi", unit="epoch",
@@ -201,7 +219,7 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
                 guide.constrain_()
                 if sched is not None:
                     sched.step()
-                if eb and step % eb_every == 0:
+                if eb and step >= eb_start and (step - eb_start) % eb_every == 0:
                     model.prior.empirical_bayes_(*guide.moments())
                 total = total + loss.detach()
                 state["step"] = step + 1
@@ -233,7 +251,8 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
                                  "prior": model.prior.state_dict(), "optim": optim.state_dict(),
                                  "sched": sched.state_dict() if sched is not None else None,
                                  "rng": torch.get_rng_state(), "best": best,
-                                 "settings": settings, "epochs": epochs}, ckpt_path, keep=2)
+                                 "settings": settings, "epochs": epochs, "eb_start": eb_start},
+                                ckpt_path, keep=2)
             parallel.barrier()  # no rank runs past a checkpoint rank 0 has not written
             history.append(record)
             bar.set_postfix({k: f"{record[k]:.4g}" for k in ("loss", "val_nll", "val_acc")
@@ -362,6 +381,9 @@ def _temperature_schedule(prior, start: float | None, final: float | None
 
 
 PRIOR_UPDATES = ("auto", "none", "closed_form")
+#: the share of a run's epochs before the first empirical-Bayes update when ``eb_start_epochs``
+#: is not given (chosen by the sweep of ``benchmarks/tabular.py``; see :func:`svi`)
+EB_START_FRACTION = 0.5
 
 
 def prior_updates(prior, prior_update: str) -> bool:
@@ -436,6 +458,7 @@ class SVIConfig(EngineConfig):
     patience: int | None = Field(None, ge=1)
     prior_update: Literal["auto", "none", "closed_form"] = "auto"
     eb_every: int = Field(1, ge=1)
+    eb_start_epochs: Annotated[float, Field(ge=0)] | Literal["auto"] = "auto"
     num_draws: int = Field(100, ge=1)
     init_scale: float = Field(1e-3, gt=0)
     max_scale: float | None = Field(None, gt=0)
@@ -522,6 +545,7 @@ def fit_svi(cfg: SVIConfig, model: BayesianNet, data: Dataset, options: FitOptio
                device=options.device, seed=options.seed, patience=cfg.patience,
                checkpoint_dir=options.checkpoint_dir, resume=options.resume,
                num_draws=cfg.num_draws, eb_every=cfg.eb_every, prior_update=cfg.prior_update,
+               eb_start_epochs=cfg.eb_start_epochs,
                temperature=cfg.temperature, temperature_final=cfg.temperature_final,
                progress=options.progress, init_from=options.init_from,
                history_path=options.history_path)

@@ -25,6 +25,8 @@ def test_ard_logreg_fashion_mnist(fashion_mnist, tmp_path):
     assert m["test_acc"] >= 0.83
     assert m["fraction_removed"] >= 0.50
     assert m["test_acc"] - m["test_acc_pruned"] <= 0.005
+    # issue 29: a zoo entry's run does not read as collapsed against a plain fit
+    assert m["collapse_check"]["warning"] is None, m["collapse_check"]
 
 
 def test_ibp_mlp_fashion_mnist(fashion_mnist, tmp_path):
@@ -42,3 +44,4 @@ def test_ibp_mlp_fashion_mnist(fashion_mnist, tmp_path):
     assert [m["units_after"]["fc1"][1], m["units_after"]["fc2"][1]] == list(widths.values())
     assert m["test_acc_pruned"] >= 0.84
     assert abs(m["test_acc"] - m["test_acc_pruned"]) <= 0.005
+    assert m["collapse_check"]["warning"] is None, m["collapse_check"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pyro
 import pytest
@@ -10,6 +12,7 @@ import torch
 from bayesstruct import guides, nets, priors
 from bayesstruct.files import load_checkpoint
 from bayesstruct.inference import NonFiniteLossError, evaluate, svi
+from bayesstruct.inference.svi import EB_START_FRACTION
 from bayesstruct.models import BayesianNet
 from bayesstruct.posterior import point_estimate
 from tests.helpers import PRIOR_GRID, PRIOR_IDS
@@ -77,6 +80,52 @@ def test_empirical_bayes_runs_between_steps(digits):
     # the prior holds the closed form of the state one step before the end; one more update
     model.prior.empirical_bayes_(m, s)
     torch.testing.assert_close(model.prior.precision(site), expected)
+
+
+@pytest.mark.parametrize("start, first", [(0.0, 1), (1.0, 2), ("auto", 3)])
+def test_empirical_bayes_starts_after_eb_start_epochs(digits, start, first):
+    """No closed-form update before ``eb_start_epochs`` (default: half the run): the
+    precisions hold their initial value through the epochs before it, then the closed form
+    of q (checked one step behind, as above)."""
+    model = _logreg(digits, "ard", per="unit", hyper="empirical_bayes")
+    site = model.site("fc1.weight")
+    init = model.prior.precision(site).clone()
+    guide = guides.MeanField()
+    seen = []
+
+    def check(record):
+        seen.append(torch.equal(model.prior.precision(site), init))
+
+    svi(model, guide, digits, epochs=4, lr=0.01, progress=False, num_draws=2,
+        eb_start_epochs=start, callbacks=[check])
+    # updates from the start step on: epochs before it leave the precisions untouched
+    assert seen == [True] * (first - 1) + [False] * (5 - first)  # 4 epochs
+    m, s = guide.moments()
+    model.prior.empirical_bayes_(m, s)  # one more update: the closed form of the end state
+    expected = m[site.name].shape[0] / (m[site.name] ** 2 + s[site.name] ** 2).sum(0)
+    torch.testing.assert_close(model.prior.precision(site), expected)
+
+
+def test_eb_start_is_kept_by_a_resume_with_more_epochs(digits, tmp_path):
+    """The default start is a share of ``epochs``; a resume that raises ``epochs`` keeps the
+    step the run started its updates at (the checkpoint records it), so 2 + 2 epochs end where
+    a straight 4-epoch run with that start ends."""
+    def run(epochs, **kw):
+        model = _logreg(digits, "ard", per="unit", hyper="empirical_bayes")
+        post = svi(model, guides.MeanField(), digits, epochs=epochs, lr=0.01, progress=False,
+                   num_draws=2, seed=3, **kw)
+        return post, model
+
+    n_batches = math.ceil(len(digits.train) / 128)
+    _, _ = run(2, checkpoint_dir=tmp_path)  # auto start: half of 2 epochs
+    resumed, m1 = run(4, checkpoint_dir=tmp_path, resume=True)
+    start = math.ceil(EB_START_FRACTION * 2 * n_batches) / n_batches
+    assert start < 2  # inside the first run, and not where 4 epochs would put it
+    straight, m2 = run(4, eb_start_epochs=start)
+    site = m1.site("fc1.weight")
+    torch.testing.assert_close(m1.prior.precision(site), m2.prior.precision(site))
+    with pytest.raises(ValueError, match="eb_start_epochs must be a finite number >= 0 or 'auto'"):
+        run(1, eb_start_epochs=-1.0)
 
 
 def _resumable_run(ds, tmp, epochs, **kw):
@@ -201,7 +250,7 @@ def test_eb_along_svi_keeps_the_kl_below_the_fixed_priors(digits, per, covarianc
         seen.append(kl_fixed - kl_eb)
 
     post = svi(model, guide, digits, epochs=3, lr=0.01, progress=False, num_draws=2,
-               prior_update="closed_form", callbacks=[check])
+               prior_update="closed_form", eb_start_epochs=0, callbacks=[check])
     assert len(seen) == 3 and max(seen) > 0
     assert post.attrs["prior_update"] == "closed_form"
 
