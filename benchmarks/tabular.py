@@ -64,9 +64,10 @@ ENTRY = "ard-logreg-digits"
 
 def removed_within(rows: list[dict], tolerance: float = 0.01) -> float:
     """The largest fraction of weights removed on a pruning curve whose test accuracy is at
-    most ``tolerance`` below the unpruned network's."""
-    base = rows[0]["acc_mean"]
-    return max(r["removed"] for r in rows if r["acc_mean"] >= base - tolerance)
+    most ``tolerance`` below the unpruned network's (:func:`bayesstruct.pruning.removable`,
+    with the curve's fraction as its threshold)."""
+    curve = [{**r, "lambda": r["fraction"]} for r in rows]
+    return pruning.removable(curve, tolerance, metric="acc_mean")["removed"]
 
 
 def bayes_run(overrides: list[str]) -> dict[str, float]:
