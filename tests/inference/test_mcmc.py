@@ -82,18 +82,22 @@ def _cdf_at_quantiles(draws: np.ndarray, law, probs) -> tuple[np.ndarray, np.nda
 
 
 @pytest.mark.stochastic
-def test_noncentred_ard_samples_the_student_t_marginal_without_divergences():
+def test_noncentred_ard_samples_the_student_t_marginal_with_rare_divergences():
     """The draws of the 3 weights follow t(2) and those of their alpha Gamma(1, 1): the
     empirical CDF at 7 quantiles (5 % .. 95 %) of each law within 5 SE of the probability
     (bound: 5 SE, the ESS standard error of the indicator draws ``x <= q``; the t(2) has no
     variance, so quantiles, not moments). The chains are correlated: this replaces a KS test
-    on thinned draws, whose p-value assumes independent ones."""
+    on thinned draws, whose p-value assumes independent ones.
+
+    Divergences are rare, not impossible: over seed shifts 0-10 (13,200 draws) one transition
+    diverged (shift 4, at alpha = 2.9), so the bound is 1 % of the draws, about 100 times the
+    measured rate; a divergent transition is rejected, and the CDF check above sees any bias."""
     model, split = _ard_prior_model(seed(0))
     post = mcmc(model, split, num_warmup=200, num_samples=600, num_chains=2, seed=seed(1),
                 jit_compile=True, progress=False)
     assert post.attrs["noncentred"] == "fc1.weight"
     assert "fc1.weight_decentered" not in post.posterior
-    assert int(post.sample_stats["diverging"].sum()) == 0
+    assert int(post.sample_stats["diverging"].sum()) <= 0.01 * 2 * 600
     probs = np.array([0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95])
     for site, law in (("fc1.weight", stats.t(df=2)),
                       ("fc1.weight.alpha", stats.gamma(a=1.0, scale=1.0))):
