@@ -15,13 +15,16 @@ network, the plain net's, their difference, and the fraction of weights removed 
 the posterior-mean net's test accuracy (read off the test pruning curve by the prior's own
 criterion: relative density rho for ARD and the Gaussian, log alpha for log-uniform).
 
-``--sweep`` runs the measurement the default empirical-Bayes start was chosen from: ARD with
-empirical Bayes over the same sets and networks (3 seeds) for several starts of the
-closed-form updates (``inference.eb_start_epochs`` as a share of the epochs) and, for
-comparison, a KL warm-up over half the run with updates from the first step.
+``--sweep eb`` (or bare ``--sweep``) runs the measurement the default empirical-Bayes start was
+chosen from: ARD with empirical Bayes over the same sets and networks (3 seeds) for several
+starts of the closed-form updates (``inference.eb_start_epochs`` as a share of the epochs) and,
+for comparison, a KL warm-up over half the run with updates from the first step.
+``--sweep log-uniform`` runs the one the log-uniform prior's KL warm-up
+(``inference.kl_warmup_epochs: auto``) and starting dropout rate (``prior.init_log_alpha``)
+were chosen from, the same way.
 
-    python benchmarks/tabular.py [--seeds 5] [--sets iris,wine] [--sweep] [--out DIR]
-        [--write-results]
+    python benchmarks/tabular.py [--seeds 5] [--sets iris,wine] [--sweep [eb|log-uniform]]
+        [--out DIR] [--write-results]
 """
 
 from __future__ import annotations
@@ -51,13 +54,25 @@ PRIORS = {"ARD, empirical Bayes": ["prior.kind=ard"],
           "ARD, Gamma hyperprior": ["prior.kind=ard", "prior.hyper=gamma"],
           "Gaussian N(0, 1)": ["prior.kind=gaussian"],
           "log-uniform": ["prior.kind=log_uniform"]}
-#: the empirical-Bayes schedules of ``--sweep`` (label -> overrides)
-SWEEP = {"updates from step 0": ["inference.eb_start_epochs=0"],
+#: the empirical-Bayes schedules of ``--sweep eb`` (label -> overrides)
+EB_SWEEP = {"updates from step 0": ["inference.eb_start_epochs=0"],
          "start at 10 % of the epochs": ["inference.eb_start_epochs=15"],
          "start at 25 %": ["inference.eb_start_epochs=37.5"],
          "start at 50 %": ["inference.eb_start_epochs=75"],
          "from step 0, KL warm-up over 50 %": ["inference.eb_start_epochs=0",
                                                "inference.kl_warmup_epochs=75"]}
+#: the log-uniform prior's KL warm-up and starting dropout rate, ``--sweep log-uniform``
+LU_SWEEP = {"no KL warm-up": ["inference.kl_warmup_epochs=0"],
+            "KL warm-up over 25 % of the epochs": ["inference.kl_warmup_epochs=37.5"],
+            "KL warm-up over 50 %": ["inference.kl_warmup_epochs=75"],
+            "KL warm-up over 50 %, init log alpha -6": ["inference.kl_warmup_epochs=75",
+                                                        "prior.init_log_alpha=-6"]}
+#: ``--sweep NAME``: (variants, overrides common to them, table title, results section)
+SWEEPS = {"eb": (EB_SWEEP, ["prior.kind=ard"], "EB schedule",
+                 "Empirical-Bayes start sweep (ARD per weight)", "tabular-sweep"),
+          "log-uniform": (LU_SWEEP, ["prior.kind=log_uniform"], "log-uniform start",
+                          "Log-uniform KL warm-up sweep (sparse VD per weight)",
+                          "tabular-sweep-log-uniform")}
 FRACTIONS = [float(f) for f in np.round(np.arange(0.0, 1.0, 0.01), 2)]
 ENTRY = "ard-logreg-digits"
 
@@ -129,8 +144,9 @@ def main() -> None:
     ap.add_argument("--sets", default=",".join(SETS), help="comma-separated subset of "
                     f"{','.join(SETS)}")
     ap.add_argument("--nets", default=",".join(NETS), help=f"subset of {','.join(NETS)}")
-    ap.add_argument("--sweep", action="store_true",
-                    help="the empirical-Bayes start sweep instead of the prior table")
+    ap.add_argument("--sweep", nargs="?", const="eb", choices=sorted(SWEEPS), default=None,
+                    help="a sweep instead of the prior table: eb (the empirical-Bayes start; "
+                    "the default of a bare --sweep) or log-uniform (its starting log alpha)")
     add_output_args(ap)
     args = ap.parse_args()
     out = Output(args)
@@ -140,11 +156,14 @@ def main() -> None:
     if bad:
         ap.error(f"unknown {bad}; sets: {', '.join(SETS)}; nets: {', '.join(NETS)}")
     seeds = list(range(args.seeds or (3 if args.sweep else 5)))
-    variants = SWEEP if args.sweep else PRIORS
-    base_fixed = ["prior.kind=ard"] if args.sweep else []
+    if args.sweep:
+        variants, base_fixed, key, title, section = SWEEPS[args.sweep]
+    else:
+        variants, base_fixed, key = PRIORS, [], "prior"
+        title = "Small tabular networks: each prior's default recipe against the plain net"
+        section = "tabular"
     t0 = time.perf_counter()
     rows, gaps = [], []
-    key = "EB schedule" if args.sweep else "prior"
     for name in sets:
         for net, net_over in NETS.items():
             if net not in chosen_nets:
@@ -163,20 +182,20 @@ def main() -> None:
                                  _pm([r["removed"] for r in runs])})
                 print(" | ".join(str(v) for v in rows[-1].values()), flush=True)
     worst = min(gaps)
-    title = ("Empirical-Bayes start sweep (ARD per weight)" if args.sweep else
-             "Small tabular networks: each prior's default recipe against the plain net")
-    cmd = "python benchmarks/tabular.py" + (" --sweep" if args.sweep else "")
+    cmd = "python benchmarks/tabular.py" + (f" --sweep {args.sweep}" if args.sweep else "")
     text = (f"## {title}\n\n{provenance()}; `{cmd}`\n\n"
             f"{len(seeds)} seeds (each its own split and initialisation); mean ± standard "
             f"error over the seeds; recipe: the default entry's ({ENTRY}: SVI, mean-field, "
-            f"150 epochs, batch 64, lr 0.01) with only data.name, net and prior changed. "
+            f"150 epochs, batch 64, lr 0.01; the 'auto' defaults start empirical-Bayes updates "
+            f"halfway and ramp the log-uniform prior's KL weight over the first half) with "
+            f"only data.name, net and prior changed. "
             f"'weights removed within 1 pp': the largest fraction removed, by the prior's own "
             f"criterion, with test accuracy at most 1 pp below the unpruned posterior mean. "
             f"Worst row: {worst[1]}, {worst[2]}, {worst[3]}: {100 * worst[0]:+.2f} pp against "
             f"the plain net. {time.perf_counter() - t0:.0f} s in all.\n\n"
             + summary(rows, key) + "\n\n"
             + markdown_table([list(r.values()) for r in rows], list(rows[0])))
-    out.section("tabular-sweep" if args.sweep else "tabular", text)
+    out.section(section, text)
 
 
 if __name__ == "__main__":

@@ -243,7 +243,9 @@ class MeanField(Guide):
 
     Args:
         model: the :class:`~bayesstruct.models.BayesianNet` (or ``None``; the engine binds it).
-        init_scale: initial posterior standard deviation of every weight.
+        init_scale: initial posterior standard deviation of every weight (where the prior does
+            not fix it: the per-weight log-uniform prior starts each layer relative to its
+            weights).
         init_latent_scale: initial log-space standard deviation of positive latents.
         covariance: ``"diagonal"`` (one variance per weight) or ``"scalar"`` (one per site).
         reparam: ``"local"`` (local reparameterisation; Linear/Conv2d nets), ``"weights"``
@@ -302,8 +304,13 @@ class MeanField(Guide):
             if s.name in points:  # a point mass: no variance
                 continue
             shape = () if self.covariance == "scalar" else s.shape
-            self.log_var[k] = nn.Parameter(torch.full(
-                shape, 2.0 * math.log(self.init_scale / c), device=self.loc[k].device))
+            start = model.prior.init_site_log_var(s, params[s.name].detach())
+            if start is None:
+                start = torch.full(shape, 2.0 * math.log(self.init_scale / c),
+                                   device=self.loc[k].device)
+            elif self.covariance == "scalar":  # the log of the mean variance
+                start = torch.logsumexp(start.reshape(-1), 0) - math.log(start.numel())
+            self.log_var[k] = nn.Parameter(start.detach().clone())
         self.latent_loc = nn.ParameterDict()
         self.latent_raw_scale = nn.ParameterDict()
         for ls in model.prior.latents:

@@ -63,7 +63,8 @@ def _as_splits(data: Dataset | Split, val: Split | None) -> tuple[Split, Split |
 def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None = None,
         epochs: int = 10, batch_size: int = 128, lr: float = 1e-3,
         lr_schedule: str = "constant", kl_weight: float = 1.0,
-        kl_warmup_epochs: float = 0.0, device: str | torch.device = "cpu", seed: int = 0,
+        kl_warmup_epochs: float | str = "auto", device: str | torch.device = "cpu",
+        seed: int = 0,
         patience: int | None = None, checkpoint_dir: str | Path | None = None,
         resume: bool = False, num_draws: int = 100, eb_every: int = 1,
         eb_start_epochs: float | str = "auto", prior_update: str = "auto",
@@ -82,7 +83,13 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
         lr_schedule: ``"constant"`` or ``"cosine"`` (per step from ``lr`` to ``lr / 100`` over
             ``epochs``).
         kl_weight: the KL weight beta of the objective; ``kl_warmup_epochs`` ramps it linearly
-            from 0.
+            from 0. ``"auto"``: :data:`KL_WARMUP_FRACTION` of ``epochs`` for priors that ask for
+            a warm-up (:attr:`~bayesstruct.priors.Prior.kl_warmup`: the log-uniform prior,
+            whose KL pulls every weight it reaches towards zero with a force ``1/|theta|``,
+            so that a small network started under the full KL loses every weight before the
+            likelihood has picked the useful ones: a 4-32-32-3 MLP on iris ends at chance),
+            no warm-up for the others. The default was chosen by ``benchmarks/tabular.py
+            --sweep log-uniform``.
         patience: stop after this many epochs without a better validation NLL (needs ``val``)
             and restore the best state.
         checkpoint_dir: where ``last.pt`` is written after every epoch (the one before kept as
@@ -127,8 +134,11 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
         raise ValueError(f"lr must be a finite number > 0 (got {lr})")
     if not (math.isfinite(kl_weight) and kl_weight >= 0):
         raise ValueError(f"kl_weight must be a finite number >= 0 (got {kl_weight})")
-    if not (math.isfinite(kl_warmup_epochs) and kl_warmup_epochs >= 0):
-        raise ValueError(f"kl_warmup_epochs must be a finite number >= 0 (got {kl_warmup_epochs})")
+    if kl_warmup_epochs != "auto" and not (isinstance(kl_warmup_epochs, (int, float))
+                                           and math.isfinite(kl_warmup_epochs)
+                                           and kl_warmup_epochs >= 0):
+        raise ValueError(f"kl_warmup_epochs must be a finite number >= 0 or 'auto' (got "
+                         f"{kl_warmup_epochs!r})")
     if patience is not None and patience < 1:
         raise ValueError(f"patience must be >= 1 or None (got {patience})")
     if resume and init_from is not None:
@@ -165,7 +175,11 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
     batches = Minibatches(train.x, train.y, batch_size, seed)
     sched = (torch.optim.lr_scheduler.LambdaLR(optim, cosine_factor(epochs * len(batches)))
              if lr_schedule == "cosine" else None)
-    warmup_steps = kl_warmup_epochs * len(batches)
+    if kl_warmup_epochs == "auto":
+        warmup = KL_WARMUP_FRACTION * epochs if model.prior.kl_warmup else 0.0
+    else:
+        warmup = float(kl_warmup_epochs)
+    warmup_steps = warmup * len(batches)
     eb_start = math.ceil((EB_START_FRACTION * epochs if eb_start_epochs == "auto"
                           else eb_start_epochs) * len(batches)) if eb else 0
     total_steps = epochs * len(batches)
@@ -173,7 +187,10 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
 
     settings = training_settings(
         model, guide, train, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
-        kl_weight=kl_weight, kl_warmup_epochs=kl_warmup_epochs, seed=seed, patience=patience,
+        kl_weight=kl_weight, seed=seed, patience=patience,
+        # 'auto' where it asks for a warm-up (the steps it chose are in the checkpoint), else
+        # the number of epochs: 0.0 for the others, as checkpoints before 'auto' recorded it
+        kl_warmup_epochs="auto" if kl_warmup_epochs == "auto" and warmup > 0 else warmup,
         prior_update="closed_form" if eb else "none", eb_every=eb_every,
         **({"eb_start_epochs": eb_start_epochs} if eb and eb_start_epochs != "auto" else {}),
         temperature=temperature, temperature_final=temperature_final)
@@ -196,6 +213,7 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
         torch.set_rng_state(ck["rng"])
         state = {k: ck[k] for k in state}
         eb_start = ck.get("eb_start", 0)  # the step it chose (a raised epochs keeps it)
+        warmup_steps = ck.get("warmup_steps", warmup_steps)  # likewise
         best = ck.get("best")
 
     bar = logs.progress(total=epochs, initial=state["epoch"], desc="svi", unit="epoch",
@@ -251,7 +269,8 @@ def svi(model: BayesianNet, guide, data: Dataset | Split, *, val: Split | None =
                                  "prior": model.prior.state_dict(), "optim": optim.state_dict(),
                                  "sched": sched.state_dict() if sched is not None else None,
                                  "rng": torch.get_rng_state(), "best": best,
-                                 "settings": settings, "epochs": epochs, "eb_start": eb_start},
+                                 "settings": settings, "epochs": epochs, "eb_start": eb_start,
+                                 "warmup_steps": warmup_steps},
                                 ckpt_path, keep=2)
             parallel.barrier()  # no rank runs past a checkpoint rank 0 has not written
             history.append(record)
@@ -384,6 +403,10 @@ PRIOR_UPDATES = ("auto", "none", "closed_form")
 #: the share of a run's epochs before the first empirical-Bayes update when ``eb_start_epochs``
 #: is not given (chosen by the sweep of ``benchmarks/tabular.py``; see :func:`svi`)
 EB_START_FRACTION = 0.5
+#: the share of a run's epochs over which the KL weight ramps up when ``kl_warmup_epochs`` is
+#: ``"auto"`` and the prior asks for a warm-up (chosen by ``benchmarks/tabular.py --sweep
+#: log-uniform``; see :func:`svi`)
+KL_WARMUP_FRACTION = 0.5
 
 
 def prior_updates(prior, prior_update: str) -> bool:
@@ -454,7 +477,7 @@ class SVIConfig(EngineConfig):
     lr: float = Field(1e-3, gt=0)
     lr_schedule: Literal["constant", "cosine"] = "constant"
     kl_weight: float = Field(1.0, ge=0)
-    kl_warmup_epochs: float = Field(0.0, ge=0)
+    kl_warmup_epochs: Annotated[float, Field(ge=0)] | Literal["auto"] = "auto"
     patience: int | None = Field(None, ge=1)
     prior_update: Literal["auto", "none", "closed_form"] = "auto"
     eb_every: int = Field(1, ge=1)

@@ -298,6 +298,9 @@ class Prior(nn.Module, ABC):
     empirical_bayes: bool = False
     #: whether the prior is a normalisable density (MAP and prior draws make sense)
     proper: bool = True
+    #: whether SVI's ``kl_warmup_epochs: auto`` ramps the KL weight up for this prior
+    #: (:data:`~bayesstruct.inference.svi.KL_WARMUP_FRACTION` of the run)
+    kl_warmup: bool = False
     #: the pruning criterion ``criterion: auto`` resolves to: ``rho`` per weight,
     #: ``log_alpha`` per weight (sparse VD), ``unit`` per group (group-scale priors)
     criterion: str = "rho"
@@ -411,6 +414,12 @@ class Prior(nn.Module, ABC):
         guides start ``loc = w_init / c`` and ``sd = init_scale / c`` (``c = 1`` unless a
         non-centred group prior starts its scales at ``c``)."""
         return 1.0
+
+    def init_site_log_var(self, site: ParamSite, w_init: Tensor) -> Tensor | None:
+        """The guide's starting ``log sigma^2`` of a site, elementwise, when the prior fixes it
+        relative to the initial weights ``w_init`` (the log-uniform prior starts every weight
+        at one dropout rate ``alpha``); ``None`` (the default): the guide's ``init_scale``."""
+        return None
 
     def input_scales(self, latent_loc: dict[str, Tensor], latent_scale: dict[str, Tensor],
                      batch: int) -> dict[str, Tensor]:

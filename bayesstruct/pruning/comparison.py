@@ -91,7 +91,7 @@ class CompareSettings:
     svi_epochs: int | None = None
     svi_lr: float | None = None
     init_scale: float = 1e-3
-    kl_warmup_epochs: float = 0.0
+    kl_warmup_epochs: float | str = "auto"
     num_draws: int = 20
     fractions: tuple[float, ...] = DEFAULT_FRACTIONS
     seed: int = 0
@@ -135,6 +135,8 @@ def _check_settings(s: CompareSettings) -> None:
             raise ValueError(f"need {name} > 0 or None (got {name}={v!r})")
     for name in ("l1", "l2", "obs_damping", "kl_warmup_epochs"):
         v = getattr(s, name)
+        if name == "kl_warmup_epochs" and v == "auto":
+            continue
         if not (math.isfinite(v) and v >= 0):
             raise ValueError(f"need {name} >= 0, a finite number (got {name}={v!r})")
     bad = [f for f in s.fractions if not 0.0 <= f <= 1.0]

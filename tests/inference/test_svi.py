@@ -12,7 +12,7 @@ import torch
 from bayesstruct import guides, nets, priors
 from bayesstruct.files import load_checkpoint
 from bayesstruct.inference import NonFiniteLossError, evaluate, svi
-from bayesstruct.inference.svi import EB_START_FRACTION
+from bayesstruct.inference.svi import EB_START_FRACTION, KL_WARMUP_FRACTION
 from bayesstruct.models import BayesianNet
 from bayesstruct.posterior import point_estimate
 from tests.helpers import PRIOR_GRID, PRIOR_IDS
@@ -68,6 +68,29 @@ def test_kl_warmup_is_linear(digits):
     betas = post.optimization["kl_weight"].values
     assert betas[0] == pytest.approx(0.25)  # end of epoch 1 of 2
     assert betas[1] == pytest.approx(0.5) and betas[3] == pytest.approx(0.5)
+
+
+def test_auto_kl_warmup_follows_the_prior(digits, tmp_path):
+    """``kl_warmup_epochs="auto"`` (the default) ramps the KL weight over
+    ``KL_WARMUP_FRACTION`` of the run for a prior that asks for it (log-uniform) and not at
+    all for the others; a resume that raises ``epochs`` keeps the ramp its run started with
+    (the checkpoint records its steps)."""
+    assert KL_WARMUP_FRACTION == 0.5
+
+    def betas(kind, epochs, **kw):
+        post = svi(_logreg(digits, kind), guides.MeanField(), digits, epochs=epochs, lr=0.01,
+                   batch_size=256, progress=False, num_draws=2, **kw)
+        return post.optimization["kl_weight"].values
+
+    lu = betas("log_uniform", 4)
+    assert lu[0] == pytest.approx(0.5) and lu[1] == pytest.approx(1.0)  # 2 warm-up epochs
+    assert np.all(betas("gaussian", 2) == 1.0)
+    betas("log_uniform", 2, checkpoint_dir=tmp_path)  # warm-up over its first epoch
+    resumed = betas("log_uniform", 8, checkpoint_dir=tmp_path, resume=True)
+    assert resumed[2] == pytest.approx(1.0)  # a fresh 8-epoch run would be at 3/4 here
+    assert betas("log_uniform", 8)[2] == pytest.approx(0.75)
+    with pytest.raises(ValueError, match="kl_warmup_epochs must be a finite number >= 0 or"):
+        betas("gaussian", 1, kl_warmup_epochs=-1.0)
 
 
 def test_empirical_bayes_runs_between_steps(digits):
