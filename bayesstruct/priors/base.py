@@ -417,8 +417,9 @@ class Prior(nn.Module, ABC):
 
     def init_site_log_var(self, site: ParamSite, w_init: Tensor) -> Tensor | None:
         """The guide's starting ``log sigma^2`` of a site, elementwise, when the prior fixes it
-        relative to the initial weights ``w_init`` (the log-uniform prior starts every weight
-        at one dropout rate ``alpha``); ``None`` (the default): the guide's ``init_scale``."""
+        relative to the initial weights ``w_init`` (the per-weight log-uniform prior starts each
+        layer at one ``sigma`` relative to its weights); ``None`` (the default): the guide's
+        ``init_scale``."""
         return None
 
     def input_scales(self, latent_loc: dict[str, Tensor], latent_scale: dict[str, Tensor],
