@@ -20,8 +20,8 @@ chosen from: ARD with empirical Bayes over the same sets and networks (3 seeds) 
 starts of the closed-form updates (``inference.eb_start_epochs`` as a share of the epochs) and,
 for comparison, a KL warm-up over half the run with updates from the first step.
 ``--sweep log-uniform`` runs the one the log-uniform prior's KL warm-up
-(``inference.kl_warmup_epochs: auto``) and starting dropout rate (``prior.init_log_alpha``)
-were chosen from, the same way.
+(``inference.kl_warmup_epochs: auto``) was chosen from, the same way, and compares its default
+starting dropout rate (``prior.init_log_alpha`` -2) with -6.
 
     python benchmarks/tabular.py [--seeds 5] [--sets iris,wine] [--sweep [eb|log-uniform]]
         [--out DIR] [--write-results]
@@ -146,7 +146,7 @@ def main() -> None:
     ap.add_argument("--nets", default=",".join(NETS), help=f"subset of {','.join(NETS)}")
     ap.add_argument("--sweep", nargs="?", const="eb", choices=sorted(SWEEPS), default=None,
                     help="a sweep instead of the prior table: eb (the empirical-Bayes start; "
-                    "the default of a bare --sweep) or log-uniform (its starting log alpha)")
+                    "the default of a bare --sweep) or log-uniform (its KL warm-up and start)")
     add_output_args(ap)
     args = ap.parse_args()
     out = Output(args)
