@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 PYTEST_WORKERS ?= auto
 XDIST  := $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS))
 
-.PHONY: setup data demo test test-slow test-seeds lint docs gpu-check bench bench-scaling bench-compression bench-pruning bench-mcmc bench-rnn bench-ibp bench-hypergrad bench-nas bench-freeze bench-tabular bench-peers peers clean
+.PHONY: setup data demo test test-slow test-seeds lint docs gpu-check bench bench-scaling bench-compression bench-pruning bench-mcmc bench-rnn bench-ibp bench-hypergrad bench-nas bench-freeze bench-tabular bench-zoo-collapse bench-peers peers clean
 
 setup: $(STAMP)
 
@@ -100,6 +100,10 @@ bench-freeze: setup data
 bench-tabular: setup
 	$(PY) benchmarks/tabular.py --sweep --write-results
 	$(PY) benchmarks/tabular.py --write-results
+
+# hours on a CPU: every zoo entry with the collapse check, at its own budget
+bench-zoo-collapse: setup data
+	$(PY) benchmarks/zoo_collapse.py --write-results
 
 # the peers of benchmarks/peers.py and nuts_peers.py, with --no-deps: bayesian-torch's own
 # requirements would replace torch; jax/numpyro are the NUTS reference. Idempotent.

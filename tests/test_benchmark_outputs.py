@@ -75,3 +75,32 @@ def test_a_benchmark_script_writes_into_its_output_folder(results, tmp_path):
     assert "<!-- ibp-prior:begin -->" in (tmp_path / "o" / "RESULTS.md").read_text()
     assert (tmp_path / "benchmarks" / "RESULTS.md").read_text() == OLD
     assert not (tmp_path / "benchmarks" / "figures").exists()
+
+
+def test_the_zoo_collapse_table_keeps_one_row_per_entry_and_setting(results, tmp_path):
+    """``benchmarks/zoo_collapse.py`` on the default entry at a tiny budget: each run adds the
+    collapse check's figures as a row, a rerun of the same entry and overrides replaces its row,
+    and the section lists every row kept."""
+    import json
+
+    zoo = importlib.import_module("zoo_collapse")
+    names = zoo.checked_entries()
+    assert "ard-logreg-digits" in names and "lenet300-sbp" in names
+    # a comparison, a search, a hypergradient run and a sampler have no collapse check
+    for other in ("logreg-prune-compare", "nas-digits", "hypergrad-l2-lenet", "logreg-digits01"):
+        assert other not in names
+    with pytest.raises(SystemExit):
+        zoo.main(["--entries", "nas-digits", "--out", str(tmp_path / "o")])
+    out = tmp_path / "o"
+    for epochs in (2, 3, 2):
+        zoo.main(["--entries", "ard-logreg-digits", "--set", f"inference.epochs={epochs}",
+                  "--out", str(out)])
+    rows = json.loads((out / "figures" / "zoo_collapse.json").read_text())
+    assert [r["entry"] for r in rows] == ["ard-logreg-digits `inference.epochs=2`",
+                                          "ard-logreg-digits `inference.epochs=3`"]
+    for r in rows:
+        assert 0.0 < r["val_acc"] <= 1.0 and 0.0 < r["plain_val_acc"] <= 1.0
+        assert r["n_val"] > 0 and r["epochs"] in (2, 3)
+    text = (out / "RESULTS.md").read_text()
+    assert "<!-- zoo-collapse:begin -->" in text and text.count("| ard-logreg-digits") == 2
+    assert (tmp_path / "benchmarks" / "RESULTS.md").read_text() == OLD
