@@ -143,6 +143,8 @@ class PruningConfig(_Strict):
     log_alpha_threshold: float = 3.0
     unit_threshold: float | Literal["auto"] = "auto"
     val_tolerance: float = Field(0.01, ge=0, le=1)
+    #: unit thresholds fixed by hand (``.inf`` keeps a layer's units); with
+    #: ``unit_threshold: auto`` the other layers are calibrated given these
     layer_thresholds: dict[str, float] = {}
     #: unit thresholds per layer (greedy from the input) or one for the network, each unit
     #: removed from all of its readers at once (bayesstruct.pruning.unit_spaces)

@@ -22,7 +22,8 @@ the sites are the weights and nothing changes.
 ``unit_threshold="auto"`` calibrates one threshold per layer on a validation split
 (:func:`calibrate_unit_thresholds`): layer by layer from the input, the largest fraction of
 units (from a fixed grid) whose removal keeps the validation accuracy of the posterior-mean
-network within ``tolerance`` of the unpruned one. Louizos et al. (2017) set these per-layer
+network within ``tolerance`` of the unpruned one; layers given explicit thresholds are held at
+them and skipped, so the tolerance goes to the rest. Louizos et al. (2017) set these per-layer
 thresholds by hand; this makes the choice reproducible and keeps the test split out of it.
 
 ``auto`` takes the prior's own criterion (:attr:`Prior.criterion`) when the posterior has
@@ -108,13 +109,16 @@ _sampled = sampled  # the name this module used before it moved to .units
 def calibrate_unit_thresholds(post: InferenceData, model: BayesianNet,
                               units: Mapping[str, np.ndarray], val: Split,
                               tolerance: float = 0.01,
-                              grid: tuple[float, ...] = CALIBRATION_GRID) -> dict[str, float]:
+                              grid: tuple[float, ...] = CALIBRATION_GRID,
+                              fixed: Mapping[str, float] | None = None) -> dict[str, float]:
     """Per-layer unit thresholds chosen on ``val`` (see the module docstring).
 
     Greedy from the first layer: for each layer the boldest fraction ``f`` in ``grid`` whose
     removal (the ``f`` units with the largest ``log alpha_g``, on top of the layers already
     decided) keeps ``acc_val >= acc_val(unpruned) - tolerance``; ``+inf`` (keep all) if none.
-    Returns ``layer name -> threshold``.
+    Layers in ``fixed`` (``layer -> threshold``, e.g. ``{"fc1": inf}`` to keep every input
+    pixel) are not calibrated: their thresholds hold from the start, so the tolerance is spent
+    on the other layers only. Returns ``layer name -> threshold`` for every layer.
     """
     from ..training import evaluate
 
@@ -122,9 +126,11 @@ def calibrate_unit_thresholds(post: InferenceData, model: BayesianNet,
     val = val.to(device)
     point = mean_values(post, model, device)
     base = evaluate(model, point, val)["acc"]
-    chosen: dict[str, float] = {}
+    chosen: dict[str, float] = {k: float(v) for k, v in (fixed or {}).items()}
     for name, scores in units.items():
         layer = name.rsplit(".", 1)[0]
+        if layer in chosen:
+            continue
         desc = np.sort(np.asarray(scores, dtype=np.float64))[::-1]
 
         def within(n_remove: int, layer: str = layer, desc: np.ndarray = desc) -> bool:
@@ -165,7 +171,8 @@ def make_decision(post: InferenceData, model: BayesianNet, criterion: str = "aut
     """Pruning masks of every weight site by ``criterion`` (see the module table).
 
     ``unit_threshold="auto"`` needs ``val`` (calibration, :func:`calibrate_unit_thresholds`);
-    explicit ``layer_thresholds`` win over calibrated ones (``+inf`` keeps a layer's units).
+    explicit ``layer_thresholds`` are held fixed and the others calibrated given them (``+inf``
+    keeps a layer's units, and the validation tolerance is spent on the other layers).
     ``unit_calibration="network"`` treats each unit of the network as one, removed from all of
     its readers at once, under one threshold for the whole network
     (:mod:`~bayesstruct.pruning.unit_spaces`; calibrated on ``val`` with ``"auto"``).
@@ -224,8 +231,8 @@ def make_decision(post: InferenceData, model: BayesianNet, criterion: str = "aut
     if unit_threshold == "auto":
         if val is None:
             raise ValueError("unit_threshold='auto' calibrates on a validation split: pass val=")
-        calibrated = calibrate_unit_thresholds(post, model, units, val, tolerance)
-        layer_thresholds = {**calibrated, **(layer_thresholds or {})}
+        layer_thresholds = calibrate_unit_thresholds(post, model, units, val, tolerance,
+                                                     fixed=layer_thresholds)
         unit_threshold = float("inf")
     keep = unit_keep(units, float(unit_threshold), layer_thresholds)
     return _unit_decision(criterion, unit_threshold, model, units, keep,

@@ -184,3 +184,42 @@ def test_calibrated_thresholds_are_the_boldest_within_tolerance(digits):
     assert d.layer_thresholds == chosen
     with pytest.raises(ValueError, match="val="):
         pruning.make_decision(post, model, unit_threshold="auto")
+
+
+def test_calibration_holds_fixed_layers_and_spends_the_tolerance_on_the_rest(digits):
+    """``layer_thresholds`` given with ``unit_threshold="auto"`` are not calibrated: the
+    other layers are, given them (keeping every input pixel leaves the tolerance to the hidden
+    units), and the result is the boldest grid step within the tolerance for that layer."""
+    from bayesstruct.inference import svi
+    from bayesstruct.pruning.criteria import CALIBRATION_GRID
+    from bayesstruct.training import evaluate
+
+    torch.manual_seed(1)
+    model = BayesianNet(nets.mlp([64, 24, 10]), priors.LogUniform(level="unit"),
+                        num_data=len(digits.train))
+    post = svi(model, guides.MeanField(), digits, epochs=4, lr=0.01, batch_size=64,
+               progress=False, num_draws=2)
+    units = unit_log_alpha(post, model)
+    tol = 0.02
+    chosen = calibrate_unit_thresholds(post, model, units, digits.val, tol,
+                                       fixed={"fc1": float("inf")})
+    assert chosen["fc1"] == float("inf") and set(chosen) == {"fc1", "fc2"}
+    point = {k: torch.as_tensor(v) for k, v in posterior.point_estimate(post).items()}
+    base = evaluate(model, point, digits.val)["acc"]
+
+    def acc(fc2):
+        keep = unit_keep(units, float("inf"), {"fc1": float("inf"), "fc2": fc2})
+        assert keep["fc1.weight"].all()  # every pixel kept
+        masks = weight_masks_from_units(model, keep)
+        return evaluate(model, {k: v * torch.as_tensor(masks[k]) if k in masks else v
+                                for k, v in point.items()}, digits.val)["acc"]
+
+    desc = np.sort(units["fc2.weight"])[::-1]
+    removed = int((units["fc2.weight"] >= chosen["fc2"]).sum())
+    assert acc(chosen["fc2"]) >= base - tol
+    bolder = [f for f in CALIBRATION_GRID if removed < round(f * desc.size) < desc.size]
+    if bolder:
+        assert acc(float(desc[int(round(min(bolder) * desc.size)) - 1])) < base - tol
+    d = pruning.make_decision(post, model, unit_threshold="auto", val=digits.val, tolerance=tol,
+                              layer_thresholds={"fc1": float("inf")})
+    assert d.layer_thresholds == chosen
