@@ -21,6 +21,7 @@ are temporary unless ``--keep-runs DIR``.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -79,7 +80,8 @@ def main() -> None:
     table = markdown_table(rows, HEADER)
     print("\n" + table)
     command = "python benchmarks/any_network.py" + "".join(
-        f" --set {o}" for o in args.overrides) + (f" --seed {args.seed}" if args.seed else "")
+        f" --set {shlex.quote(o)}" for o in args.overrides) + (
+        f" --seed {args.seed}" if args.seed else "")
     out.section("any_network", "\n".join([
         "## Any network: a residual net with BatchNorm, torch's LSTM, a 1-D conv net",
         "",

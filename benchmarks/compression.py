@@ -25,10 +25,11 @@ printed and written, as the architecture's section, into ``DIR/RESULTS.md`` (``-
 ``--methods`` runs a subset beside the dense network and writes it as a section of its own
 (``compression:lenet300:sbp``), leaving the full table as it was; ``--pretrained`` starts
 every method from the dense network's weights (``net.init_weights``) and writes its own
-section (``...:pretrained``).
+section (``...:pretrained``); a ``--seed`` other than 0 writes one more (``...:seed1``), so
+seeds sit side by side.
 
     python benchmarks/compression.py --net lenet300 [--epochs 30] [--data-dir DIR]
-        [--methods sparsevd,bc-gnj,bc-horseshoe,sbp] [--pretrained] [--out DIR]
+        [--methods sparsevd,bc-gnj,bc-horseshoe,sbp] [--pretrained] [--seed N] [--out DIR]
         [--write-results]
 """
 
@@ -37,6 +38,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import platform
+import shlex
 import sys
 import tempfile
 import time
@@ -287,10 +289,10 @@ def _finish(args, out, ds, cfgs, labels, results, rows, epochs, retrain, rounds,
     when = datetime.date.today().isoformat()
     machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     size = f"{len(ds.train)} training examples" + (" (subset)" if args.train_size else "")
-    flags = [f"--{k.replace('_', '-')} {v}" for k, v in (("epochs", args.epochs),
-                                                          ("train_size", args.train_size)) if v]
-    flags += [f"--set {o}" for o in args.overrides] + (["--pretrained"] if args.pretrained
-                                                        else [])
+    flags = [f"--{k.replace('_', '-')} {v}" for k, v in (
+        ("epochs", args.epochs), ("train_size", args.train_size), ("seed", args.seed)) if v]
+    flags += [f"--set {shlex.quote(o)}" for o in args.overrides]
+    flags += ["--pretrained"] if args.pretrained else []
     if set(cfgs) - {f"{m}-unbounded" for m in METHODS} != set(METHODS):
         flags.append(f"--methods {args.methods}")
     cmd = " ".join(["python benchmarks/compression.py --net", args.net, *flags])
@@ -329,7 +331,8 @@ def _finish(args, out, ds, cfgs, labels, results, rows, epochs, retrain, rounds,
     subset = [m for m in METHODS if m in cfgs]
     out.section(f"compression:{args.net}" + ("" if len(subset) == len(METHODS) else
                                              f":{'+'.join(subset)}")
-                + (":pretrained" if args.pretrained else ""), text)
+                + (":pretrained" if args.pretrained else "")
+                + (f":seed{args.seed}" if args.seed else ""), text)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ retraining for magnitude pruning), computed from the rows, not typed in.
 from __future__ import annotations
 
 import argparse
+import shlex
 import shutil
 import sys
 import tempfile
@@ -99,7 +100,7 @@ def main() -> None:
     s = metrics["settings"]
     flags = "".join(f" --{k.replace('_', '-')} {v}" for k, v in
                     (("dataset", args.dataset),) if v != "fashion-mnist")
-    flags += "".join(f" --set {o}" for o in args.overrides)
+    flags += "".join(f" --set {shlex.quote(o)}" for o in args.overrides)
     cmd = f"python benchmarks/pruning_comparison.py{flags}"
     text = (f"{provenance()}; command `{cmd}` ({metrics['seconds']:.0f} s in all). "
             f"Logistic regression on {args.dataset} ("

@@ -46,6 +46,7 @@ import csv
 import json
 import math
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -408,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         for s in specs:
             rec = f" --inference {s['recipe']}" if "recipe" in s else ""
-            sets = "".join(f" --set {o}" for o in s.get("overrides", []))
+            sets = "".join(f" --set {shlex.quote(o)}" for o in s.get("overrides", []))
             print(f"{label(s):32s} {s['name']}{rec}{sets}")
         return 0
     if args.base is None:
