@@ -149,37 +149,49 @@ def test_zoo_entries_report_compression(tmp_path, entry):
     assert metrics["params_after_unit_removal"] <= metrics["params_dense"]
 
 
-def test_calibrated_thresholds_are_the_boldest_within_tolerance(digits):
+def _unit_fit(digits, seed):
+    """A 64-24-10 MLP with a per-unit log-uniform prior, 4 SVI epochs on digits: the model,
+    its posterior, unit scores, posterior-mean point and a masked-accuracy function."""
     from bayesstruct.inference import svi
-    from bayesstruct.pruning.criteria import CALIBRATION_GRID
     from bayesstruct.training import evaluate
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = BayesianNet(nets.mlp([64, 24, 10]), priors.LogUniform(level="unit"),
                         num_data=len(digits.train))
     post = svi(model, guides.MeanField(), digits, epochs=4, lr=0.01, batch_size=64,
                progress=False, num_draws=2)
     units = unit_log_alpha(post, model)
-    tol = 0.02
-    chosen = calibrate_unit_thresholds(post, model, units, digits.val, tol)
     point = {k: torch.as_tensor(v) for k, v in posterior.point_estimate(post).items()}
-    base = evaluate(model, point, digits.val)["acc"]
 
-    def acc(thresholds):
-        keep = unit_keep(units, float("inf"), thresholds)
+    def acc(thresholds=None):
+        keep = unit_keep(units, float("inf"), thresholds or {})
         masks = weight_masks_from_units(model, keep)
         return evaluate(model, {k: v * torch.as_tensor(masks[k]) if k in masks else v
                                 for k, v in point.items()}, digits.val)["acc"]
 
-    assert acc(chosen) >= base - tol
-    # one grid step bolder in the first layer breaks the tolerance (or it is already the boldest)
-    desc = np.sort(units["fc1.weight"])[::-1]
-    removed = int((units["fc1.weight"] >= chosen["fc1"]).sum())
-    bolder = [f for f in CALIBRATION_GRID if round(f * desc.size) > removed
-              and round(f * desc.size) < desc.size]
+    return model, post, units, acc
+
+
+def _bolder_fails(units, layer, chosen, acc, base, tol, others):
+    """One grid step bolder than ``chosen[layer]`` breaks the tolerance (or it is already
+    the boldest)."""
+    from bayesstruct.pruning.criteria import CALIBRATION_GRID
+
+    desc = np.sort(units[f"{layer}.weight"])[::-1]
+    removed = int((units[f"{layer}.weight"] >= chosen[layer]).sum())
+    bolder = [f for f in CALIBRATION_GRID if removed < round(f * desc.size) < desc.size]
     if bolder:
         n = int(round(min(bolder) * desc.size))
-        assert acc({"fc1": float(desc[n - 1]), "fc2": float("inf")}) < base - tol
+        assert acc({**others, layer: float(desc[n - 1])}) < base - tol
+
+
+def test_calibrated_thresholds_are_the_boldest_within_tolerance(digits):
+    model, post, units, acc = _unit_fit(digits, seed=0)
+    tol = 0.02
+    chosen = calibrate_unit_thresholds(post, model, units, digits.val, tol)
+    base = acc()
+    assert acc(chosen) >= base - tol
+    _bolder_fails(units, "fc1", chosen, acc, base, tol, {"fc2": float("inf")})
     d = pruning.make_decision(post, model, unit_threshold="auto", val=digits.val, tolerance=tol)
     assert d.layer_thresholds == chosen
     with pytest.raises(ValueError, match="val="):
@@ -190,36 +202,15 @@ def test_calibration_holds_fixed_layers_and_spends_the_tolerance_on_the_rest(dig
     """``layer_thresholds`` given with ``unit_threshold="auto"`` are not calibrated: the
     other layers are, given them (keeping every input pixel leaves the tolerance to the hidden
     units), and the result is the boldest grid step within the tolerance for that layer."""
-    from bayesstruct.inference import svi
-    from bayesstruct.pruning.criteria import CALIBRATION_GRID
-    from bayesstruct.training import evaluate
-
-    torch.manual_seed(1)
-    model = BayesianNet(nets.mlp([64, 24, 10]), priors.LogUniform(level="unit"),
-                        num_data=len(digits.train))
-    post = svi(model, guides.MeanField(), digits, epochs=4, lr=0.01, batch_size=64,
-               progress=False, num_draws=2)
-    units = unit_log_alpha(post, model)
+    model, post, units, acc = _unit_fit(digits, seed=1)
     tol = 0.02
-    chosen = calibrate_unit_thresholds(post, model, units, digits.val, tol,
-                                       fixed={"fc1": float("inf")})
+    kept = {"fc1": float("inf")}
+    chosen = calibrate_unit_thresholds(post, model, units, digits.val, tol, fixed=kept)
     assert chosen["fc1"] == float("inf") and set(chosen) == {"fc1", "fc2"}
-    point = {k: torch.as_tensor(v) for k, v in posterior.point_estimate(post).items()}
-    base = evaluate(model, point, digits.val)["acc"]
-
-    def acc(fc2):
-        keep = unit_keep(units, float("inf"), {"fc1": float("inf"), "fc2": fc2})
-        assert keep["fc1.weight"].all()  # every pixel kept
-        masks = weight_masks_from_units(model, keep)
-        return evaluate(model, {k: v * torch.as_tensor(masks[k]) if k in masks else v
-                                for k, v in point.items()}, digits.val)["acc"]
-
-    desc = np.sort(units["fc2.weight"])[::-1]
-    removed = int((units["fc2.weight"] >= chosen["fc2"]).sum())
-    assert acc(chosen["fc2"]) >= base - tol
-    bolder = [f for f in CALIBRATION_GRID if removed < round(f * desc.size) < desc.size]
-    if bolder:
-        assert acc(float(desc[int(round(min(bolder) * desc.size)) - 1])) < base - tol
+    assert unit_keep(units, float("inf"), chosen)["fc1.weight"].all()  # every pixel kept
+    base = acc()
+    assert acc(chosen) >= base - tol
+    _bolder_fails(units, "fc2", chosen, acc, base, tol, kept)
     d = pruning.make_decision(post, model, unit_threshold="auto", val=digits.val, tolerance=tol,
-                              layer_thresholds={"fc1": float("inf")})
+                              layer_thresholds=kept)
     assert d.layer_thresholds == chosen
