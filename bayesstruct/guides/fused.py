@@ -61,7 +61,7 @@ class LayerKL:
 
 def _kl_value(m, var, lv, mb, var_b, lvb, layer: LayerKL) -> Tensor:
     if layer.coef is not None:
-        r = [var.sum(), torch.tensordot(m, m, dims=m.dim()), lv.sum()]
+        r = [var.sum(), torch.dot(m.reshape(-1), m.reshape(-1)), lv.sum()]
         if var_b is not None:
             r += [var_b.sum(), torch.dot(mb, mb), lvb.sum()]
         return torch.dot(layer.coef, torch.stack(r)) + layer.const
@@ -99,7 +99,8 @@ class _LRTLinearKL(torch.autograd.Function):
         if need[1]:
             dm = (g.t() @ x).addcmul_(m, c)
         if need[2]:
-            dlv = (h.t() @ x2).add_(c, alpha=0.5).mul_(var).sub_(g_kl, alpha=0.5)
+            dlv = (h.t() @ x2).add_(c, alpha=0.5)
+            dlv = torch.addcmul(g_kl * -0.5, dlv, var, out=dlv)  # in place, one pass
         cb = g_kl * layer.prec_b if var_b is not None else None
         if mb is not None and need[3]:
             dmb = g.sum(0)
