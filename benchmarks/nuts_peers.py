@@ -15,12 +15,16 @@ Both: 500 warm-up + 1000 draws per chain, target acceptance 0.8, max tree depth 
 windowed diagonal mass-matrix adaptation. ESS is ArviZ's bulk ESS of each parameter over all
 chains; seconds are warm-up plus draws (compilation excluded: NumPyro's warm run, our
 ``run_seconds``). ``ours / numpyro`` is the ratio of mean ESS/s at the same chain count.
+``--repeats N`` runs both samplers N times per chain count (seeds ``seed``, ``seed + 1``, ...;
+our kernels compiled once): the table gives the medians over the runs, and the ratio is the
+median of the N paired ratios, which are listed (a single run's ratio moves with the
+machine's load and with the seeds' ESS).
 ``max |dmean| / sd``: the largest difference of the two posterior means over the 65
 parameters, in NumPyro posterior sds. ``--tricks`` adds microseconds per leapfrog step of our
 sampler with the potential evaluated eagerly by Pyro, as a traced FX graph, and compiled.
 
-    python benchmarks/nuts_peers.py [--chains 1,8] [--threads 1] [--tricks] [--out DIR]
-                                    [--write-results]
+    python benchmarks/nuts_peers.py [--chains 1,8] [--threads 1] [--repeats 1] [--tricks]
+                                    [--out DIR] [--write-results]
 
 NumPyro and JAX are optional: without them the NumPyro rows are skipped (said so).
 """
@@ -53,8 +57,8 @@ def ess(draws: np.ndarray) -> np.ndarray:
     return az.ess({"p": draws}, method="bulk")["p"].values
 
 
-def run_numpyro(x: np.ndarray, y: np.ndarray, chains: int, args: argparse.Namespace
-                ) -> dict | None:
+def run_numpyro(x: np.ndarray, y: np.ndarray, chains: int, args: argparse.Namespace,
+                seed: int | None = None) -> dict | None:
     """Cold and warm NumPyro runs; ``None`` when numpyro/jax cannot be imported."""
     try:
         import jax
@@ -78,7 +82,7 @@ def run_numpyro(x: np.ndarray, y: np.ndarray, chains: int, args: argparse.Namesp
     seconds = []
     for rep in range(2):
         t0 = time.perf_counter()
-        run.run(jax.random.PRNGKey(args.seed + rep), xj, yj)
+        run.run(jax.random.PRNGKey((args.seed if seed is None else seed) + 1000 * rep), xj, yj)
         s = run.get_samples(group_by_chain=True)
         jax.block_until_ready(s)
         seconds.append(time.perf_counter() - t0)
@@ -89,12 +93,18 @@ def run_numpyro(x: np.ndarray, y: np.ndarray, chains: int, args: argparse.Namesp
 
 def run_ours(mp: bn.ModelPotential, chains: int, args: argparse.Namespace,
              compile: str = "inductor", warmup: int | None = None,
-             samples: int | None = None) -> dict:
-    init = bn.initial_points(mp, chains, seed=args.seed)
+             samples: int | None = None, seed: int | None = None,
+             kernels: dict | None = None) -> dict:
+    """One run of our batched NUTS; ``kernels`` (a dict keyed by chain count) keeps the
+    compiled kernels for the next run with as many chains."""
+    seed = args.seed if seed is None else seed
+    init = bn.initial_points(mp, chains, seed=seed)
     res = bn.batched_nuts(mp, init, num_warmup=args.warmup if warmup is None else warmup,
                           num_samples=args.samples if samples is None else samples,
                           target_accept=0.8, max_tree_depth=10, compile=compile,
-                          seed=args.seed)
+                          seed=seed, kernels=(kernels or {}).get(chains))
+    if kernels is not None:
+        kernels[chains] = res.kernels
     steps = int(res.stats["n_steps"].max(0).values.sum()
                 + res.warmup_stats["n_steps"].max(0).values.sum())
     return {"draws": res.draws.double().numpy(), "seconds": res.run_seconds,
@@ -110,6 +120,9 @@ def main() -> None:
     ap.add_argument("--tricks", action="store_true",
                     help="also time a leapfrog step with the potential eager / FX / compiled")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="paired runs per chain count (seeds seed, seed+1, ...): the table "
+                         "gives medians and the ratio is the median of the paired ratios")
     add_output_args(ap)
     args = ap.parse_args()
     out = Output(args)
@@ -134,24 +147,38 @@ def main() -> None:
     rows, agree, ratios = [], [], {}
     header = ["sampler", "chains", "mean ESS", "min ESS", "seconds", "compile s",
               "mean ESS/s", "min ESS/s", "ours / numpyro"]
+    kernels: dict = {}
     for chains in chain_counts:
-        theirs = run_numpyro(x, y, chains, args)
-        ours = run_ours(mp, chains, args)
-        rates = {}
-        for name, r in (("numpyro", theirs), ("batched", ours)):
-            if r is None:
+        runs = []  # (theirs, ours) per repeat
+        for rep in range(max(1, args.repeats)):
+            runs.append((run_numpyro(x, y, chains, args, seed=args.seed + rep),
+                         run_ours(mp, chains, args, seed=args.seed + rep, kernels=kernels)))
+        rates = {name: [] for name in ("numpyro", "batched")}
+        for rep, (theirs, ours) in enumerate(runs):
+            for name, r in (("numpyro", theirs), ("batched", ours)):
+                if r is not None:
+                    r["ess"] = ess(r["draws"])
+                    rates[name].append(r["ess"].mean() / r["seconds"])
+            if len(runs) > 1:
+                print(f"  {chains} chain(s), run {rep + 1}: mean ESS/s "
+                      + ", ".join(f"{k} {v[-1]:.0f}" for k, v in rates.items() if v), flush=True)
+        paired = [a / b for a, b in zip(rates["batched"], rates["numpyro"], strict=False)]
+        if paired:
+            ratios[chains] = (float(np.median(paired)), paired)
+        for name, k in (("numpyro", 0), ("batched", 1)):
+            rs = [r[k] for r in runs if r[k] is not None]
+            if not rs:
                 continue
-            e = ess(r["draws"])
-            rates[name] = e.mean() / r["seconds"]
-            ratio = ""
-            if name == "batched" and theirs is not None:
-                ratio = f"{rates['batched'] / rates['numpyro']:.2f}"
-                ratios[chains] = rates["batched"] / rates["numpyro"]
-            rows.append([name, str(chains), f"{e.mean():.0f}", f"{e.min():.0f}",
-                         f"{r['seconds']:.2f}", f"{r['compile']:.1f}",
-                         f"{e.mean() / r['seconds']:.0f}", f"{e.min() / r['seconds']:.0f}",
-                         ratio])
+            mean_ess = np.median([r["ess"].mean() for r in rs])
+            min_ess = np.median([r["ess"].min() for r in rs])
+            secs = np.median([r["seconds"] for r in rs])
+            min_rate = np.median([r["ess"].min() / r["seconds"] for r in rs])
+            rows.append([name, str(chains), f"{mean_ess:.0f}", f"{min_ess:.0f}", f"{secs:.2f}",
+                         f"{rs[0]['compile']:.1f}", f"{float(np.median(rates[name])):.0f}",
+                         f"{min_rate:.0f}",
+                         f"{ratios[chains][0]:.2f}" if name == "batched" and paired else ""])
             print(" | ".join(rows[-1]), flush=True)
+        theirs, ours = runs[0]
         res = ours["result"]
         print(f"  batched, {chains} chains: step sizes "
               f"{np.round(res.step_size.numpy(), 3).tolist()}, mean acceptance "
@@ -180,8 +207,11 @@ def main() -> None:
     table = markdown_table(rows, header)
     print()
     print(table)
-    summary = ("; ".join(f"{c} chain(s): ours / numpyro = {v:.2f} in mean ESS/s"
-                         for c, v in ratios.items()) or "NumPyro skipped")
+    summary = ("; ".join(
+        f"{c} chain(s): ours / numpyro = {v:.2f} in mean ESS/s"
+        + (f" (median of {len(p)} paired runs: {', '.join(f'{x:.2f}' for x in p)})"
+           if len(p) > 1 else "")
+        for c, (v, p) in ratios.items()) or "NumPyro skipped")
     print(summary)
     for line in agree:
         print(line)
@@ -189,7 +219,9 @@ def main() -> None:
         "## NUTS against NumPyro (logistic regression, digits 0 vs 1)",
         "",
         f"{provenance()}. Command: `python benchmarks/nuts_peers.py --warmup {args.warmup} "
-        f"--samples {args.samples} --chains {args.chains} --threads {args.threads}` "
+        f"--samples {args.samples} --chains {args.chains} --threads {args.threads}"
+        + (f" --repeats {args.repeats}" if args.repeats > 1 else "")
+        + (f" --seed {args.seed}" if args.seed else "") + "` "
         f"({threads}). Seconds: warm-up plus draws, compilation apart (NumPyro: its second "
         "run on the same `MCMC` object; ours: tracing and TorchInductor compilation).",
         "",

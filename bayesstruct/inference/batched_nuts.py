@@ -358,7 +358,8 @@ class NUTSResult:
     ``acceptance_rate``, ``energy`` (``H`` at the start of the transition), ``lp`` (``-U``
     at the draw), ``step_size``; the adapted ``step_size`` ``(chains,)`` and inverse mass
     matrix diagonal ``(chains, D)``; seconds spent tracing/compiling, in warm-up and in
-    drawing."""
+    drawing; and the traced/compiled ``kernels``, which a later call with as many chains can
+    take (``batched_nuts(..., kernels=result.kernels)``) instead of compiling again."""
 
     draws: Tensor
     stats: dict[str, Tensor]
@@ -368,6 +369,7 @@ class NUTSResult:
     warmup_seconds: float
     sampling_seconds: float
     warmup_stats: dict[str, Tensor] = field(default_factory=dict)
+    kernels: _Kernels | None = field(default=None, repr=False, compare=False)
 
     @property
     def run_seconds(self) -> float:
@@ -648,7 +650,8 @@ def batched_nuts(potential: Callable[[Tensor], Tensor] | ModelPotential, init: T
                       step_size=torch.as_tensor(step, **f), inverse_mass=minv,
                       compile_seconds=compile_seconds, warmup_seconds=t_warm - t0,
                       sampling_seconds=t1 - t_warm,
-                      warmup_stats={n: v[:, :num_warmup] for n, v in rec.items()})
+                      warmup_stats={n: v[:, :num_warmup] for n, v in rec.items()},
+                      kernels=kernels)
 
 
 def initial_points(mp: ModelPotential, chains: int, *, seed: int = 0, radius: float = 2.0,

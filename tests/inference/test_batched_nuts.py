@@ -185,6 +185,11 @@ def test_the_same_seed_gives_the_same_draws():
     torch.testing.assert_close(a.draws, b.draws, rtol=0, atol=0)
     c = bn.batched_nuts(mp, init, num_warmup=20, num_samples=10, compile="eager", seed=3)
     torch.testing.assert_close(a.draws, c.draws)  # the traced graph is the eager arithmetic
+    # the kernels a result carries serve a later call with as many chains, untraced again
+    d = bn.batched_nuts(mp, init, num_warmup=20, num_samples=10, compile="fx", seed=3,
+                        kernels=a.kernels)
+    assert d.kernels is a.kernels and d.compile_seconds == a.compile_seconds
+    torch.testing.assert_close(a.draws, d.draws, rtol=0, atol=0)
 
 
 def test_bad_settings_are_refused_with_the_reason():
