@@ -87,6 +87,7 @@ def run_fit(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: 
     ds = load_data(cfg, device)
     cfg = record_data_source(cfg, ds)
     model = build_model(cfg, ds)
+    _check_map_criterion(cfg, model)
     inf = cfg.inference
     with open_run_dir(out, resume):
         if saved is None or cfg.model_dump() != saved:
@@ -421,6 +422,25 @@ def show(metrics: dict[str, Any], result: Analysis, out: Path,
 
 
 # -- resume and warm starts -------------------------------------------------------------------
+def _check_map_criterion(cfg: RunConfig, model: BayesianNet) -> None:
+    """Refuse, before training, a MAP fit (guide ``delta``) whose pruning criterion reads the
+    posterior's noise (``unit``, ``rho``, ``log_alpha``); a prior the guide cannot hold is
+    named first, as the thing to change first."""
+    if getattr(cfg.inference, "guide", None) != "delta" or cfg.pruning.criterion not in (
+            "rho", "log_alpha", "unit"):
+        return
+    from .. import guides
+
+    try:
+        guides.get("delta").setup(model)
+    except (ValueError, NotImplementedError) as e:
+        raise ConfigError(f"inference.guide: {e}") from None
+    raise ConfigError(f"pruning.criterion: {cfg.pruning.criterion!r} reads the posterior's "
+                      "noise, and guide 'delta' fits point estimates (a MAP fit); allowed with "
+                      "it: magnitude, auto (magnitude for a MAP fit), or a variational guide "
+                      "(meanfield, lognormal)")
+
+
 def check_resume(cfg: RunConfig, out: Path, echo: Callable[[str], Any]) -> dict[str, Any]:
     """The saved config of the run in ``out`` (as a dict), after refusing a resume that would
     change what shaped its training or that the engine refuses (an SVI ``epochs`` below the
