@@ -39,7 +39,8 @@ def test_every_recipe_field_reaches_the_engine(name, monkeypatch):
     module, fn = SAMPLERS[name]
     calls: dict = {}
     monkeypatch.setattr(module, fn, lambda *a, **kw: calls.update(kw) or "posterior")
-    monkeypatch.setattr(svi.guides_mod, "get", lambda kind, **kw: calls.update(kw) or kind)
+    monkeypatch.setattr(svi.guides_mod, "get",
+                        lambda kind, **kw: calls.update(kw) or _GuideName(kind))
     cfg = ENGINES[name].config(engine=name)
     model = BayesianNet(data_free_net(), priors.Gaussian())
     assert ENGINES[name].fit(cfg, model, None, FitOptions(seed=7)) == "posterior"
@@ -51,6 +52,14 @@ def test_every_recipe_field_reaches_the_engine(name, monkeypatch):
     missing = {k for k in expected if k not in calls}
     assert not missing, f"recipe fields that never reach {fn}: {missing}"
     assert {k: calls[k] for k in expected} == expected and calls["seed"] == 7
+
+
+class _GuideName(str):
+    """What the faked ``guides.get`` returns: the guide's name, and a ``setup`` that the
+    engine's up-front check (can this guide hold the prior?) may call."""
+
+    def setup(self, model):
+        return self
 
 
 def data_free_net():
