@@ -562,11 +562,12 @@ def fit_svi(cfg: SVIConfig, model: BayesianNet, data: Dataset, options: FitOptio
         raise ConfigError(f"inference.guide: 'delta' has no MAP under the {model.prior.kind} "
                           "prior (its density 1/theta is largest at the interval's lower end, "
                           "where every unit would go); allowed with it: lognormal, meanfield")
-    try:  # a guide that cannot hold this prior says so here, before any training
-        guides_mod.get(cfg.guide, **guide_kw).setup(model)
+    guide = guides_mod.get(cfg.guide, **guide_kw)
+    try:  # a guide that cannot hold this prior says so here, before any training (setup
+        guide.setup(model)  # draws nothing and is idempotent: svi() reuses it)
     except (ValueError, NotImplementedError) as e:
         raise ConfigError(f"inference.guide: {e}") from None
-    return svi(model, guides_mod.get(cfg.guide, **guide_kw), data, epochs=cfg.epochs,
+    return svi(model, guide, data, epochs=cfg.epochs,
                batch_size=cfg.batch_size, lr=cfg.lr, lr_schedule=cfg.lr_schedule,
                kl_weight=cfg.kl_weight, kl_warmup_epochs=cfg.kl_warmup_epochs,
                device=options.device, seed=options.seed, patience=cfg.patience,
