@@ -112,6 +112,12 @@ bench-tabular: setup
 	$(PY) benchmarks/tabular.py --sweep --write-results
 	$(PY) benchmarks/tabular.py --write-results
 
+# about an hour on a CPU: the ResNet, LSTM and 1-D conv entries shrunk for real, and the
+# ResNet trained from scratch at narrower widths (the baseline a pruned ResNet has to beat)
+bench-any-network: setup data
+	$(PY) benchmarks/any_network.py --write-results
+	$(PY) benchmarks/resnet_widths.py --write-results
+
 # hours on a CPU: every zoo entry with the collapse check, at its own budget
 bench-zoo-collapse: setup data
 	$(PY) benchmarks/zoo_collapse.py --write-results
