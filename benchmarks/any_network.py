@@ -107,7 +107,7 @@ def main() -> None:
     args = ap.parse_args()
     out = Output(args)
 
-    rows = []
+    rows: dict[str, list[object]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(args.keep_runs) if args.keep_runs else Path(tmp)
         for entry in args.entries:
@@ -115,14 +115,14 @@ def main() -> None:
             print(f"== {entry}: {cfg.inference.epochs} epochs, "
                   f"{cfg.data.train_size or 'all'} training images", flush=True)
             metrics = runner.run(cfg, base / entry, progress=True)
-            rows.append([*row(entry, metrics), datetime.date.today().isoformat()])
-            print(markdown_table(rows[-1:], HEADER), flush=True)
-    print("\n" + markdown_table(rows, HEADER))
+            rows[entry] = [*row(entry, metrics), datetime.date.today().isoformat()]
+            print(markdown_table([rows[entry]], HEADER), flush=True)
+    print("\n" + markdown_table(list(rows.values()), HEADER))
     command = "python benchmarks/any_network.py" + (
         " --entries " + " ".join(args.entries) if args.entries != ENTRIES else "") + "".join(
         f" --set {shlex.quote(o)}" for o in args.overrides) + (
         f" --seed {args.seed}" if args.seed else "")
-    measured = {r[0].strip("`"): (r, f"{provenance()}; `{command}`") for r in rows}
+    measured = {e: (r, f"{provenance()}; `{command}`") for e, r in rows.items()}
     old = earlier_rows(out.results.read_text()) if out.results.exists() else {}
     merged = {e: measured.get(e) or old[e] for e in ENTRIES if e in measured or e in old}
     out.section("any_network", "\n".join([
