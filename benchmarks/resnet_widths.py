@@ -80,8 +80,7 @@ def main() -> None:
             net = nets.build("resnet", shape, ds.n_classes, hidden=list(w))
             t0 = time.perf_counter()
             train_plain(net, ds, epochs=inf.epochs, lr=inf.lr, batch_size=inf.batch_size,
-                        lr_schedule="cosine" if inf.lr_schedule == "cosine" else "constant",
-                        seed=seed)
+                        lr_schedule=inf.lr_schedule, seed=seed)
             secs.append(time.perf_counter() - t0)
             accs.append(evaluate_net(net.eval(), ds.test)["acc"])
         results[w] = (accs, secs, count_macs(net, ds.test.x))
@@ -111,10 +110,10 @@ def main() -> None:
         f"{provenance()}; `{command}`. The zoo's small ResNet (BatchNorm, one residual block "
         f"per stage) at each pair of stage widths, trained as a plain network at "
         f"`{args.entry}`'s budget ({len(ds.train)} training images x {inf.epochs} epochs, "
-        f"Adam, lr {inf.lr}, batch {inf.batch_size}, cosine schedule); test accuracy on the "
-        f"{len(ds.test)} test images, one figure per seed. Channels: every convolution's "
-        "output channels (the count the pruning tables use). A pruned network is worth "
-        "something when it beats the row of its own widths.",
+        f"Adam, lr {inf.lr}, batch {inf.batch_size}, {inf.lr_schedule} schedule); test "
+        f"accuracy on the {len(ds.test)} test images, one figure per seed. Channels: every "
+        "convolution's output channels (the count the pruning tables use). A pruned network "
+        "is worth something when it beats the row of its own widths.",
         "",
         table]))
 
