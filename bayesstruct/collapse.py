@@ -28,6 +28,7 @@ it says the prior, not the data, set the network.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -114,12 +115,15 @@ def detectable_gap(n: int, tolerance: float, z: float = 2.0) -> float:
     return max(tolerance, (math.floor(z * z) + 1) / n) if n else 1.0
 
 
-def plain_fit(cfg, ds: Dataset, device: torch.device | str = "cpu", steps: int = 1000
-              ) -> tuple[BayesianNet, dict[str, torch.Tensor], int]:
+def plain_fit(cfg, ds: Dataset, device: torch.device | str = "cpu", steps: int = 1000, *,
+              epochs: int | None = None, start: torch.nn.Module | None = None,
+              progress: bool = False) -> tuple[BayesianNet, dict[str, torch.Tensor], int]:
     """The same network fitted by maximum likelihood: the Delta guide under a Gaussian prior
     whose KL term is weighted 0 (so only the likelihood is fitted), with the recipe's batch
-    size and learning rate, for ``min(epochs, ceil(steps / batches per epoch))`` epochs.
-    Returns the model, its fitted parameters and the epochs run."""
+    size and learning rate, for ``min(epochs, ceil(steps / batches per epoch))`` epochs of
+    the recipe, or exactly ``epochs`` when given. ``start``: a network to start from (a copy
+    is trained); default a fresh one initialised from ``cfg.seed``. ``progress``: a progress
+    bar. Returns the model, its fitted parameters and the epochs run."""
     from .experiments.base import build_net
     from .inference.svi import svi
     from .models import BayesianNet, likelihoods
@@ -127,16 +131,18 @@ def plain_fit(cfg, ds: Dataset, device: torch.device | str = "cpu", steps: int =
     inf = cfg.inference
     torch.manual_seed(cfg.seed)
     likelihood = likelihoods.get(cfg.likelihood)
-    net = build_net(cfg, ds, likelihood.outputs(ds.n_classes))
+    net = (build_net(cfg, ds, likelihood.outputs(ds.n_classes)) if start is None
+           else copy.deepcopy(start))
     model = BayesianNet(net, priors.get("gaussian"), likelihood, num_data=len(ds.train))
     batch_size = int(getattr(inf, "batch_size", 128))
     per_epoch = max(1, math.ceil(len(ds.train) / batch_size))
-    epochs = max(1, min(int(getattr(inf, "epochs", 1)), math.ceil(steps / per_epoch)))
+    if epochs is None:
+        epochs = max(1, min(int(getattr(inf, "epochs", 1)), math.ceil(steps / per_epoch)))
     guide = guides.get("delta")
     with parallel.alone():  # rank 0 alone in a data-parallel run: the other ranks are done
         svi(model, guide, ds.train, epochs=epochs, batch_size=batch_size,
             lr=float(getattr(inf, "lr", 1e-3)), kl_weight=0.0, prior_update="none",
-            device=device, seed=cfg.seed, progress=False, num_draws=1)
+            device=device, seed=cfg.seed, progress=progress, num_draws=1)
     params = {k: v.detach() for k, v in guide.mean_values().items()}
     return model, params, epochs
 

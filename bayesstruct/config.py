@@ -106,6 +106,11 @@ class NetConfig(_Strict):
     #: ``network/posterior_mean.pt``) whose weights start the fit: the guide's means start
     #: there (a pretrained start, as Neklyudov et al. 2017 and Molchanov et al. 2017 prune)
     init_weights: str | None = None
+    #: epochs of plain maximum-likelihood training of the network (the recipe's batch size and
+    #: learning rate, no prior) before the Bayesian fit, whose guide means then start at the
+    #: trained weights: the pruning papers' protocol in one run (SVI fit entries only; the
+    #: trained network is kept as ``pretrained.pt`` in the run directory)
+    pretrain_epochs: int = Field(0, ge=0)
 
 
 #: ``prior:``: one registered prior's config (``priors/<kind>.py``), chosen by ``kind``
@@ -231,6 +236,25 @@ class RunConfig(_EntryBase):
     recipe: str = ""
     inference: InferenceConfig
     device: str = "cpu"
+
+    @model_validator(mode="after")
+    def _pretrain_where_it_starts_a_guide(self):
+        """``net.pretrain_epochs`` starts a variational guide's means: a fit entry with an
+        engine that takes a starting point (SVI); anything else is refused, not ignored."""
+        epochs = self.net.pretrain_epochs if self.net is not None else 0
+        if epochs:
+            exp = experiment_for(self)
+            if exp.section is not None:
+                raise ValueError(f"net.pretrain_epochs={epochs}: pretraining starts the fit "
+                                 f"of a plain entry; a {exp.key} entry does not take it "
+                                 "(set net.pretrain_epochs=0)")
+            if not self.inference.supports_init_from:
+                raise ValueError(f"net.pretrain_epochs={epochs}: pretraining starts the "
+                                 "guide's means at the trained weights, and engine "
+                                 f"{self.inference.engine!r} starts from its own point; use an "
+                                 "SVI recipe (svi-meanfield, svi-lognormal, svi-eb, svi-map) "
+                                 "or net.pretrain_epochs=0")
+        return self
 
     @field_validator("device")
     @classmethod

@@ -10,15 +10,19 @@ import torch
 from .. import data as data_mod
 from .. import nets, priors
 from ..errors import CheckpointError, ConfigError
-from ..files import load_checkpoint
+from ..files import load_checkpoint, save_checkpoint
 from ..models import BayesianNet, likelihoods
 from ..rundir import check_out, resume_changes
 
 if TYPE_CHECKING:
     from ..config import RunConfig
 
-__all__ = ["build_model", "build_net", "load_data", "load_weights", "new_experiment",
-           "record_data_source", "refuse_resume_changes", "resolve_device"]
+__all__ = ["PRETRAINED", "build_model", "build_net", "load_data", "load_weights",
+           "new_experiment", "pretrain", "record_data_source", "refuse_resume_changes",
+           "resolve_device"]
+
+#: the run directory's file holding the network after ``net.pretrain_epochs`` of plain training
+PRETRAINED = "pretrained.pt"
 
 
 def resolve_device(cfg: RunConfig) -> torch.device:
@@ -82,6 +86,40 @@ def load_weights(net: torch.nn.Module, path: str | Path) -> None:
         first = " ".join(x.strip() for x in str(e).splitlines()[:3])
         raise ConfigError(f"net.init_weights: {path} is not a state dict of this network "
                           f"({first})") from None
+
+
+def pretrain(cfg: RunConfig, ds: data_mod.Dataset, model: BayesianNet,
+             device: torch.device | str = "cpu", path: str | Path | None = None,
+             progress: bool = False) -> bool:
+    """Train ``model.net`` by maximum likelihood for ``cfg.net.pretrain_epochs`` epochs before
+    the Bayesian fit, so that the guide's means start at a trained network: the protocol of
+    the pruning papers, which sparsify a pretrained network (Molchanov et al. 2017, Neklyudov
+    et al. 2017, Louizos et al. 2017).
+
+    The plain fit is :func:`bayesstruct.collapse.plain_fit` started from ``model.net`` (its
+    seeded initialisation, or ``net.init_weights``): the recipe's batch size and learning
+    rate, a constant learning rate, no prior. Its state dict (weights and normalisation
+    statistics) is written to ``path`` atomically; a ``path`` that already holds one (a
+    resumed run) is read back (``weights_only=True``) instead of training again. Returns
+    whether it trained."""
+    from ..collapse import plain_fit
+
+    epochs = cfg.net.pretrain_epochs
+    if not epochs:
+        return False
+    path = Path(path) if path is not None else None
+    if path is not None and path.is_file():
+        model.net.load_state_dict(load_checkpoint(path))
+        return False
+    plain, params, _ = plain_fit(cfg, ds, device, epochs=epochs, start=model.net,
+                                 progress=progress)
+    with torch.no_grad():
+        state = {k: v.detach().cpu() for k, v in
+                 {**plain.net.state_dict(), **plain.prior.net_params(params)}.items()}
+    model.net.load_state_dict(state)
+    if path is not None:
+        save_checkpoint(state, path)
+    return True
 
 
 def record_data_source(cfg: RunConfig, ds: data_mod.Dataset) -> RunConfig:

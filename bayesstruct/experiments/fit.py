@@ -52,7 +52,15 @@ from ..report import format_table, write_csv
 from ..rundir import check_out, open_run_dir
 from ..schema import to_yaml
 from ..training import evaluate
-from .base import build_model, load_data, record_data_source, refuse_resume_changes, resolve_device
+from .base import (
+    PRETRAINED,
+    build_model,
+    load_data,
+    pretrain,
+    record_data_source,
+    refuse_resume_changes,
+    resolve_device,
+)
 from .registry import register_experiment
 
 if TYPE_CHECKING:
@@ -64,7 +72,7 @@ __all__ = ["Analysis", "analyse", "decide", "fit", "run_fit", "save_network", "s
 @register_experiment("fit", resumable=True, init_from=True,
                      writes=("config.yaml", "checkpoints/", "posterior.nc", "history.csv",
                              "pruning.csv", "pruning.png", "snr_curve.csv", "snr_curve.png",
-                             "widths.png", "metrics.json", "network/"))
+                             "widths.png", "metrics.json", "network/", PRETRAINED))
 def run_fit(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bool = True,
             echo: Callable[[str], Any] = print, init_from: str | Path | None = None
             ) -> dict[str, Any]:
@@ -76,6 +84,10 @@ def run_fit(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: 
         raise ConfigError("--init-from starts a new SVI run from another run's parameters; it "
                           "does not combine with --resume, compare, hypergrad or nas entries, "
                           f"or engine {cfg.inference.engine!r}")
+    if init_from is not None and cfg.net is not None and cfg.net.pretrain_epochs:
+        raise ConfigError(f"--init-from starts the guide from another run's parameters, which "
+                          f"would replace what net.pretrain_epochs={cfg.net.pretrain_epochs} "
+                          "trains; pass --set net.pretrain_epochs=0 with it")
     if not parallel.ranks().main:  # a data-parallel worker: trains its shards, writes nothing
         return _fit_worker(cfg, Path(out), resume, init_from)
     out = check_out(out, resume)
@@ -97,6 +109,10 @@ def run_fit(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: 
              f"{inf.engine} ({inf.summary()}), {model.num_weights()} weights, device {device}")
         if init is not None:
             echo(f"starting from the parameters of {init[1]} (epoch {init[0].get('epoch')})")
+        if cfg.net.pretrain_epochs:
+            with logs.phase(f"pretraining the network ({cfg.net.pretrain_epochs} epochs of "
+                            "plain training)"):
+                pretrain(cfg, ds, model, device, out / PRETRAINED, progress=progress)
         post = fit(cfg, model, ds, device=device, checkpoint_dir=out / "checkpoints",
                    resume=resume, progress=progress,
                    init_from=init[0] if init is not None else None,
@@ -148,6 +164,7 @@ def _fit_worker(cfg: RunConfig, out: Path, resume: bool, init_from: str | Path |
     ds = load_data(cfg, device)
     cfg = record_data_source(cfg, ds)
     model = build_model(cfg, ds)
+    pretrain(cfg, ds, model, device)  # the same plain fit as rank 0's, each rank alone
     init = init_checkpoint(init_from) if init_from is not None else None
     fit(cfg, model, ds, device=device, checkpoint_dir=out / "checkpoints", resume=resume,
         progress=False, init_from=init[0] if init is not None else None)
