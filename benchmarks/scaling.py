@@ -33,6 +33,7 @@ reparameterisation, batch 128: the ``svi_throughput.py`` network), trained with
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import statistics
 import sys
@@ -89,6 +90,7 @@ def _rank(rank: int, world: int, init: str, epochs: int, path: str) -> None:
             torch.save({"seconds": torch.tensor(seconds),
                         "allreduce": torch.tensor(times[10:])}, path)
     finally:
+        gc.collect()  # the DDP wrappers before the group (parallel.session does the same)
         torch.distributed.destroy_process_group()
 
 

@@ -8,6 +8,7 @@ with a one-process run of the same global batch and seed.
 from __future__ import annotations
 
 import csv
+import gc
 import json
 import os
 import signal
@@ -73,6 +74,7 @@ def _rank(rank: int, world: int, init: str, path: str) -> None:
         if rank == 0:
             torch.save(grads, path)
     finally:
+        gc.collect()  # the DDP wrappers before the group (parallel.session does the same)
         torch.distributed.destroy_process_group()
 
 
