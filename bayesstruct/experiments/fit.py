@@ -164,7 +164,8 @@ def _fit_worker(cfg: RunConfig, out: Path, resume: bool, init_from: str | Path |
     ds = load_data(cfg, device)
     cfg = record_data_source(cfg, ds)
     model = build_model(cfg, ds)
-    pretrain(cfg, ds, model, device)  # the same plain fit as rank 0's, each rank alone
+    saved = out / PRETRAINED  # rank 0's file (a resumed run): read, never written here
+    pretrain(cfg, ds, model, device, saved if saved.is_file() else None)  # else each rank alone
     init = init_checkpoint(init_from) if init_from is not None else None
     fit(cfg, model, ds, device=device, checkpoint_dir=out / "checkpoints", resume=resume,
         progress=False, init_from=init[0] if init is not None else None)
