@@ -251,8 +251,8 @@ class RunConfig(_EntryBase):
             if not self.inference.supports_init_from:
                 raise ValueError(f"net.pretrain_epochs={epochs}: pretraining starts the "
                                  "guide's means at the trained weights, and engine "
-                                 f"{self.inference.engine!r} starts from its own point; use an "
-                                 "SVI recipe (svi-meanfield, svi-lognormal, svi-eb, svi-map) "
+                                 f"{self.inference.engine!r} starts from its own point; use "
+                                 f"one of the recipes {', '.join(recipes_with_init_from())} "
                                  "or net.pretrain_epochs=0")
         return self
 
@@ -287,6 +287,23 @@ def catalog(kind: str = "models") -> dict[str, Path]:
         for p in sorted(d.glob("*.yaml")):
             found.setdefault(p.stem, p)
     return found
+
+
+def recipes_with_init_from() -> list[str]:
+    """The catalog's recipes whose engine starts from a given point
+    (:attr:`~bayesstruct.inference.registry.EngineConfig.supports_init_from`): the ones that
+    take ``--init-from`` and ``net.pretrain_epochs``. A recipe that does not parse is left
+    out (loading it names its own error)."""
+    names = []
+    for name, path in catalog("inference").items():
+        try:
+            node = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError):
+            continue
+        engine = ENGINES.get(_engine_tag(node)) if isinstance(node, dict) else None
+        if engine is not None and engine.config.supports_init_from:
+            names.append(name)
+    return names
 
 
 def _find(arg: str | os.PathLike, kind: str) -> Path:

@@ -99,6 +99,22 @@ def test_pretraining_where_it_starts_nothing_is_refused(recipe, value, match):
         _cfg(f"net.pretrain_epochs={value}", inference=recipe)
 
 
+def test_the_refusal_names_the_recipes_that_take_a_starting_point():
+    """The recipes named are read from the catalog: each one resolves with pretraining, and
+    every catalog recipe left out is refused."""
+    named = config.recipes_with_init_from()
+    assert "svi-meanfield" in named and "nuts" not in named
+    with pytest.raises(ConfigError) as err:
+        _cfg("net.pretrain_epochs=2", inference="nuts")
+    assert f"use one of the recipes {', '.join(named)} or" in str(err.value)
+    for recipe in config.catalog("inference"):
+        if recipe in named:
+            assert _cfg("net.pretrain_epochs=2", inference=recipe).net.pretrain_epochs == 2
+        else:
+            with pytest.raises(ConfigError, match="starts from its own point"):
+                _cfg("net.pretrain_epochs=2", inference=recipe)
+
+
 def test_pretraining_a_comparison_entry_is_refused():
     with pytest.raises(ConfigError, match=r"net.pretrain_epochs=2: .*compare entry does not"):
         config.resolve("logreg-prune-compare", None, ["net.pretrain_epochs=2"])
