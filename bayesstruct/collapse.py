@@ -8,8 +8,9 @@ pruned network is compared against the collapsed posterior mean.
 
 This check fits the same architecture by maximum likelihood for a short budget (the Delta
 guide with the KL weight at 0: plain training through the run's own likelihood, at most
-``plain_steps`` minibatch steps and at most the run's epochs, with the recipe's batch size and
-learning rate) and compares both on the validation split:
+``plain_steps`` minibatch steps and at most the run's epochs, with the recipe's batch size,
+learning rate and learning-rate schedule, a cosine one running over the plain fit's own steps)
+and compares both on the validation split:
 
 * accuracy and NLL per example of the posterior-mean network and of the plain fit;
 * McNemar's (1947) paired counts: ``b`` examples the plain fit gets right and the Bayesian net
@@ -57,6 +58,7 @@ class CollapseCheck:
     plain_val_acc: float
     plain_val_nll: float
     plain_epochs: int
+    plain_lr_schedule: str
     n_val: int
     plain_only_correct: int
     bayes_only_correct: int
@@ -117,13 +119,17 @@ def detectable_gap(n: int, tolerance: float, z: float = 2.0) -> float:
 
 def plain_fit(cfg, ds: Dataset, device: torch.device | str = "cpu", steps: int = 1000, *,
               epochs: int | None = None, start: torch.nn.Module | None = None,
-              progress: bool = False) -> tuple[BayesianNet, dict[str, torch.Tensor], int]:
+              lr_schedule: str | None = None, progress: bool = False
+              ) -> tuple[BayesianNet, dict[str, torch.Tensor], int]:
     """The same network fitted by maximum likelihood: the Delta guide under a Gaussian prior
     whose KL term is weighted 0 (so only the likelihood is fitted), with the recipe's batch
     size and learning rate, for ``min(epochs, ceil(steps / batches per epoch))`` epochs of
-    the recipe, or exactly ``epochs`` when given. ``start``: a network to start from (a copy
-    is trained); default a fresh one initialised from ``cfg.seed``. ``progress``: a progress
-    bar. Returns the model, its fitted parameters and the epochs run."""
+    the recipe, or exactly ``epochs`` when given. ``lr_schedule``: ``"constant"`` or
+    ``"cosine"`` (over the epochs run here, as :func:`~bayesstruct.inference.svi.svi`);
+    default the recipe's (constant for a recipe without one). ``start``: a network to start
+    from (a copy is trained); default a fresh one initialised from ``cfg.seed``.
+    ``progress``: a progress bar. Returns the model, its fitted parameters and the epochs
+    run."""
     from .experiments.base import build_net
     from .inference.svi import svi
     from .models import BayesianNet, likelihoods
@@ -138,10 +144,13 @@ def plain_fit(cfg, ds: Dataset, device: torch.device | str = "cpu", steps: int =
     per_epoch = max(1, math.ceil(len(ds.train) / batch_size))
     if epochs is None:
         epochs = max(1, min(int(getattr(inf, "epochs", 1)), math.ceil(steps / per_epoch)))
+    if lr_schedule is None:
+        lr_schedule = getattr(inf, "lr_schedule", "constant")
     guide = guides.get("delta")
     with parallel.alone():  # rank 0 alone in a data-parallel run: the other ranks are done
         svi(model, guide, ds.train, epochs=epochs, batch_size=batch_size,
-            lr=float(getattr(inf, "lr", 1e-3)), kl_weight=0.0, prior_update="none",
+            lr=float(getattr(inf, "lr", 1e-3)), lr_schedule=lr_schedule, kl_weight=0.0,
+            prior_update="none",
             device=device, seed=cfg.seed, progress=progress, num_draws=1)
     params = {k: v.detach() for k, v in guide.mean_values().items()}
     return model, params, epochs
@@ -158,7 +167,9 @@ def check_collapse(cfg, model: BayesianNet, params: dict[str, torch.Tensor],
     cc = cfg.collapse_check
     if len(ds.val) == 0 or not model.likelihood.classifier:
         return None
-    plain_model, plain_params, epochs = plain_fit(cfg, ds, device, cc.plain_steps)
+    schedule = getattr(cfg.inference, "lr_schedule", "constant")
+    plain_model, plain_params, epochs = plain_fit(cfg, ds, device, cc.plain_steps,
+                                                  lr_schedule=schedule)
     ours, theirs = evaluate(model, params, ds.val), evaluate(plain_model, plain_params, ds.val)
     ok_bayes, ok_plain = correct(model, params, ds.val), correct(plain_model, plain_params,
                                                                 ds.val)
@@ -170,14 +181,16 @@ def check_collapse(cfg, model: BayesianNet, params: dict[str, torch.Tensor],
     if drop > cc.tolerance and beyond_chance(b, c):
         warning = (f"possible collapse: the posterior-mean network's validation accuracy "
                    f"{100 * ours['acc']:.2f}% is {100 * drop:.2f} pp below a {epochs}-epoch "
-                   f"plain fit of the same net ({100 * theirs['acc']:.2f}%; {b} examples only "
-                   f"the plain fit gets right, {c} only the Bayesian net), and "
+                   f"plain fit of the same net at a {schedule} learning rate "
+                   f"({100 * theirs['acc']:.2f}%; {b} examples only the plain fit gets right, "
+                   f"{c} only the Bayesian net), and "
                    f"{100 * dead:.1f}% of the units have every weight pruned. The prior set "
                    f"the network, not the data: start the empirical-Bayes updates later "
                    f"(inference.eb_start_epochs), warm the KL term up "
                    f"(inference.kl_warmup_epochs), or use a hyperprior (prior.hyper=gamma)")
     return CollapseCheck(val_acc=ours["acc"], val_nll=ours["nll"], plain_val_acc=theirs["acc"],
-                         plain_val_nll=theirs["nll"], plain_epochs=epochs, n_val=len(ds.val),
+                         plain_val_nll=theirs["nll"], plain_epochs=epochs,
+                         plain_lr_schedule=schedule, n_val=len(ds.val),
                          plain_only_correct=b, bayes_only_correct=c, dead_unit_fraction=dead,
                          tolerance=cc.tolerance,
                          detectable_gap=detectable_gap(len(ds.val), cc.tolerance),

@@ -173,7 +173,8 @@ class PruningConfig(_Strict):
 class CollapseCheckConfig(_Strict):
     """The collapse check of a variational run (:mod:`bayesstruct.collapse`): the
     posterior-mean network against a plain fit of the same net of at most ``plain_steps``
-    minibatch steps, on the validation split; a warning when its accuracy is more than
+    minibatch steps (the recipe's batch size, learning rate and schedule), on the validation
+    split; a warning when its accuracy is more than
     ``tolerance`` below (and McNemar's paired counts say it is beyond chance)."""
 
     enabled: bool = True

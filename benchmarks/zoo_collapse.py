@@ -38,7 +38,8 @@ from bayesstruct.files import write_text  # noqa: E402
 from bayesstruct.report import format_table  # noqa: E402
 
 HEADER = ["entry", "data", "epochs", "val acc (%), Bayesian", "val acc (%), plain fit",
-          "plain epochs", "n val", "smallest gap it warns on (pp)", "units emptied (%)", "warning",
+          "plain epochs", "plain lr", "n val", "smallest gap it warns on (pp)",
+          "units emptied (%)", "warning",
           "seconds", "measured"]
 
 
@@ -59,7 +60,8 @@ def row(name: str, cfg, metrics: dict, seconds: float, overrides: list[str]) -> 
     label = name + "".join(f" `{o}`" for o in overrides)
     return {"entry": label, "data": cfg.data.name, "epochs": cfg.inference.epochs,
             "val_acc": c["val_acc"], "plain_val_acc": c["plain_val_acc"],
-            "plain_epochs": c["plain_epochs"], "n_val": c["n_val"],
+            "plain_epochs": c["plain_epochs"],
+            "plain_lr_schedule": c.get("plain_lr_schedule", "constant"), "n_val": c["n_val"],
             "detectable_gap": c["detectable_gap"], "dead_unit_fraction": c["dead_unit_fraction"],
             "warning": c["warning"], "seconds": seconds,
             "measured": datetime.date.today().isoformat()}
@@ -67,7 +69,8 @@ def row(name: str, cfg, metrics: dict, seconds: float, overrides: list[str]) -> 
 
 def cells(r: dict) -> list:
     return [r["entry"], r["data"], r["epochs"], f"{100 * r['val_acc']:.2f}",
-            f"{100 * r['plain_val_acc']:.2f}", r["plain_epochs"], r["n_val"],
+            f"{100 * r['plain_val_acc']:.2f}", r["plain_epochs"],
+            r.get("plain_lr_schedule", "constant"), r["n_val"],
             f"{100 * r['detectable_gap']:.1f}", f"{100 * r['dead_unit_fraction']:.1f}",
             "**yes**" if r["warning"] else "no", f"{r['seconds']:.0f}", r["measured"]]
 

@@ -2,6 +2,7 @@
 the fraction of units with every weight pruned; a warning on a planted collapse, none on an
 honest fit."""
 
+import copy
 import math
 
 import numpy as np
@@ -54,6 +55,44 @@ def test_plain_fit_is_a_maximum_likelihood_fit_within_its_step_budget(fitted):
     # digits are nearly separable by a linear map: a real fit, far above chance (0.1)
     assert evaluate(plain_model, params, ds.val)["acc"] > 0.85
     assert plain_model.prior.kind == "gaussian" and plain_model.net is not None
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_plain_fit_follows_the_recipes_learning_rate_schedule(schedule):
+    """One minibatch holds the whole training split, so each epoch is one Adam step on the
+    summed cross-entropy; a plain torch loop with the learning rate written out
+    (``lr (0.01 + 0.99 (1 + cos(pi t / T)) / 2)`` at step ``t`` of ``T`` for cosine) reproduces
+    it from the same start."""
+    cfg = config.resolve("ard-logreg-digits", None, [
+        "inference.batch_size=4096", "inference.lr=0.05", f"inference.lr_schedule={schedule}"])
+    ds = load_data(cfg)
+    torch.manual_seed(cfg.seed)
+    start = build_model(cfg, ds).net
+    T, lr = 6, 0.05
+    net = copy.deepcopy(start)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    for t in range(T):
+        for group in opt.param_groups:
+            group["lr"] = lr * (0.01 + 0.99 * (1 + math.cos(math.pi * t / T)) / 2
+                                if schedule == "cosine" else 1.0)
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(ds.train.x), ds.train.y, reduction="sum").backward()
+        opt.step()
+
+    plain_model, params, epochs = plain_fit(cfg, ds, steps=T, start=start)
+    assert epochs == T
+    fitted_state = {**plain_model.net.state_dict(), **plain_model.prior.net_params(params)}
+    for k, v in net.state_dict().items():
+        torch.testing.assert_close(fitted_state[k], v, rtol=1e-4, atol=1e-5)
+
+
+def test_the_check_records_the_schedule_of_its_plain_fit(fitted):
+    cfg, ds, model, _, params, _ = fitted
+    cosine = cfg.model_copy(update={"inference": cfg.inference.model_copy(
+        update={"lr_schedule": "cosine"})})
+    out = check_collapse(cosine, model, params, _masks(params), ds)
+    assert out is not None and out.plain_lr_schedule == "cosine"
+    assert out.to_dict()["plain_lr_schedule"] == "cosine"
 
 
 def test_correct_agrees_with_evaluate(fitted):

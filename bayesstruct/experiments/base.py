@@ -112,7 +112,7 @@ def pretrain(cfg: RunConfig, ds: data_mod.Dataset, model: BayesianNet,
         model.net.load_state_dict(load_checkpoint(path))
         return False
     plain, params, _ = plain_fit(cfg, ds, device, epochs=epochs, start=model.net,
-                                 progress=progress)
+                                 lr_schedule="constant", progress=progress)
     with torch.no_grad():
         state = {k: v.detach().cpu() for k, v in
                  {**plain.net.state_dict(), **plain.prior.net_params(params)}.items()}

@@ -145,7 +145,7 @@ def run_fit(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: 
         if collapse is not None:
             echo(f"collapse check: validation accuracy {100 * collapse.val_acc:.2f}% against "
                  f"{100 * collapse.plain_val_acc:.2f}% for a {collapse.plain_epochs}-epoch "
-                 f"plain fit of the same net"
+                 f"plain fit of the same net ({collapse.plain_lr_schedule} learning rate)"
                  + (f" (on {collapse.n_val} validation examples it sees gaps of "
                     f"{100 * collapse.detectable_gap:.1f} pp or more)"
                     if collapse.detectable_gap > collapse.tolerance else ""))
