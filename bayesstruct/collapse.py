@@ -117,6 +117,11 @@ def detectable_gap(n: int, tolerance: float, z: float = 2.0) -> float:
     return max(tolerance, (math.floor(z * z) + 1) / n) if n else 1.0
 
 
+def _recipe_schedule(cfg) -> str:
+    """The recipe's learning-rate schedule; constant for an engine without one."""
+    return getattr(cfg.inference, "lr_schedule", "constant")
+
+
 def plain_fit(cfg, ds: Dataset, device: torch.device | str = "cpu", steps: int = 1000, *,
               epochs: int | None = None, start: torch.nn.Module | None = None,
               lr_schedule: str | None = None, progress: bool = False
@@ -145,13 +150,12 @@ def plain_fit(cfg, ds: Dataset, device: torch.device | str = "cpu", steps: int =
     if epochs is None:
         epochs = max(1, min(int(getattr(inf, "epochs", 1)), math.ceil(steps / per_epoch)))
     if lr_schedule is None:
-        lr_schedule = getattr(inf, "lr_schedule", "constant")
+        lr_schedule = _recipe_schedule(cfg)
     guide = guides.get("delta")
     with parallel.alone():  # rank 0 alone in a data-parallel run: the other ranks are done
         svi(model, guide, ds.train, epochs=epochs, batch_size=batch_size,
             lr=float(getattr(inf, "lr", 1e-3)), lr_schedule=lr_schedule, kl_weight=0.0,
-            prior_update="none",
-            device=device, seed=cfg.seed, progress=progress, num_draws=1)
+            prior_update="none", device=device, seed=cfg.seed, progress=progress, num_draws=1)
     params = {k: v.detach() for k, v in guide.mean_values().items()}
     return model, params, epochs
 
@@ -167,7 +171,7 @@ def check_collapse(cfg, model: BayesianNet, params: dict[str, torch.Tensor],
     cc = cfg.collapse_check
     if len(ds.val) == 0 or not model.likelihood.classifier:
         return None
-    schedule = getattr(cfg.inference, "lr_schedule", "constant")
+    schedule = _recipe_schedule(cfg)
     plain_model, plain_params, epochs = plain_fit(cfg, ds, device, cc.plain_steps,
                                                   lr_schedule=schedule)
     ours, theirs = evaluate(model, params, ds.val), evaluate(plain_model, plain_params, ds.val)

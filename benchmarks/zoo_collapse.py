@@ -39,8 +39,7 @@ from bayesstruct.report import format_table  # noqa: E402
 
 HEADER = ["entry", "data", "epochs", "val acc (%), Bayesian", "val acc (%), plain fit",
           "plain epochs", "plain lr", "n val", "smallest gap it warns on (pp)",
-          "units emptied (%)", "warning",
-          "seconds", "measured"]
+          "units emptied (%)", "warning", "seconds", "measured"]
 
 
 def checked_entries() -> list[str]:
@@ -61,7 +60,7 @@ def row(name: str, cfg, metrics: dict, seconds: float, overrides: list[str]) -> 
     return {"entry": label, "data": cfg.data.name, "epochs": cfg.inference.epochs,
             "val_acc": c["val_acc"], "plain_val_acc": c["plain_val_acc"],
             "plain_epochs": c["plain_epochs"],
-            "plain_lr_schedule": c.get("plain_lr_schedule", "constant"), "n_val": c["n_val"],
+            "plain_lr_schedule": c["plain_lr_schedule"], "n_val": c["n_val"],
             "detectable_gap": c["detectable_gap"], "dead_unit_fraction": c["dead_unit_fraction"],
             "warning": c["warning"], "seconds": seconds,
             "measured": datetime.date.today().isoformat()}
@@ -70,7 +69,7 @@ def row(name: str, cfg, metrics: dict, seconds: float, overrides: list[str]) -> 
 def cells(r: dict) -> list:
     return [r["entry"], r["data"], r["epochs"], f"{100 * r['val_acc']:.2f}",
             f"{100 * r['plain_val_acc']:.2f}", r["plain_epochs"],
-            r.get("plain_lr_schedule", "constant"), r["n_val"],
+            r["plain_lr_schedule"], r["n_val"],
             f"{100 * r['detectable_gap']:.1f}", f"{100 * r['dead_unit_fraction']:.1f}",
             "**yes**" if r["warning"] else "no", f"{r['seconds']:.0f}", r["measured"]]
 
