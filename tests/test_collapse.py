@@ -86,13 +86,31 @@ def test_plain_fit_follows_the_recipes_learning_rate_schedule(schedule):
         torch.testing.assert_close(fitted_state[k], v, rtol=1e-4, atol=1e-5)
 
 
-def test_the_check_records_the_schedule_of_its_plain_fit(fitted):
+def test_the_check_runs_and_records_the_schedule_asked_for(fitted):
+    """A cosine recipe: the plain fit is constant by default and cosine only when asked for
+    (``collapse_check.plain_lr_schedule: recipe``); each check's figures are those of a plain
+    fit at that schedule, and the two differ."""
     cfg, ds, model, _, params, _ = fitted
-    cosine = cfg.model_copy(update={"inference": cfg.inference.model_copy(
-        update={"lr_schedule": "cosine"})})
-    out = check_collapse(cosine, model, params, _masks(params), ds)
-    assert out is not None and out.plain_lr_schedule == "cosine"
-    assert out.to_dict()["plain_lr_schedule"] == "cosine"
+    nll = {}
+    for asked, used in [("constant", "constant"), ("recipe", "cosine")]:
+        cosine = cfg.model_copy(update={
+            "inference": cfg.inference.model_copy(update={"lr_schedule": "cosine"}),
+            "collapse_check": cfg.collapse_check.model_copy(
+                update={"plain_lr_schedule": asked})})
+        out = check_collapse(cosine, model, params, _masks(params), ds)
+        assert out is not None and out.plain_lr_schedule == used
+        assert out.to_dict()["plain_lr_schedule"] == used
+        plain_model, plain, _ = plain_fit(cosine, ds, steps=cosine.collapse_check.plain_steps,
+                                          lr_schedule=used)
+        nll[used] = evaluate(plain_model, plain, ds.val)["nll"]
+        assert out.plain_val_nll == pytest.approx(nll[used], rel=1e-6)
+    assert nll["constant"] != pytest.approx(nll["cosine"], rel=1e-3)
+
+
+def test_the_check_is_constant_by_default():
+    assert config.resolve("ibp-mlp").collapse_check.plain_lr_schedule == "constant"
+    with pytest.raises(Exception, match="plain_lr_schedule"):
+        config.resolve("ibp-mlp", None, ["collapse_check.plain_lr_schedule=cosine"])
 
 
 def test_correct_agrees_with_evaluate(fitted):
