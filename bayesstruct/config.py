@@ -152,8 +152,16 @@ class PruningConfig(_Strict):
     #: ``unit_threshold: auto`` the other layers are calibrated given these
     layer_thresholds: dict[str, float] = {}
     #: unit thresholds per layer (greedy from the input) or one for the network, each unit
-    #: removed from all of its readers at once (bayesstruct.pruning.unit_spaces)
-    unit_calibration: Literal["per_layer", "network"] = "per_layer"
+    #: removed from all of its readers at once (bayesstruct.pruning.unit_spaces); or
+    #: ``fraction``: ``unit_fraction`` of the units of every unit space removed, the
+    #: highest-scoring ones (a target width, meant for ``retrain_epochs``)
+    unit_calibration: Literal["per_layer", "network", "fraction"] = "per_layer"
+    unit_fraction: float = Field(0.5, ge=0, lt=1)
+    #: epochs of plain training of the pruned posterior-mean network with the masks held
+    #: (Adam, cosine schedule from ``retrain_lr``), before it is shrunk and exported; 0: none
+    #: (the pruned network is the posterior mean masked)
+    retrain_epochs: int = Field(0, ge=0, le=1000)
+    retrain_lr: float = Field(1e-3, gt=0, le=1)
     kmeans_bits_conv: int = Field(8, ge=1, le=16)
     kmeans_bits_fc: int = Field(5, ge=1, le=16)
     #: Deep Compression's trained quantisation (Han et al. 2016): epochs of fine-tuning the
@@ -259,6 +267,17 @@ class RunConfig(_EntryBase):
                                  f"{self.inference.engine!r} starts from its own point; use "
                                  f"one of the recipes {', '.join(recipes_with_init_from())} "
                                  "or net.pretrain_epochs=0")
+        return self
+
+    @model_validator(mode="after")
+    def _retrain_a_categorical_classifier(self):
+        """``pruning.retrain_epochs`` trains with the cross-entropy over the network's class
+        outputs: refused up front for the one-output Bernoulli likelihood."""
+        if self.pruning.retrain_epochs and self.likelihood != "categorical":
+            raise ValueError(f"pruning.retrain_epochs={self.pruning.retrain_epochs}: "
+                             "retraining minimises the cross-entropy over class outputs, and "
+                             f"likelihood {self.likelihood!r} has one output; allowed with "
+                             "likelihood 'categorical' (or set pruning.retrain_epochs=0)")
         return self
 
     @field_validator("device")

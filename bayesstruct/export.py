@@ -10,6 +10,9 @@ written atomically through :mod:`bayesstruct.files`):
                                    name (``numpy.load(path)``)
     network/posterior_mean.pt      the state dict of the dense posterior-mean network
                                    (``torch.load(path, weights_only=True)``)
+    network/retrained.pt           only after ``pruning.retrain_epochs``: the state dict of
+                                   the masked posterior-mean network retrained with the masks
+                                   held, which the TorchScript file is the pruned form of
     network/manifest.json          input shape and dtype, what the outputs mean, how the
                                    TorchScript was made (``script``, or ``trace`` on test inputs
                                    where scripting fails), units and parameters before and after
@@ -17,9 +20,10 @@ written atomically through :mod:`bayesstruct.files`):
     network/README.txt             the manifest in words
 
 :func:`rebuild_pruned` builds the eager pruned module again from ``masks.npz`` and
-``posterior_mean.pt``, and :func:`export` is ``bayesstruct export RUN_DIR --format
-torchscript|onnx``. ONNX needs the optional packages ``onnx`` and ``onnxscript``
-(``pip install 'bayesstruct[onnx]'``, which brings ``onnxruntime`` to check the file).
+``posterior_mean.pt`` (``retrained.pt`` where there is one), and :func:`export` is
+``bayesstruct export RUN_DIR --format torchscript|onnx``. ONNX needs the optional packages
+``onnx`` and ``onnxscript`` (``pip install 'bayesstruct[onnx]'``, which brings ``onnxruntime``
+to check the file).
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ TORCHSCRIPT = "pruned.torchscript.pt"
 ONNX = "pruned.onnx"
 MASKS = "masks.npz"
 POSTERIOR_MEAN = "posterior_mean.pt"
+RETRAINED = "retrained.pt"
 MANIFEST = "manifest.json"
 README = "README.txt"
 #: ``bayesstruct export --format`` values and the default file each writes
@@ -117,14 +122,16 @@ def _shape(example: torch.Tensor, out: torch.Tensor) -> tuple[list[Any], list[An
 
 def write_network(directory: str | Path, mean_net: nn.Module, small: nn.Module,
                   masks: Mapping[str, np.ndarray | torch.Tensor], example: torch.Tensor, *,
-                  build: Mapping[str, Any], outputs: str, inputs: str = "") -> dict[str, Any]:
+                  build: Mapping[str, Any], outputs: str, inputs: str = "",
+                  retrained: nn.Module | None = None) -> dict[str, Any]:
     """Write ``directory`` (a run's ``network/``): the pruned network ``small`` as TorchScript,
     ``masks``, the state dict of ``mean_net`` and the manifest (module doc); return the
     manifest.
 
     Args:
         mean_net: the dense posterior-mean network (:func:`~bayesstruct.pruning.mean_network`).
-        small: ``pruning.prune(mean_net, masks)``.
+        small: ``pruning.prune(mean_net, masks)`` (``pruning.prune(retrained, masks)`` after
+            retraining).
         masks: the decision's keep-masks by parameter name.
         example: a batch of real inputs: traced where scripting fails, and used to check
             that the TorchScript module computes what ``small`` computes.
@@ -132,6 +139,8 @@ def write_network(directory: str | Path, mean_net: nn.Module, small: nn.Module,
             architecture (:func:`rebuild_pruned` reads them).
         outputs: what the network's outputs mean (e.g. the likelihood's docstring).
         inputs: how inputs are prepared before the network sees them.
+        retrained: the masked network after retraining (``pruning.retrain_epochs``), saved
+            as ``retrained.pt``; ``None`` removes a ``retrained.pt`` left by an earlier run.
 
     Files are written on the CPU in float32. A ``pruned.onnx`` left by an earlier
     ``bayesstruct export`` is removed: it would no longer match the masks. Should neither
@@ -143,6 +152,11 @@ def write_network(directory: str | Path, mean_net: nn.Module, small: nn.Module,
     example = example.detach().cpu()
     state = {k: v.detach().clone() for k, v in mean_net.state_dict().items()}
     save_checkpoint(state, directory / POSTERIOR_MEAN)
+    if retrained is not None:
+        save_checkpoint({k: v.detach().cpu().clone()
+                         for k, v in retrained.state_dict().items()}, directory / RETRAINED)
+    else:
+        (directory / RETRAINED).unlink(missing_ok=True)
     with atomic_path(directory / MASKS) as tmp, open(tmp, "wb") as f:
         np.savez(f, **{k: np.asarray(v.cpu() if torch.is_tensor(v) else v, dtype=bool)
                        for k, v in masks.items()})
@@ -180,6 +194,9 @@ def write_network(directory: str | Path, mean_net: nn.Module, small: nn.Module,
                            "load": f"torch.load({POSTERIOR_MEAN!r}, weights_only=True)"},
         "net": {"build": dict(build), "class": type(mean_net).__name__},
     }
+    if retrained is not None:
+        manifest["retrained"] = {"file": RETRAINED,
+                                 "load": f"torch.load({RETRAINED!r}, weights_only=True)"}
     write_json(directory / MANIFEST, manifest)
     write_text(directory / README, _readme(manifest))
     return manifest
@@ -198,7 +215,9 @@ def _readme(m: dict[str, Any]) -> str:
         made = ("torch.jit.script" if ts["method"] == "script" else
                 f"torch.jit.trace on a batch of test inputs (scripting failed: "
                 f"{ts['script_error']})")
-        how = (f"{TORCHSCRIPT}: the pruned posterior-mean network as TorchScript, made by "
+        what = ("the pruned posterior-mean network, retrained with the masks held,"
+                if "retrained" in m else "the pruned posterior-mean network")
+        how = (f"{TORCHSCRIPT}: {what} as TorchScript, made by "
                f"{made}; it loads with torch alone:\n\n"
                f"    import torch\n    net = torch.jit.load({TORCHSCRIPT!r})\n"
                "    out = net(x)\n\n"
@@ -223,7 +242,10 @@ def _readme(m: dict[str, Any]) -> str:
         f"numpy.load({MASKS!r}).\n"
         f"{POSTERIOR_MEAN}: the state dict of the dense posterior-mean network: "
         f"torch.load({POSTERIOR_MEAN!r}, weights_only=True).\n"
-        f"{MANIFEST}: all of this as JSON, with the arguments of bayesstruct.nets.build that "
+        + (f"{RETRAINED}: the state dict of the masked network after retraining, which "
+           f"{TORCHSCRIPT} is the pruned form of: torch.load({RETRAINED!r}, "
+           "weights_only=True).\n" if "retrained" in m else "")
+        + f"{MANIFEST}: all of this as JSON, with the arguments of bayesstruct.nets.build that "
         "make the dense network.\n"
         "`bayesstruct export RUN_DIR --format onnx` writes the pruned network as ONNX.\n")
 
@@ -271,13 +293,15 @@ def load_masks(directory: str | Path) -> dict[str, np.ndarray]:
 
 def rebuild_pruned(directory: str | Path) -> nn.Module:
     """The eager pruned network of a ``network/`` folder, on the CPU in eval mode:
-    ``nets.build(**manifest.net.build)`` loaded with ``posterior_mean.pt`` and pruned with
-    ``masks.npz`` (the module :func:`write_network` saved as TorchScript)."""
+    ``nets.build(**manifest.net.build)`` loaded with ``posterior_mean.pt`` (``retrained.pt``
+    when the manifest names one) and pruned with ``masks.npz`` (the module
+    :func:`write_network` saved as TorchScript)."""
     directory = Path(directory)
-    build = read_manifest(directory).get("net", {}).get("build")
+    manifest = read_manifest(directory)
+    build = manifest.get("net", {}).get("build")
     if not isinstance(build, dict):
         raise CheckpointError(f"{directory / MANIFEST} has no net.build; rerun or resume the run")
-    path = directory / POSTERIOR_MEAN
+    path = directory / (RETRAINED if "retrained" in manifest else POSTERIOR_MEAN)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as e:

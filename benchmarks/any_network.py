@@ -38,8 +38,8 @@ from _results import Output, add_output_args, markdown_table, provenance  # noqa
 from bayesstruct import runner  # noqa: E402
 from bayesstruct.config import resolve  # noqa: E402
 
-ENTRIES = ["resnet-ard-fashion-mnist", "resnet-bc-gnj-fashion-mnist", "lstm-fashion-mnist",
-           "conv1d-fashion-mnist"]
+ENTRIES = ["resnet-ard-fashion-mnist", "resnet-ard-slim-fashion-mnist",
+           "resnet-bc-gnj-fashion-mnist", "lstm-fashion-mnist", "conv1d-fashion-mnist"]
 HEADER = ["entry", "training images x epochs", "test acc dense (%)", "test acc shrunk (%)",
           "change (pp)",
           "hidden units removed", "MACs / example dense -> shrunk", "fewer MACs",
@@ -60,7 +60,10 @@ def row(entry: str, m: dict) -> list[object]:
     units = m["hidden_units"]
     dense, pruned = m["macs_dense"], m["macs_pruned"]
     return [f"`{entry}`", f"{m['n_train']} x {m['epochs_run']}", f"{100 * m['test_acc']:.2f}",
-            f"{100 * m['test_acc_pruned']:.2f}",
+            f"{100 * m['test_acc_pruned']:.2f}" + (
+                f" (after {m['retrain_epochs']} epochs of retraining; "
+                f"{100 * m['test_acc_pruned_before_retrain']:.2f} before)"
+                if m.get("retrain_epochs") else ""),
             f"{100 * (m['test_acc_pruned'] - m['test_acc']):+.2f}",
             f"{units['dense'] - units['pruned']} / {units['dense']} "
             f"({100 * units['fraction_removed']:.1f} %)",

@@ -35,6 +35,7 @@ FITS = [
     ("rnn-digits", None, []),
     ("resnet-ard-fashion-mnist", None, FMNIST),
     ("resnet-bc-gnj-fashion-mnist", None, FMNIST),
+    ("resnet-ard-slim-fashion-mnist", None, FMNIST),
     ("lstm-fashion-mnist", None, FMNIST),
     ("conv1d-fashion-mnist", None, FMNIST),
 ]

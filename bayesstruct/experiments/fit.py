@@ -40,7 +40,7 @@ import torch
 from .. import data as data_mod
 from .. import logs, parallel, posterior, pruning
 from ..collapse import check_collapse
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, UserInputError
 from ..export import NETWORK, write_network
 from ..files import load_latest_checkpoint, previous_path, write_json, write_text
 from ..inference import ENGINES, FitOptions
@@ -51,7 +51,7 @@ from ..pruning.criteria import Decision
 from ..report import format_table, write_csv
 from ..rundir import check_out, open_run_dir
 from ..schema import to_yaml
-from ..training import evaluate
+from ..training import evaluate, evaluate_module, train_plain
 from .base import (
     PRETRAINED,
     build_model,
@@ -196,7 +196,8 @@ def decide(cfg: RunConfig, model: BayesianNet, post: posterior.InferenceData,
         post, model, pc.criterion, rho_threshold=pc.threshold,
         magnitude_threshold=pc.magnitude_threshold, log_alpha_threshold=pc.log_alpha_threshold,
         unit_threshold=pc.unit_threshold, layer_thresholds=pc.layer_thresholds, val=ds.val,
-        tolerance=pc.val_tolerance, unit_calibration=pc.unit_calibration)
+        tolerance=pc.val_tolerance, unit_calibration=pc.unit_calibration,
+        unit_fraction=pc.unit_fraction)
 
 
 # -- step 3: analyse --------------------------------------------------------------------------
@@ -220,6 +221,32 @@ class Analysis:
     widths: dict[str, Any] | None = None
     inclusion: Any = None
     prior_inclusion: dict[str, np.ndarray] | None = None
+    #: the pruned posterior mean's test figures when ``pruned`` is those of the retrained net
+    before_retrain: dict[str, float] | None = None
+    #: the masked network after retraining (``small`` is its pruned form); ``None`` without
+    retrained: torch.nn.Module | None = None
+
+
+def retrain(model: BayesianNet, mean_net: torch.nn.Module, masks: dict[str, np.ndarray],
+            ds: data_mod.Dataset, epochs: int, lr: float, *, seed: int = 0,
+            device: torch.device | str | None = None, progress: bool = False
+            ) -> torch.nn.Module:
+    """A copy of the posterior-mean network with ``masks`` applied, trained plainly on the
+    training split with the masks held (:func:`~bayesstruct.training.train_plain`: Adam,
+    cosine schedule from ``lr``, the removed weights kept at exactly zero): the
+    prune-then-retrain protocol of Han et al. (2015) and Liu et al. (2017), started from the
+    posterior mean. Categorical likelihoods only (the plain loss is the cross-entropy over the
+    class outputs; a run's config refuses the others before training)."""
+    import copy
+
+    if getattr(model.likelihood, "name", None) != "categorical":
+        raise UserInputError("retraining minimises the cross-entropy over class outputs; the "
+                             f"{type(model.likelihood).__name__} likelihood is not categorical "
+                             "(set pruning.retrain_epochs=0)")
+    net = pruning.apply_masks(copy.deepcopy(mean_net), masks)
+    train_plain(net, ds.train, epochs=epochs, lr=lr, masks=masks, lr_schedule="cosine",
+                seed=seed, device=device, progress=progress, desc="retrain")
+    return net.eval()
 
 
 def analyse(cfg: RunConfig, model: BayesianNet, post: posterior.InferenceData,
@@ -236,9 +263,17 @@ def analyse(cfg: RunConfig, model: BayesianNet, post: posterior.InferenceData,
     with logs.phase(f"test metrics, dense and pruned ({len(ds.test)} examples)"):
         dense = evaluate(model, params, ds.test)
         pruned = evaluate(model, pruning.mask_params(params, masks), ds.test)
+    mean_net = pruning.mean_network(post, model)
+    pruned_net, before_retrain = mean_net, None
+    if pc.retrain_epochs:
+        with logs.phase(f"retraining the pruned network {pc.retrain_epochs} epochs "
+                        "(masks held)"):
+            pruned_net = retrain(model, mean_net, masks, ds, pc.retrain_epochs, pc.retrain_lr,
+                                 seed=cfg.seed, device=device, progress=progress)
+            before_retrain, pruned = pruned, evaluate_module(model.likelihood, pruned_net,
+                                                             ds.test)
     with logs.phase("shrinking the network and timing it"):
-        mean_net = pruning.mean_network(post, model)
-        small = pruning.prune(mean_net, masks)
+        small = pruning.prune(pruned_net, masks)
         seconds_dense = pruning.inference_seconds(mean_net, ds.test.x)
         seconds_pruned = pruning.inference_seconds(small, ds.test.x)
     with logs.phase(f"compression summary (k-means centroids fine-tuned {pc.finetune_epochs} "
@@ -256,7 +291,8 @@ def analyse(cfg: RunConfig, model: BayesianNet, post: posterior.InferenceData,
     with logs.phase("counting multiply-adds"):
         macs = pruning.count_macs(mean_net, ds.test.x), pruning.count_macs(small, ds.test.x)
     result = Analysis(decision, dense, pruned, mean_net, small, seconds_dense, seconds_pruned,
-                      compression, curve, *macs)
+                      compression, curve, *macs, before_retrain=before_retrain,
+                      retrained=pruned_net if before_retrain is not None else None)
     if "variational_loc" in post.groups() and pc.snr_curve:  # the curves against |mu/sigma|
         with logs.phase("SNR curves (test, then validation)"):
             scores = pruning.snr(post, model)
@@ -338,6 +374,9 @@ def write(cfg: RunConfig, out: Path, model: BayesianNet, post: posterior.Inferen
         "test_acc_pruned": result.pruned["acc"],
         "test_nll_pruned": result.pruned["nll"],
         "test_f1_macro_pruned": result.pruned["f1_macro"],
+        "retrain_epochs": cfg.pruning.retrain_epochs,
+        "test_acc_pruned_before_retrain": (result.before_retrain["acc"]
+                                           if result.before_retrain is not None else None),
         "snr": result.snr,
         "inferred_widths": result.widths,
         "weights_total": model.num_weights(),
@@ -377,7 +416,8 @@ def save_network(cfg: RunConfig, out: Path, model: BayesianNet, result: Analysis
                  "training split (data.standardize: true; the statistics are not stored here)."
                  if cfg.data.standardize else " (data.standardize: false)."))
     return write_network(out / NETWORK, result.mean_net, result.small, result.decision.masks,
-                         ds.test.x[:examples], build=build, outputs=outputs, inputs=inputs)
+                         ds.test.x[:examples], build=build, outputs=outputs, inputs=inputs,
+                         retrained=result.retrained)
 
 
 # -- step 6: show -----------------------------------------------------------------------------
@@ -394,7 +434,12 @@ def show(metrics: dict[str, Any], result: Analysis, out: Path,
           f"{100 * (metrics['test_acc_pruned'] - metrics['test_acc']):+.2f}"]],
         ["test acc (%) posterior mean",
          f"weights removed (%) at {metrics['criterion']} threshold",
-         "test acc (%) after pruning", "change (pp)"]))
+         "test acc (%) after pruning" + (f" and retraining ({metrics['retrain_epochs']} "
+                                           "epochs)" if metrics["retrain_epochs"] else ""),
+         "change (pp)"]))
+    if metrics["retrain_epochs"]:
+        echo(f"before retraining (the posterior mean, masked): "
+             f"{100 * metrics['test_acc_pruned_before_retrain']:.2f}%")
     echo("")
     echo(format_table(*pruning.summary_rows(summary)))
     echo(f"|W|/|W!=0| = {summary['sparsity_ratio']:.1f}x; compressed size "
@@ -407,7 +452,9 @@ def show(metrics: dict[str, Any], result: Analysis, out: Path,
              f"(Deep Compression: k-means shared weights, centroids fine-tuned "
              f"{summary['finetune_epochs']} epochs), {100 * summary['acc_bit_precision']:.2f}% "
              f"(weights rounded to the bit precision), against "
-             f"{100 * summary['acc_pruned']:.2f}% unquantised")
+             f"{100 * summary['acc_pruned']:.2f}% unquantised"
+             + (" (the posterior mean's, before retraining)" if metrics["retrain_epochs"]
+                else ""))
     if widths is not None:
         echo("inferred widths (units with P(z = 1) > 1/2, of the truncation; expected width): "
              + ", ".join(f"{k} {w['active']}/{w['truncation']} ({w['expected']:.1f})"

@@ -65,8 +65,9 @@ __all__ = ["CRITERIA", "Decision", "calibrate_unit_thresholds", "make_decision",
            "resolve_criterion"]
 
 CRITERIA = ("auto", "rho", "magnitude", "log_alpha", "unit")
-#: how unit thresholds are set: per layer (greedy from the input) or one for the network
-UNIT_CALIBRATIONS = ("per_layer", "network")
+#: how unit thresholds are set: per layer (greedy from the input), one for the network, or a
+#: fixed fraction of every unit space (:func:`~bayesstruct.pruning.unit_spaces.fraction_keep`)
+UNIT_CALIBRATIONS = ("per_layer", "network", "fraction")
 #: fractions of a layer's units tried by :func:`calibrate_unit_thresholds`, boldest first
 CALIBRATION_GRID = (0.99, 0.98, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1,
                     0.05)
@@ -167,7 +168,8 @@ def make_decision(post: InferenceData, model: BayesianNet, criterion: str = "aut
                   log_alpha_threshold: float = 3.0, unit_threshold: float | str = 0.0,
                   layer_thresholds: Mapping[str, float] | None = None,
                   val: Split | None = None, tolerance: float = 0.01,
-                  unit_calibration: str = "per_layer") -> Decision:
+                  unit_calibration: str = "per_layer", unit_fraction: float = 0.5
+                  ) -> Decision:
     """Pruning masks of every weight site by ``criterion`` (see the module table).
 
     ``unit_threshold="auto"`` needs ``val`` (calibration, :func:`calibrate_unit_thresholds`);
@@ -176,6 +178,11 @@ def make_decision(post: InferenceData, model: BayesianNet, criterion: str = "aut
     ``unit_calibration="network"`` treats each unit of the network as one, removed from all of
     its readers at once, under one threshold for the whole network
     (:mod:`~bayesstruct.pruning.unit_spaces`; calibrated on ``val`` with ``"auto"``).
+    ``unit_calibration="fraction"`` removes ``unit_fraction`` of the units of every unit space
+    (the highest-scoring ones, each from all of its readers;
+    :func:`~bayesstruct.pruning.unit_spaces.fraction_keep`): a target width rather than a
+    tolerance, for a network that is retrained after pruning (``pruning.retrain_epochs``);
+    the decision's ``threshold`` is then ``unit_fraction``.
 
     Refused (:class:`~bayesstruct.errors.UserInputError`, a ``ValueError``, naming the
     argument): a posterior whose weight sites are not the model's
@@ -212,6 +219,18 @@ def make_decision(post: InferenceData, model: BayesianNet, criterion: str = "aut
     if unit_calibration not in UNIT_CALIBRATIONS:
         raise UserInputError(f"unit_calibration={unit_calibration!r}; allowed: "
                              f"{', '.join(UNIT_CALIBRATIONS)}")
+    if unit_calibration == "fraction":
+        if layer_thresholds:
+            raise UserInputError("layer_thresholds are per layer; unit_calibration='fraction' "
+                                 "removes one fraction of every unit space: pass one of them")
+        from .unit_spaces import fraction_keep, network_units
+
+        unit_fraction = check_threshold("unit_fraction", unit_fraction, 0.0, 1.0)
+        if unit_fraction >= 1.0:
+            raise UserInputError(f"unit_fraction={unit_fraction!r}; need 0 <= unit_fraction < 1 "
+                                 "(1 would remove every hidden unit)")
+        keep = fraction_keep(network_units(model), units, unit_fraction)
+        return _unit_decision(criterion, unit_fraction, model, units, keep, {})
     if unit_calibration == "network":
         if layer_thresholds:
             raise UserInputError("layer_thresholds are per layer; unit_calibration='network' "

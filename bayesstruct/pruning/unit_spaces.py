@@ -40,7 +40,8 @@ from ..posterior import InferenceData
 from .compression import mask_params
 from .units import mean_values, weight_masks_from_units
 
-__all__ = ["NetworkUnit", "calibrate_network_units", "network_units", "unit_space_keep"]
+__all__ = ["NetworkUnit", "calibrate_network_units", "fraction_keep", "network_units",
+           "unit_space_keep"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,9 @@ class NetworkUnit:
 
     members: tuple[tuple[str, int], ...]
     label: str
+    #: the unit space it belongs to (its producers), ``""`` for a unit of its own (a network
+    #: input feature, a pinned space's group)
+    space: str = ""
 
 
 def _indexed_copy(net: torch.nn.Module) -> tuple[torch.nn.Module, list[tuple[int, str]]]:
@@ -112,8 +116,9 @@ def network_units(model: BayesianNet) -> list[NetworkUnit]:
                 if members is None:
                     space_units = []
                     break
+                name = f"{'+'.join(space.producers) or 'space'}#{root}"
                 label = f"{'+'.join(space.producers) or 'space'}[{j}]"
-                space_units.append(NetworkUnit(tuple(sorted(members)), label))
+                space_units.append(NetworkUnit(tuple(sorted(members)), label, name))
             for u in space_units:
                 covered.update(u.members)
             units.extend(space_units)
@@ -135,6 +140,28 @@ def unit_space_keep(units: Sequence[NetworkUnit], scores: Mapping[str, np.ndarra
     keep = {k: np.ones(np.asarray(v).shape, dtype=bool) for k, v in scores.items()}
     for u in units:
         if _unit_score(u, scores) >= threshold:
+            for site, g in u.members:
+                keep[site][g] = False
+    return keep
+
+
+def fraction_keep(units: Sequence[NetworkUnit], scores: Mapping[str, np.ndarray],
+                  fraction: float) -> dict[str, np.ndarray]:
+    """Per-site keep masks that remove ``floor(fraction * n)`` of the ``n`` units of every
+    unit space, those with the largest scores (their members' smallest ``log alpha_g``; ties
+    by position), each from all of its readers at once. Units of their own (the network's input
+    features, the groups of a pinned space) are kept: the rule thins hidden layers uniformly,
+    as a width multiplier does, with the posterior choosing which units of each layer go."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"fraction={fraction!r}; need 0 <= fraction < 1")
+    keep = {k: np.ones(np.asarray(v).shape, dtype=bool) for k, v in scores.items()}
+    spaces: dict[str, list[NetworkUnit]] = {}
+    for u in units:
+        if u.space:
+            spaces.setdefault(u.space, []).append(u)
+    for members in spaces.values():
+        ranked = sorted(members, key=lambda u: -_unit_score(u, scores))  # stable: by position
+        for u in ranked[: int(np.floor(fraction * len(members)))]:
             for site, g in u.members:
                 keep[site][g] = False
     return keep

@@ -20,10 +20,18 @@
 from __future__ import annotations
 
 from . import common, freeze, plain
-from .common import Minibatches, confusion_matrix, cosine_factor, evaluate, macro_f1, make_adam
+from .common import (
+    Minibatches,
+    confusion_matrix,
+    cosine_factor,
+    evaluate,
+    evaluate_module,
+    macro_f1,
+    make_adam,
+)
 from .freeze import train_selective
 from .plain import evaluate_net, regularised_loss, train_plain, weight_names, weights
 
 __all__ = ["Minibatches", "common", "confusion_matrix", "cosine_factor", "evaluate",
-           "evaluate_net", "freeze", "macro_f1", "make_adam", "plain", "regularised_loss",
-           "train_plain", "train_selective", "weight_names", "weights"]
+           "evaluate_module", "evaluate_net", "freeze", "macro_f1", "make_adam", "plain",
+           "regularised_loss", "train_plain", "train_selective", "weight_names", "weights"]

@@ -21,8 +21,8 @@ from ..data import Split
 if TYPE_CHECKING:
     from ..models.bayesnet import BayesianNet
 
-__all__ = ["Minibatches", "confusion_matrix", "cosine_factor", "evaluate", "macro_f1",
-           "make_adam"]
+__all__ = ["Minibatches", "confusion_matrix", "cosine_factor", "evaluate", "evaluate_module",
+           "macro_f1", "make_adam"]
 
 
 @dataclass
@@ -73,16 +73,36 @@ def evaluate(model: BayesianNet, params: dict[str, torch.Tensor], split: Split,
     first = next(itertools.chain(model.parameters(), model.buffers()), None)
     dev = first.device if first is not None else split.x.device
     params = {k: v.to(dev) if torch.is_tensor(v) else v for k, v in params.items()}
-    nll, confusion = 0.0, None
     with eval_mode(model.net):
-        for i in range(0, len(split), batch_size):
-            x, y = split.x[i: i + batch_size].to(dev), split.y[i: i + batch_size].to(dev)
-            out = model.predict(x, params)
-            nll += float(model.likelihood.nll(out, y))
-            if model.likelihood.classifier:
-                logp = model.likelihood.class_log_probs(out)
-                cm = confusion_matrix(logp.argmax(1), y, logp.shape[-1])
-                confusion = cm if confusion is None else confusion + cm
+        return _scores(model.likelihood, lambda x: model.predict(x, params), split, dev,
+                       batch_size)
+
+
+@torch.no_grad()
+def evaluate_module(likelihood, net: torch.nn.Module, split: Split,
+                    batch_size: int = 1024) -> dict[str, float]:
+    """:func:`evaluate`'s figures for a plain module (a pruned, retrained or shrunk network)
+    whose outputs ``likelihood`` reads; in evaluation mode (its mode is restored after)."""
+    first = next(itertools.chain(net.parameters(), net.buffers()), None)
+    dev = first.device if first is not None else split.x.device
+    was = net.training
+    net.eval()
+    try:
+        return _scores(likelihood, net, split, dev, batch_size)
+    finally:
+        net.train(was)
+
+
+def _scores(likelihood, forward, split: Split, dev, batch_size: int) -> dict[str, float]:
+    nll, confusion = 0.0, None
+    for i in range(0, len(split), batch_size):
+        x, y = split.x[i: i + batch_size].to(dev), split.y[i: i + batch_size].to(dev)
+        out = forward(x)
+        nll += float(likelihood.nll(out, y))
+        if likelihood.classifier:
+            logp = likelihood.class_log_probs(out)
+            cm = confusion_matrix(logp.argmax(1), y, logp.shape[-1])
+            confusion = cm if confusion is None else confusion + cm
     n = max(len(split), 1)
     if confusion is None:
         return {"nll": nll / n, "acc": 0.0, "f1_macro": 0.0}

@@ -13,8 +13,8 @@ from bayesstruct.cli import app
 
 pytestmark = pytest.mark.slow  # about 1.5 minutes an entry: the analysis of 10000 test images
 
-ENTRIES = ["resnet-ard-fashion-mnist", "resnet-bc-gnj-fashion-mnist", "lstm-fashion-mnist",
-           "conv1d-fashion-mnist"]
+ENTRIES = ["resnet-ard-fashion-mnist", "resnet-ard-slim-fashion-mnist",
+           "resnet-bc-gnj-fashion-mnist", "lstm-fashion-mnist", "conv1d-fashion-mnist"]
 
 
 @pytest.mark.parametrize("entry", ENTRIES)
@@ -30,3 +30,7 @@ def test_entry_runs_and_shrinks_for_real(entry, fashion_mnist, tmp_path):
     units = m["hidden_units"]
     assert units["dense"] > 0 and 0 < units["pruned"] <= units["dense"]
     assert (out / "network" / "pruned.torchscript.pt").is_file()
+    if entry == "resnet-ard-slim-fashion-mnist":  # half of every layer, then retrained
+        assert units["pruned"] == units["dense"] // 2 == 144
+        assert m["retrain_epochs"] == 3 and m["test_acc_pruned_before_retrain"] is not None
+        assert (out / "network" / "retrained.pt").is_file()

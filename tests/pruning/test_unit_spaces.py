@@ -15,6 +15,7 @@ from bayesstruct.data import Split
 from bayesstruct.models import BayesianNet
 from bayesstruct.pruning.unit_spaces import (
     calibrate_network_units,
+    fraction_keep,
     network_units,
     unit_space_keep,
 )
@@ -178,3 +179,65 @@ def test_layer_thresholds_with_one_network_threshold_are_refused():
                               layer_thresholds={"fc": 1.0}, unit_calibration="network")
     with pytest.raises(ValueError, match="unit_calibration='x'; allowed: per_layer, network"):
         pruning.make_decision(post, model, "unit", unit_threshold=0.0, unit_calibration="x")
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.25, 0.5, 0.75])
+def test_fraction_removes_that_share_of_every_layer_by_score(fraction):
+    """A ResNet (widths 4, 8; a residual space shared by the stem and the first block, one by
+    the second block and its shortcut, and each block's inner space), random scores: every
+    space loses floor(fraction n) units, its highest-scoring ones, and the shrunk network
+    (which reads the zeros, not the unit list) has exactly those widths; the input is kept."""
+    net = nets.build("resnet", (1, 8, 8), 3, [4, 8])
+    model = _model(net)
+    rng = np.random.default_rng(1)
+    scores = {s.name: rng.normal(size=s.shape[s.group_dim])
+              for s in model.weight_sites if s.group_dim is not None}
+    units = network_units(model)
+    keep = fraction_keep(units, scores, fraction)
+    spaces = {}
+    for u in units:
+        spaces.setdefault(u.space, []).append(u)
+    assert len(spaces[""]) == 1  # the image's one channel, a unit of its own: kept
+    assert all(keep[site][g] for site, g in spaces[""][0].members)
+    widths = {}
+    for name, members in spaces.items():
+        if not name:
+            continue
+        score = [min(scores[site][g] for site, g in u.members) for u in members]
+        gone = [not all(keep[site][g] for site, g in u.members) for u in members]
+        assert sum(gone) == int(fraction * len(members)), name  # floor
+        if 0 < sum(gone) < len(members):  # the removed ones outscore every kept one
+            assert min(s for s, g in zip(score, gone, strict=True) if g) > max(
+                s for s, g in zip(score, gone, strict=True) if not g), name
+        widths[name] = len(members) - sum(gone)
+    assert sorted(len(m) for n, m in spaces.items() if n) == [4, 4, 8, 8]
+    masks = {k: torch.as_tensor(v) for k, v in weight_masks_from_units(model, keep).items()}
+    small = pruning.prune(net, masks)
+    counts = pruning.hidden_units(net, small)
+    # the stem and stage 0's second conv share a space, as do stage 1's second conv and its
+    # shortcut: 6 hidden layers, 4 + 4 + 4 + 8 + 8 + 8 channels
+    want = sum(w * len(n.split("#")[0].split("+")) for n, w in widths.items())
+    assert counts["dense"] == 36 and counts["pruned"] == want
+    assert counts["pruned"] == 36 - sum(
+        int(fraction * len(m)) * len(n.split("#")[0].split("+")) for n, m in spaces.items() if n)
+
+
+def test_a_fraction_decision_records_its_fraction_and_refuses_bad_ones():
+    model = _model(nets.build("resnet", (1, 8, 8), 3, [4, 8]))
+    guide = guides.MeanField(model)
+    randomize_guide(guide, seed=3)
+    post = posterior.from_guide(model, guide, 4)
+    d = pruning.make_decision(post, model, "unit", unit_calibration="fraction",
+                              unit_fraction=0.5)
+    assert d.threshold == 0.5
+    assert pruning.hidden_units(model.net, pruning.prune(model.net, {
+        k: torch.as_tensor(v) for k, v in d.masks.items()}))["pruned"] == 18
+    for bad in (1.0, -0.1, float("nan")):
+        with pytest.raises(ValueError, match="unit_fraction"):
+            pruning.make_decision(post, model, "unit", unit_calibration="fraction",
+                                  unit_fraction=bad)
+    with pytest.raises(ValueError, match="layer_thresholds"):
+        pruning.make_decision(post, model, "unit", unit_calibration="fraction",
+                              layer_thresholds={"stem": 0.0})
+    with pytest.raises(ValueError, match="fraction"):
+        fraction_keep(network_units(model), unit_log_alpha(post, model), 1.0)

@@ -69,3 +69,26 @@ def test_bad_arguments_raise(digits):
         train_plain(net, digits, epochs=1, lr=1e-2, lr_schedule="step")
     with pytest.raises(ValueError, match="lr > 0"):
         train_plain(net, digits, epochs=1, lr=0.0)
+
+
+def test_evaluate_module_gives_the_figures_of_a_hand_computation(digits):
+    """NLL per example, accuracy and macro F1 of a plain module through the categorical
+    likelihood, against torch's cross-entropy and scikit-learn's macro F1; the module's
+    training mode is restored."""
+    from sklearn.metrics import f1_score
+
+    from bayesstruct.models import likelihoods
+    from bayesstruct.training import evaluate_module
+
+    torch.manual_seed(0)
+    net = nets.build("mlp", digits.input_shape, digits.n_classes, [16])
+    net.train()
+    got = evaluate_module(likelihoods.get("categorical"), net, digits.test, batch_size=50)
+    assert net.training
+    with torch.no_grad():
+        out = net.eval()(digits.test.x)
+    pred = out.argmax(1)
+    assert got["nll"] == pytest.approx(float(F.cross_entropy(out, digits.test.y)), rel=1e-5)
+    assert got["acc"] == pytest.approx(float((pred == digits.test.y).double().mean()))
+    assert got["f1_macro"] == pytest.approx(
+        f1_score(digits.test.y.numpy(), pred.numpy(), average="macro"), rel=1e-9)
