@@ -228,11 +228,13 @@ class Analysis:
 
 
 def retrain(model: BayesianNet, mean_net: torch.nn.Module, masks: dict[str, np.ndarray],
-            ds: data_mod.Dataset, epochs: int, lr: float, *, seed: int = 0,
+            ds: data_mod.Dataset, epochs: int, lr: float, *, batch_size: int = 128,
+            seed: int = 0,
             device: torch.device | str | None = None, progress: bool = False
             ) -> torch.nn.Module:
     """A copy of the posterior-mean network with ``masks`` applied, trained plainly on the
-    training split with the masks held (:func:`~bayesstruct.training.train_plain`: Adam,
+    training split (minibatches of ``batch_size``; a run passes its recipe's) with the masks
+    held (:func:`~bayesstruct.training.train_plain`: Adam,
     cosine schedule from ``lr``, the removed weights kept at exactly zero): the
     prune-then-retrain protocol of Han et al. (2015) and Liu et al. (2017), started from the
     posterior mean. Categorical likelihoods only (the plain loss is the cross-entropy over the
@@ -244,8 +246,8 @@ def retrain(model: BayesianNet, mean_net: torch.nn.Module, masks: dict[str, np.n
                              f"{type(model.likelihood).__name__} likelihood is not categorical "
                              "(set pruning.retrain_epochs=0)")
     net = pruning.apply_masks(copy.deepcopy(mean_net), masks)
-    train_plain(net, ds.train, epochs=epochs, lr=lr, masks=masks, lr_schedule="cosine",
-                seed=seed, device=device, progress=progress, desc="retrain")
+    train_plain(net, ds.train, epochs=epochs, lr=lr, batch_size=batch_size, masks=masks,
+                lr_schedule="cosine", seed=seed, device=device, progress=progress, desc="retrain")
     return net.eval()
 
 
@@ -269,6 +271,7 @@ def analyse(cfg: RunConfig, model: BayesianNet, post: posterior.InferenceData,
         with logs.phase(f"retraining the pruned network {pc.retrain_epochs} epochs "
                         "(masks held)"):
             pruned_net = retrain(model, mean_net, masks, ds, pc.retrain_epochs, pc.retrain_lr,
+                                 batch_size=int(getattr(cfg.inference, "batch_size", 128)),
                                  seed=cfg.seed, device=device, progress=progress)
             before_retrain, pruned = pruned, evaluate_module(model.likelihood, pruned_net,
                                                              ds.test)
