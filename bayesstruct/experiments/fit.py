@@ -28,6 +28,7 @@ on the console).
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -223,24 +224,22 @@ class Analysis:
     prior_inclusion: dict[str, np.ndarray] | None = None
     #: the pruned posterior mean's test figures when ``pruned`` is those of the retrained net
     before_retrain: dict[str, float] | None = None
-    #: the masked network after retraining (``small`` is its pruned form); ``None`` without
+    #: the masked network after retraining (``small`` is its pruned form); ``None`` when the
+    #: run does not retrain
     retrained: torch.nn.Module | None = None
 
 
 def retrain(model: BayesianNet, mean_net: torch.nn.Module, masks: dict[str, np.ndarray],
             ds: data_mod.Dataset, epochs: int, lr: float, *, batch_size: int = 128,
-            seed: int = 0,
-            device: torch.device | str | None = None, progress: bool = False
+            seed: int = 0, device: torch.device | str | None = None, progress: bool = False
             ) -> torch.nn.Module:
     """A copy of the posterior-mean network with ``masks`` applied, trained plainly on the
     training split (minibatches of ``batch_size``; a run passes its recipe's) with the masks
-    held (:func:`~bayesstruct.training.train_plain`: Adam,
-    cosine schedule from ``lr``, the removed weights kept at exactly zero): the
-    prune-then-retrain protocol of Han et al. (2015) and Liu et al. (2017), started from the
-    posterior mean. Categorical likelihoods only (the plain loss is the cross-entropy over the
-    class outputs; a run's config refuses the others before training)."""
-    import copy
-
+    held (:func:`~bayesstruct.training.train_plain`: Adam, cosine schedule from ``lr``, the
+    removed weights kept at exactly zero): the prune-then-retrain protocol of Han et al. (2015)
+    and Liu et al. (2017), started from the posterior mean. Categorical likelihoods only (the
+    plain loss is the cross-entropy over the class outputs; a run's config refuses the others
+    before training)."""
     if getattr(model.likelihood, "name", None) != "categorical":
         raise UserInputError("retraining minimises the cross-entropy over class outputs; the "
                              f"{type(model.likelihood).__name__} likelihood is not categorical "
