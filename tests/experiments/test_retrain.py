@@ -6,6 +6,7 @@ through a path of its own: the saved files, rebuilt with ``nets.build`` and eval
 from __future__ import annotations
 
 import json
+import shutil
 import types
 
 import numpy as np
@@ -13,7 +14,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from bayesstruct import config, export, nets
+from bayesstruct import config, export, nets, pruning
 from bayesstruct.cli import app
 from bayesstruct.errors import ConfigError
 from bayesstruct.experiments.base import load_data
@@ -97,13 +98,9 @@ def test_unit_fraction_outside_its_range_is_refused(bad):
 
 def test_without_retraining_no_retrained_file_is_left(run_dir, tmp_path):
     """A network folder rewritten without retraining drops an earlier ``retrained.pt``."""
-    import shutil
-
     folder = tmp_path / "network"
     shutil.copytree(run_dir / "network", folder)
     mean, masks = _dense(run_dir, "posterior_mean.pt")
-    from bayesstruct import pruning
-
     small = pruning.prune(mean, masks)
     ds = load_data(config.resolve(ENTRY))
     export.write_network(folder, mean, small, masks, ds.test.x[:4],
