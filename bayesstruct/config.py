@@ -157,6 +157,11 @@ class PruningConfig(_Strict):
     #: highest-scoring ones (a target width, meant for ``retrain_epochs``)
     unit_calibration: Literal["per_layer", "network", "fraction"] = "per_layer"
     unit_fraction: float = Field(0.5, ge=0, lt=1)
+    #: the fraction of the network's input features (each layer's groups no unit space
+    #: covers: an MLP's pixels) removed, the highest-scoring ones, the rest of the decision
+    #: made with them held: a target, like ``unit_fraction``, meant for ``retrain_epochs``
+    #: (criterion ``unit`` only)
+    input_fraction: float = Field(0.0, ge=0, lt=1)
     #: epochs of plain training of the pruned posterior-mean network with the masks held
     #: (Adam, cosine schedule from ``retrain_lr``), before it is shrunk and exported; 0: none
     #: (the pruned network is the posterior mean masked)
@@ -176,6 +181,16 @@ class PruningConfig(_Strict):
     #: the curves against the |mu / sigma| threshold (about 90 thresholds, each evaluated on the
     #: test and validation splits: the longest part of a big network's analysis)
     snr_curve: bool = True
+
+    @model_validator(mode="after")
+    def _input_fraction_of_units(self):
+        """``input_fraction`` removes input units: refused with a per-weight criterion."""
+        if self.input_fraction and self.criterion in ("rho", "magnitude", "log_alpha"):
+            raise ValueError(f"pruning.input_fraction={self.input_fraction} removes input "
+                             f"units, and criterion {self.criterion!r} scores single weights; "
+                             "allowed with criterion 'unit' or 'auto' (a unit-level prior), "
+                             "or pruning.input_fraction=0")
+        return self
 
 
 class CollapseCheckConfig(_Strict):

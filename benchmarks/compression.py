@@ -10,7 +10,10 @@ For one architecture (LeNet-300-100 or LeNet-5-Caffe) on Fashion-MNIST, in one r
                 all, split over the rounds);
   sparse VD, BC-GNJ, BC-GHS, SBP -- the zoo entries ``<net>-sparsevd``, ``<net>-bc-gnj``,
                 ``<net>-bc-horseshoe``, ``<net>-sbp`` through ``bayesstruct.runner.run`` (what
-                ``bayesstruct run`` does), with their own pruning rule.
+                ``bayesstruct run`` does), with their own pruning rule;
+  BC-GNJ with a target share of pixels (LeNet-300-100, ``--input-fraction``, default 0.8) --
+                the same entry with ``pruning.input_fraction`` and ``pruning.retrain_epochs``,
+                beside the same decision with its pixels chosen at random, retrained alike.
 
 Columns: test error of the unpruned and of the pruned network, the test error of a plain
 network with the same weight mask trained from scratch (the dense recipe and initialisation;
@@ -60,6 +63,8 @@ from _results import Output, add_output_args  # noqa: E402
 #: rounds of iterative magnitude pruning (at most one per retraining epoch)
 PRUNE_ROUNDS = 4
 METHODS = {"sparsevd": "sparse VD", "bc-gnj": "BC-GNJ", "bc-horseshoe": "BC-GHS", "sbp": "SBP"}
+#: the BC-GNJ twin that removes a target fraction of the input pixels and retrains
+INPUTS = "bc-gnj-inputs"
 ANCHORS = {  # published MNIST numbers (error %, compression |W|/|W != 0|) to quote beside
     "lenet300": "Published on MNIST: sparse VD LeNet-300-100 1.92% error at 68x "
                 "(Molchanov et al. 2017).",
@@ -171,6 +176,13 @@ def main() -> None:
                     help="start every zoo method from the dense network's weights "
                          "(net.init_weights; the protocol of Molchanov et al. 2017 and "
                          "Neklyudov et al. 2017) instead of its initialisation")
+    ap.add_argument("--input-fraction", type=float, default=0.8,
+                    help="LeNet-300-100: one more BC-GNJ row with this fraction of the input "
+                         "pixels removed (pruning.input_fraction, the highest log alpha_g) and "
+                         "the pruned network retrained, beside the same decision with the "
+                         "pixels chosen at random and retrained the same way (0: no such rows)")
+    ap.add_argument("--input-retrain-epochs", type=int, default=10,
+                    help="retraining epochs of those rows (pruning.retrain_epochs)")
     ap.add_argument("--set", dest="overrides", action="append", default=[],
                     help="extra key=value overrides for the zoo runs (as bayesstruct run --set)")
     add_output_args(ap)
@@ -197,6 +209,12 @@ def main() -> None:
             cfgs[twin] = resolve(f"{args.net}-{m}", None, [*overrides, f"seed={args.seed}",
                                                             "inference.max_scale=null"])
             labels[twin] = f"{METHODS[m]}, q unbounded"
+    if args.net == "lenet300" and args.input_fraction and "bc-gnj" in cfgs:
+        cfgs[INPUTS] = resolve(f"{args.net}-bc-gnj", None, [
+            *overrides, f"seed={args.seed}", f"pruning.input_fraction={args.input_fraction}",
+            f"pruning.retrain_epochs={args.input_retrain_epochs}"])
+        labels[INPUTS] = (f"BC-GNJ, {100 * args.input_fraction:g} % of pixels removed, "
+                          f"retrained {args.input_retrain_epochs} epochs")
     if "sbp" in cfgs:  # the log-normal guide's other choice: mean-field weights underneath
         extra = ["inference.weights=meanfield"]
         if args.net == "lenet300":  # bounded like the Bayesian Compression entries' first layer
@@ -239,6 +257,9 @@ def main() -> None:
                              / metrics["test_inference_seconds_pruned"],
                              scratch=_error(scratch, ds.test),
                              macs=(metrics["macs_dense"], metrics["macs_pruned"])))
+            if m == INPUTS:
+                rows.append(_random_inputs_row(cfg, Path(tmp) / m, ds, masks, metrics, pc,
+                                               args.seed))
 
     if dense is None:
         dense, t_dense = _dense(args, ds, epochs, lr, bs)
@@ -272,6 +293,31 @@ def main() -> None:
             rounds, pc)
 
 
+def _random_inputs_row(cfg, run_dir, ds, masks, metrics, pc, seed):
+    """The input-fraction row's decision with its pixels chosen at random (as many as it
+    kept; its hidden units as they are), retrained from the same posterior mean the same way:
+    what the posterior's choice of pixels is worth beyond their number."""
+    from bayesstruct.experiments.base import build_model
+    from bayesstruct.experiments.fit import retrain
+
+    model = build_model(cfg, ds)
+    mean = nets.build("lenet300", ds.input_shape, ds.n_classes)
+    mean.load_state_dict(torch.load(run_dir / "network" / "posterior_mean.pt",
+                                    weights_only=True))
+    first = masks["fc1.weight"]
+    pixels = first.any(0)
+    chosen = np.zeros_like(pixels)
+    chosen[np.random.default_rng(seed).choice(pixels.size, int(pixels.sum()),
+                                              replace=False)] = True
+    masks = {**masks, "fc1.weight": first.any(1)[:, None] & chosen[None, :]}
+    t0 = time.perf_counter()
+    net = retrain(model, mean, masks, ds, cfg.pruning.retrain_epochs, cfg.pruning.retrain_lr,
+                  batch_size=cfg.inference.batch_size, seed=cfg.seed)
+    return _point_row(f"same, {int(pixels.sum())} pixels at random, retrained the same way",
+                      net, ds, masks, time.perf_counter() - t0, pc, seed,
+                      100 * (1 - metrics["test_acc"]))
+
+
 def _dense(args, ds, epochs, lr, bs):
     """The plain dense network of the table and its training seconds."""
     print(f"== dense: {epochs} epochs", flush=True)
@@ -293,7 +339,7 @@ def _finish(args, out, ds, cfgs, labels, results, rows, epochs, retrain, rounds,
         ("epochs", args.epochs), ("train_size", args.train_size), ("seed", args.seed)) if v]
     flags += [f"--set {shlex.quote(o)}" for o in args.overrides]
     flags += ["--pretrained"] if args.pretrained else []
-    if set(cfgs) - {f"{m}-unbounded" for m in METHODS} != set(METHODS):
+    if set(cfgs) - {f"{m}-unbounded" for m in METHODS} - {INPUTS} != set(METHODS):
         flags.append(f"--methods {args.methods}")
     cmd = " ".join(["python benchmarks/compression.py --net", args.net, *flags])
     text = (f"Measured {when} on {machine} (CPU), torch {torch.__version__}; command "
@@ -325,7 +371,19 @@ def _finish(args, out, ds, cfgs, labels, results, rows, epochs, retrain, rounds,
                       f"{c.inference.max_scale:g} (`inference.max_scale`"
                       + ("; the 'q unbounded' row drops the bound)" if m != "sbp-meanfield"
                          else ")") for m, c in cfgs.items()
-                      if c.inference.max_scale is not None)
+                      if c.inference.max_scale is not None and m != INPUTS)
+            + "".join(f". {labels[m]}: the hidden units decided as in the BC-GNJ row with "
+                      "every pixel held (so its fc1 threshold reads 'keep all'), then the "
+                      f"{100 * c.pruning.input_fraction:g} % of the pixels with the largest "
+                      "log alpha_g removed (`pruning.input_fraction`) and the masked "
+                      f"posterior-mean network retrained {c.pruning.retrain_epochs} epochs "
+                      "with the masks held (`pruning.retrain_epochs`; Adam from lr "
+                      f"{c.pruning.retrain_lr:g}, cosine schedule); its test error, sizes and "
+                      "quantised networks are the retrained network's (the bit precision from "
+                      "the posterior's variances). The row below it keeps that decision's "
+                      "hidden units and as many pixels, chosen at random, and retrains the "
+                      "same posterior mean the same way"
+                      for m, c in cfgs.items() if m == INPUTS)
             + ".\n\n" + _markdown(rows) + "\n\n" + ANCHORS[args.net])
     print("\n" + text)
     subset = [m for m in METHODS if m in cfgs]

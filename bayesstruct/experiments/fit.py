@@ -101,6 +101,7 @@ def run_fit(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: 
     cfg = record_data_source(cfg, ds)
     model = build_model(cfg, ds)
     _check_map_criterion(cfg, model)
+    _check_input_fraction(cfg, model)
     inf = cfg.inference
     with open_run_dir(out, resume):
         if saved is None or cfg.model_dump() != saved:
@@ -198,7 +199,7 @@ def decide(cfg: RunConfig, model: BayesianNet, post: posterior.InferenceData,
         magnitude_threshold=pc.magnitude_threshold, log_alpha_threshold=pc.log_alpha_threshold,
         unit_threshold=pc.unit_threshold, layer_thresholds=pc.layer_thresholds, val=ds.val,
         tolerance=pc.val_tolerance, unit_calibration=pc.unit_calibration,
-        unit_fraction=pc.unit_fraction)
+        unit_fraction=pc.unit_fraction, input_fraction=pc.input_fraction)
 
 
 # -- step 3: analyse --------------------------------------------------------------------------
@@ -283,7 +284,7 @@ def analyse(cfg: RunConfig, model: BayesianNet, post: posterior.InferenceData,
         compression = pruning.compression_summary(
             model, masks, _moments(post, model, decision.criterion, params),
             bits_conv=pc.kmeans_bits_conv, bits_fc=pc.kmeans_bits_fc, seed=cfg.seed,
-            net=mean_net, train=ds.train, test=ds.test, finetune_epochs=pc.finetune_epochs,
+            net=pruned_net, train=ds.train, test=ds.test, finetune_epochs=pc.finetune_epochs,
             finetune_lr=pc.finetune_lr)
     with logs.phase(f"pruning curve ({len(pc.fractions)} fractions, {pc.mc_samples} "
                     "MC draws each)"):
@@ -455,8 +456,8 @@ def show(metrics: dict[str, Any], result: Analysis, out: Path,
              f"{summary['finetune_epochs']} epochs), {100 * summary['acc_bit_precision']:.2f}% "
              f"(weights rounded to the bit precision), against "
              f"{100 * summary['acc_pruned']:.2f}% unquantised"
-             + (" (the posterior mean's, before retraining)" if metrics["retrain_epochs"]
-                else ""))
+             + (" (the retrained network's, rounded to the bits its posterior variances give)"
+               if metrics["retrain_epochs"] else ""))
     if widths is not None:
         echo("inferred widths (units with P(z = 1) > 1/2, of the truncation; expected width): "
              + ", ".join(f"{k} {w['active']}/{w['truncation']} ({w['expected']:.1f})"
@@ -506,6 +507,19 @@ def _check_map_criterion(cfg: RunConfig, model: BayesianNet) -> None:
                       "noise, and guide 'delta' fits point estimates (a MAP fit); allowed with "
                       "it: magnitude, auto (magnitude for a MAP fit), or a variational guide "
                       "(meanfield, lognormal)")
+
+
+def _check_input_fraction(cfg: RunConfig, model: BayesianNet) -> None:
+    """Refuse, before training, ``pruning.input_fraction`` where the decision will not be a
+    unit decision: criterion ``auto`` with a prior that decides single weights."""
+    pc = cfg.pruning
+    if pc.input_fraction and pc.criterion == "auto" and not (
+            model.prior.criterion == "unit" or model.prior.discrete):
+        raise ConfigError(f"pruning.input_fraction={pc.input_fraction} removes input units, and "
+                          f"prior {cfg.prior.kind!r} decides single weights "
+                          f"({model.prior.criterion!r}); allowed with a unit-level prior "
+                          "(log_uniform or horseshoe at level unit, ibp, sbp), "
+                          "pruning.criterion=unit, or pruning.input_fraction=0")
 
 
 def check_resume(cfg: RunConfig, out: Path, echo: Callable[[str], Any]) -> dict[str, Any]:

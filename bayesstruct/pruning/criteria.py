@@ -168,8 +168,8 @@ def make_decision(post: InferenceData, model: BayesianNet, criterion: str = "aut
                   log_alpha_threshold: float = 3.0, unit_threshold: float | str = 0.0,
                   layer_thresholds: Mapping[str, float] | None = None,
                   val: Split | None = None, tolerance: float = 0.01,
-                  unit_calibration: str = "per_layer", unit_fraction: float = 0.5
-                  ) -> Decision:
+                  unit_calibration: str = "per_layer", unit_fraction: float = 0.5,
+                  input_fraction: float = 0.0) -> Decision:
     """Pruning masks of every weight site by ``criterion`` (see the module table).
 
     ``unit_threshold="auto"`` needs ``val`` (calibration, :func:`calibrate_unit_thresholds`);
@@ -183,6 +183,12 @@ def make_decision(post: InferenceData, model: BayesianNet, criterion: str = "aut
     :func:`~bayesstruct.pruning.unit_spaces.fraction_keep`): a target width rather than a
     tolerance, for a network that is retrained after pruning (``pruning.retrain_epochs``);
     the decision's ``threshold`` is then ``unit_fraction``.
+    ``input_fraction`` (criterion ``unit`` only) removes that fraction of the groups no unit
+    space covers -- the network's input features, e.g. an MLP's pixels -- the highest-scoring
+    ones of each layer (:func:`~bayesstruct.pruning.unit_spaces.inputs_keep`), and makes the
+    rest of the decision with them held (a per-layer calibration keeps their layers'
+    thresholds at ``+inf``; the network-wide one leaves them out of its ranking). Like
+    ``unit_fraction`` it is a target, for a network retrained after pruning.
 
     Refused (:class:`~bayesstruct.errors.UserInputError`, a ``ValueError``, naming the
     argument): a posterior whose weight sites are not the model's
@@ -193,6 +199,14 @@ def make_decision(post: InferenceData, model: BayesianNet, criterion: str = "aut
     criterion = resolve_criterion(criterion, post, model)
     check_matches(post, model)
     weight_names = [s.name for s in model.weight_sites]
+    input_fraction = check_threshold("input_fraction", input_fraction, 0.0, 1.0)
+    if input_fraction >= 1.0:
+        raise UserInputError(f"input_fraction={input_fraction!r}; need 0 <= input_fraction < "
+                             "1 (1 would remove every input feature)")
+    if input_fraction and criterion != "unit":
+        raise UserInputError(f"input_fraction={input_fraction!r} removes input units, and "
+                             f"criterion {criterion!r} scores single weights; allowed with "
+                             "criterion 'unit' (or input_fraction=0)")
     if criterion == "rho":
         rho_threshold = check_threshold("rho_threshold", rho_threshold, 0.0, 1.0)
         scores = log_relative_density(post, model=model)
@@ -219,6 +233,42 @@ def make_decision(post: InferenceData, model: BayesianNet, criterion: str = "aut
     if unit_calibration not in UNIT_CALIBRATIONS:
         raise UserInputError(f"unit_calibration={unit_calibration!r}; allowed: "
                              f"{', '.join(UNIT_CALIBRATIONS)}")
+    if input_fraction:
+        from .unit_spaces import inputs_keep, network_units
+
+        net_units = network_units(model)
+        decision = _unit_decision_of(post, model, criterion, units, unit_threshold,
+                                     layer_thresholds, val, tolerance, unit_calibration,
+                                     unit_fraction, net_units)
+        inputs = inputs_keep(net_units, units, input_fraction)
+        keep = {k: v & inputs[k] for k, v in decision.unit_masks.items()}
+        return _unit_decision(criterion, decision.threshold, model, units, keep,
+                              decision.layer_thresholds)
+    return _unit_decision_of(post, model, criterion, units, unit_threshold, layer_thresholds,
+                             val, tolerance, unit_calibration, unit_fraction)
+
+
+def _unit_decision_of(post, model, criterion, units, unit_threshold, layer_thresholds, val,
+                      tolerance, unit_calibration, unit_fraction, held_units=None) -> Decision:
+    """The unit decision of :func:`make_decision`; with ``held_units`` (the network's units)
+    every group no unit space covers is held: kept, and left out of any calibration."""
+    if held_units is not None:
+        from .unit_spaces import input_sites
+
+        held = input_sites(held_units)
+        full = {site.rsplit(".", 1)[0] for site, g in held.items()
+                if len(g) == np.asarray(units[site]).size}
+        if unit_calibration == "per_layer":
+            mixed = sorted(site for site in held if site.rsplit(".", 1)[0] not in full)
+            if mixed:
+                raise UserInputError(f"input_fraction with unit_calibration='per_layer': "
+                                     f"layers {mixed} read input features and hidden units "
+                                     "together; use unit_calibration='network' or 'fraction'")
+            clash = sorted(full & set(layer_thresholds or {}))
+            if clash:
+                raise UserInputError(f"layer_thresholds{clash} and input_fraction both decide "
+                                     "the input features of those layers: pass one of them")
+            layer_thresholds = {**(layer_thresholds or {}), **dict.fromkeys(full, np.inf)}
     if unit_calibration == "fraction":
         if layer_thresholds:
             raise UserInputError("layer_thresholds are per layer; unit_calibration='fraction' "
@@ -229,7 +279,7 @@ def make_decision(post: InferenceData, model: BayesianNet, criterion: str = "aut
         if unit_fraction >= 1.0:
             raise UserInputError(f"unit_fraction={unit_fraction!r}; need 0 <= unit_fraction < 1 "
                                  "(1 would remove every hidden unit)")
-        keep = fraction_keep(network_units(model), units, unit_fraction)
+        keep = fraction_keep(held_units or network_units(model), units, unit_fraction)
         return _unit_decision(criterion, unit_fraction, model, units, keep, {})
     if unit_calibration == "network":
         if layer_thresholds:
@@ -237,7 +287,8 @@ def make_decision(post: InferenceData, model: BayesianNet, criterion: str = "aut
                                  "has one threshold for the whole network: pass one of them")
         from .unit_spaces import calibrate_network_units, network_units, unit_space_keep
 
-        net_units = network_units(model)
+        net_units = network_units(model) if held_units is None else [
+            u for u in held_units if u.space]
         if unit_threshold == "auto":
             if val is None:
                 raise ValueError("unit_threshold='auto' calibrates on a validation split: "

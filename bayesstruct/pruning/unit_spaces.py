@@ -40,8 +40,8 @@ from ..posterior import InferenceData
 from .compression import mask_params
 from .units import mean_values, weight_masks_from_units
 
-__all__ = ["NetworkUnit", "calibrate_network_units", "fraction_keep", "network_units",
-           "unit_space_keep"]
+__all__ = ["NetworkUnit", "calibrate_network_units", "fraction_keep", "input_sites",
+           "inputs_keep", "network_units", "unit_space_keep"]
 
 
 @dataclass(frozen=True)
@@ -164,6 +164,35 @@ def fraction_keep(units: Sequence[NetworkUnit], scores: Mapping[str, np.ndarray]
         for u in ranked[: int(np.floor(fraction * len(members)))]:
             for site, g in u.members:
                 keep[site][g] = False
+    return keep
+
+
+def input_sites(units: Sequence[NetworkUnit]) -> dict[str, list[int]]:
+    """``site -> groups`` for the groups that no unit space covers (units of their own: the
+    network's input features, e.g. the pixels read by an MLP's first layer, and the groups of
+    a pinned space)."""
+    out: dict[str, list[int]] = {}
+    for u in units:
+        if not u.space:
+            for site, g in u.members:
+                out.setdefault(site, []).append(g)
+    return out
+
+
+def inputs_keep(units: Sequence[NetworkUnit], scores: Mapping[str, np.ndarray],
+                fraction: float) -> dict[str, np.ndarray]:
+    """Per-site keep masks that remove ``floor(fraction * n)`` of the ``n`` groups of each
+    site that no unit space covers (:func:`input_sites`), those with the largest scores (ties
+    by position); every other group is kept. With an MLP's first layer this is a target number
+    of input pixels, chosen by the posterior's ``log alpha_g``."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"fraction={fraction!r}; need 0 <= fraction < 1")
+    keep = {k: np.ones(np.asarray(v).shape, dtype=bool) for k, v in scores.items()}
+    for site, groups in input_sites(units).items():
+        g = np.asarray(sorted(groups))
+        s = np.asarray(scores[site], dtype=np.float64)[g]
+        order = np.argsort(-s, kind="stable")  # largest score first; ties by position
+        keep[site][g[order[: int(np.floor(fraction * g.size))]]] = False
     return keep
 
 

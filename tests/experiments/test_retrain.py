@@ -63,6 +63,8 @@ def test_the_figures_are_those_of_the_networks_the_run_saved(run_dir):
                 p.mul_(torch.as_tensor(masks[name], dtype=p.dtype))
     assert abs(_accuracy(mean, ds.test) - m["test_acc_pruned_before_retrain"]) <= one
     assert m["test_acc_pruned"] != m["test_acc_pruned_before_retrain"]  # it did train
+    # the compressed sizes are of the network the run exports: the retrained one
+    assert abs(m["compression"]["acc_pruned"] - m["test_acc_pruned"]) <= one
 
 
 def test_retrained_weights_hold_the_masks_and_rebuild_the_exported_network(run_dir):
@@ -110,3 +112,35 @@ def test_without_retraining_no_retrained_file_is_left(run_dir, tmp_path):
     assert "retrained" not in json.loads((folder / "manifest.json").read_text())
     np.testing.assert_allclose(export.rebuild_pruned(folder)(ds.test.x[:4]).detach(),
                                small(ds.test.x[:4]).detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_input_fraction_removes_that_share_of_the_pixels_and_retrains(tmp_path):
+    """``pruning.input_fraction=0.75`` on digits under a unit-level prior: 48 of the 64
+    pixels go (counted on the exported TorchScript network's first layer and in the
+    compression summary), and the retrained network is the one reported."""
+    out = tmp_path / "run"
+    res = CliRunner().invoke(app, [
+        "run", ENTRY, "--out", str(out), "--quiet", "--set", "inference.epochs=2",
+        "--set", "prior.kind=log_uniform", "--set", "prior.level=unit",
+        "--set", "pruning.input_fraction=0.75", "--set", "pruning.retrain_epochs=2",
+        "--set", "pruning.mc_samples=0", "--set", "pruning.snr_curve=false",
+        "--set", "pruning.finetune_epochs=0", "--set", "collapse_check.enabled=false"])
+    assert res.exit_code == 0, res.output
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["compression"]["layers"][0]["in_units_kept"] == 16
+    small = export.rebuild_pruned(out / "network")
+    assert next(x for x in small.modules() if isinstance(x, torch.nn.Linear)).in_features == 16
+    ds = load_data(config.resolve(ENTRY))
+    scripted = torch.jit.load(str(out / "network" / "pruned.torchscript.pt"))
+    assert abs(_accuracy(scripted, ds.test) - m["test_acc_pruned"]) <= 1.0 / len(ds.test)
+
+
+def test_input_fraction_is_refused_where_single_weights_are_decided(tmp_path):
+    with pytest.raises(ConfigError, match="pruning.input_fraction=0.5 removes input units"):
+        config.resolve(ENTRY, None, ["pruning.input_fraction=0.5", "pruning.criterion=rho"])
+    out = tmp_path / "run"  # auto with a Gaussian prior: rho per weight, refused before training
+    res = CliRunner().invoke(app, ["run", ENTRY, "--out", str(out), "--quiet",
+                                   "--set", "pruning.input_fraction=0.5"])
+    assert res.exit_code != 0
+    assert "pruning.input_fraction=0.5 removes input units, and prior 'gaussian'" in res.output
+    assert not (out / "history.csv").exists()

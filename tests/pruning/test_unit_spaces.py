@@ -241,3 +241,80 @@ def test_a_fraction_decision_records_its_fraction_and_refuses_bad_ones():
                               layer_thresholds={"stem": 0.0})
     with pytest.raises(ValueError, match="fraction"):
         fraction_keep(network_units(model), unit_log_alpha(post, model), 1.0)
+
+
+def _mlp_posterior():
+    model = _model(nets.mlp([10, 6, 3]))
+    guide = guides.MeanField(model)
+    randomize_guide(guide, seed=5)
+    return model, posterior.from_guide(model, guide, 4)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.3, 0.5, 0.8])
+def test_inputs_keep_removes_that_share_of_the_input_features_by_score(fraction):
+    """An MLP 10-6-3, random scores: the first layer loses floor(fraction 10) of its input
+    columns, the highest-scoring ones (ranked here by hand), every hidden unit is kept, and the
+    shrunk network (which reads the zeros) takes that many fewer inputs."""
+    from bayesstruct.pruning.unit_spaces import inputs_keep
+
+    model = _model(nets.mlp([10, 6, 3]))
+    rng = np.random.default_rng(2)
+    scores = {"fc1.weight": rng.normal(size=10), "fc2.weight": rng.normal(size=6)}
+    keep = inputs_keep(network_units(model), scores, fraction)
+    n_gone = int(fraction * 10)
+    want = np.ones(10, dtype=bool)
+    want[np.argsort(scores["fc1.weight"])[10 - n_gone:]] = False  # the n_gone largest
+    np.testing.assert_array_equal(keep["fc1.weight"], want)
+    assert keep["fc2.weight"].all()
+    masks = {k: torch.as_tensor(v) for k, v in weight_masks_from_units(model, keep).items()}
+    small = pruning.prune(model.net, masks)
+    assert next(m for m in small.modules() if isinstance(m, nn.Linear)).in_features == 10 - n_gone
+
+
+@pytest.mark.parametrize("calibration", ["per_layer", "network", "fraction"])
+def test_input_fraction_holds_the_inputs_while_the_rest_is_decided(calibration):
+    """``input_fraction=0.5``: half of the pixels go, the highest-``log alpha_g`` ones, and the
+    hidden units are decided as the calibration decides them with every pixel kept (per
+    layer: the first layer's threshold held at +inf; network: the hidden units alone ranked;
+    fraction: the target width of the hidden layers)."""
+    model, post = _mlp_posterior()
+    x = 3 * torch.randn(200, 10, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        val = Split(x, pruning.mean_network(post, model).eval()(x).argmax(-1))
+    scores = unit_log_alpha(post, model)
+    d = pruning.make_decision(post, model, "unit", unit_threshold="auto", val=val,
+                              tolerance=0.05, unit_calibration=calibration,
+                              unit_fraction=0.5, input_fraction=0.5)
+    gone = np.argsort(scores["fc1.weight"])[5:]
+    want_pixels = np.ones(10, dtype=bool)
+    want_pixels[gone] = False
+    np.testing.assert_array_equal(d.unit_masks["fc1.weight"], want_pixels)
+    units = network_units(model)
+    if calibration == "per_layer":
+        held = pruning.make_decision(post, model, "unit", unit_threshold="auto", val=val,
+                                     tolerance=0.05, layer_thresholds={"fc1": float("inf")})
+        hidden = held.unit_masks["fc2.weight"]
+        assert d.layer_thresholds["fc1"] == float("inf")
+    elif calibration == "network":
+        _, keep = calibrate_network_units(post, model, scores, val, 0.05,
+                                          units=[u for u in units if u.space])
+        hidden = keep["fc2.weight"]
+    else:
+        hidden = np.ones(6, dtype=bool)
+        hidden[np.argsort(scores["fc2.weight"])[3:]] = False  # 3 of 6, the largest
+    np.testing.assert_array_equal(d.unit_masks["fc2.weight"], hidden)
+    np.testing.assert_array_equal(d.masks["fc1.weight"],
+                                  np.outer(d.unit_masks["fc2.weight"], want_pixels))
+
+
+def test_input_fraction_refusals():
+    model, post = _mlp_posterior()
+    for bad in (1.0, -0.1, float("nan")):
+        with pytest.raises(ValueError, match="input_fraction"):
+            pruning.make_decision(post, model, "unit", unit_threshold=0.0, input_fraction=bad)
+    with pytest.raises(ValueError, match="input_fraction=0.5 removes input units, and "
+                                         "criterion 'log_alpha'"):
+        pruning.make_decision(post, model, "log_alpha", input_fraction=0.5)
+    with pytest.raises(ValueError, match=r"layer_thresholds\['fc1'\] and input_fraction"):
+        pruning.make_decision(post, model, "unit", unit_threshold=0.0,
+                              layer_thresholds={"fc1": 0.0}, input_fraction=0.5)
