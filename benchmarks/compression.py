@@ -340,7 +340,8 @@ def _finish(args, out, ds, cfgs, labels, results, rows, epochs, retrain, rounds,
         ("epochs", args.epochs), ("train_size", args.train_size), ("seed", args.seed)) if v]
     flags += [f"--set {shlex.quote(o)}" for o in args.overrides]
     flags += ["--pretrained"] if args.pretrained else []
-    if set(cfgs) - {f"{m}-unbounded" for m in METHODS} - {INPUTS} != set(METHODS):
+    if set(cfgs) - {f"{m}-unbounded" for m in METHODS} - {INPUTS, "sbp-meanfield"} != set(
+            METHODS):
         flags.append(f"--methods {args.methods}")
     cmd = " ".join(["python benchmarks/compression.py --net", args.net, *flags])
     text = (f"Measured {when} on {machine} (CPU), torch {torch.__version__}; command "
