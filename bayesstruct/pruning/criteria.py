@@ -40,6 +40,7 @@ for pruning curves are the unit scores broadcast over each group.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -234,13 +235,18 @@ def make_decision(post: InferenceData, model: BayesianNet, criterion: str = "aut
         raise UserInputError(f"unit_calibration={unit_calibration!r}; allowed: "
                              f"{', '.join(UNIT_CALIBRATIONS)}")
     if input_fraction:
-        from .unit_spaces import inputs_keep, network_units
+        from .unit_spaces import input_sites, inputs_keep, network_units
 
         net_units = network_units(model)
         decision = _unit_decision_of(post, model, criterion, units, unit_threshold,
                                      layer_thresholds, val, tolerance, unit_calibration,
                                      unit_fraction, net_units)
         inputs = inputs_keep(net_units, units, input_fraction)
+        if all(v.all() for v in inputs.values()):
+            n = sum(len(g) for g in input_sites(net_units).values())
+            warnings.warn(f"input_fraction={input_fraction:g} removes none of the network's "
+                          f"{n} input features (floor({input_fraction:g} n) is 0 for each "
+                          "layer reading them)", UserWarning, stacklevel=2)
         keep = {k: v & inputs[k] for k, v in decision.unit_masks.items()}
         return _unit_decision(criterion, decision.threshold, model, units, keep,
                               decision.layer_thresholds)

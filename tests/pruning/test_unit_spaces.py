@@ -318,3 +318,19 @@ def test_input_fraction_refusals():
     with pytest.raises(ValueError, match=r"layer_thresholds\['fc1'\] and input_fraction"):
         pruning.make_decision(post, model, "unit", unit_threshold=0.0,
                               layer_thresholds={"fc1": 0.0}, input_fraction=0.5)
+
+
+def test_an_input_fraction_that_removes_nothing_says_so():
+    """A ResNet on one-channel images: 0.8 of one input channel is no channel."""
+    model = _model(nets.build("resnet", (1, 8, 8), 3, [4, 8]))
+    guide = guides.MeanField(model)
+    randomize_guide(guide, seed=3)
+    post = posterior.from_guide(model, guide, 4)
+    with pytest.warns(UserWarning, match="input_fraction=0.8 removes none of the network's 1 "
+                                         "input features"):
+        d = pruning.make_decision(post, model, "unit", unit_calibration="fraction",
+                                  unit_fraction=0.5, input_fraction=0.8)
+    plain = pruning.make_decision(post, model, "unit", unit_calibration="fraction",
+                                  unit_fraction=0.5)
+    for k, v in plain.masks.items():
+        np.testing.assert_array_equal(d.masks[k], v)
