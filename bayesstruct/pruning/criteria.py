@@ -258,23 +258,22 @@ def _unit_decision_of(post, model, criterion, units, unit_threshold, layer_thres
                       tolerance, unit_calibration, unit_fraction, held_units=None) -> Decision:
     """The unit decision of :func:`make_decision`; with ``held_units`` (the network's units)
     every group no unit space covers is held: kept, and left out of any calibration."""
-    if held_units is not None:
+    if held_units is not None and unit_calibration == "per_layer":  # hold the input layers
         from .unit_spaces import input_sites
 
         held = input_sites(held_units)
         full = {site.rsplit(".", 1)[0] for site, g in held.items()
                 if len(g) == np.asarray(units[site]).size}
-        if unit_calibration == "per_layer":
-            mixed = sorted(site for site in held if site.rsplit(".", 1)[0] not in full)
-            if mixed:
-                raise UserInputError(f"input_fraction with unit_calibration='per_layer': "
-                                     f"layers {mixed} read input features and hidden units "
-                                     "together; use unit_calibration='network' or 'fraction'")
-            clash = sorted(full & set(layer_thresholds or {}))
-            if clash:
-                raise UserInputError(f"layer_thresholds{clash} and input_fraction both decide "
-                                     "the input features of those layers: pass one of them")
-            layer_thresholds = {**(layer_thresholds or {}), **dict.fromkeys(full, np.inf)}
+        mixed = sorted(site for site in held if site.rsplit(".", 1)[0] not in full)
+        if mixed:
+            raise UserInputError(f"input_fraction with unit_calibration='per_layer': "
+                                 f"layers {mixed} read input features and hidden units "
+                                 "together; use unit_calibration='network' or 'fraction'")
+        clash = sorted(full & set(layer_thresholds or {}))
+        if clash:
+            raise UserInputError(f"layer_thresholds{clash} and input_fraction both decide "
+                                 "the input features of those layers: pass one of them")
+        layer_thresholds = {**(layer_thresholds or {}), **dict.fromkeys(full, np.inf)}
     if unit_calibration == "fraction":
         if layer_thresholds:
             raise UserInputError("layer_thresholds are per layer; unit_calibration='fraction' "
