@@ -332,6 +332,22 @@ def _random_inputs_row(cfg, run_dir, ds, masks, metrics, pc, seed):
     return row, errors
 
 
+def _inputs_rule(label, cfg, random_errors) -> str:
+    """How the input-fraction row and its random-pixel control were made, for the text."""
+    pc = cfg.pruning
+    return (f". {label}: the hidden units decided as in the BC-GNJ row with every pixel held "
+            f"(so its fc1 threshold reads 'keep all'), then the {100 * pc.input_fraction:g} % "
+            "of the pixels with the largest log alpha_g removed (`pruning.input_fraction`) and "
+            f"the masked posterior-mean network retrained {pc.retrain_epochs} epochs with the "
+            f"masks held (`pruning.retrain_epochs`; Adam from lr {pc.retrain_lr:g}, cosine "
+            "schedule); its test error, sizes and quantised networks are the retrained "
+            "network's (the bit precision from the posterior's variances). The row below it "
+            "keeps that decision's hidden units and as many pixels, chosen at random, and "
+            f"retrains the same posterior mean the same way; {len(random_errors)} draws of "
+            "those pixels gave test errors of " + ", ".join(f"{e:.2f}" for e in random_errors)
+            + f" % (mean {np.mean(random_errors):.2f} %; the row shows the first)")
+
+
 def _dense(args, ds, epochs, lr, bs):
     """The plain dense network of the table and its training seconds."""
     print(f"== dense: {epochs} epochs", flush=True)
@@ -387,22 +403,8 @@ def _finish(args, out, ds, cfgs, labels, results, rows, epochs, retrain, rounds,
                       + ("; the 'q unbounded' row drops the bound)" if m != "sbp-meanfield"
                          else ")") for m, c in cfgs.items()
                       if c.inference.max_scale is not None and m != INPUTS)
-            + "".join(f". {labels[m]}: the hidden units decided as in the BC-GNJ row with "
-                      "every pixel held (so its fc1 threshold reads 'keep all'), then the "
-                      f"{100 * c.pruning.input_fraction:g} % of the pixels with the largest "
-                      "log alpha_g removed (`pruning.input_fraction`) and the masked "
-                      f"posterior-mean network retrained {c.pruning.retrain_epochs} epochs "
-                      "with the masks held (`pruning.retrain_epochs`; Adam from lr "
-                      f"{c.pruning.retrain_lr:g}, cosine schedule); its test error, sizes and "
-                      "quantised networks are the retrained network's (the bit precision from "
-                      "the posterior's variances). The row below it keeps that decision's "
-                      "hidden units and as many pixels, chosen at random, and retrains the "
-                      f"same posterior mean the same way; {RANDOM_DRAWS} draws of those pixels "
-                      "gave test errors of "
-                      + ", ".join(f"{e:.2f}" for e in results[m]["random_pixel_errors"])
-                      + f" % (mean {np.mean(results[m]['random_pixel_errors']):.2f} %; the row "
-                      "shows the first)"
-                      for m, c in cfgs.items() if m == INPUTS)
+            + (_inputs_rule(labels[INPUTS], cfgs[INPUTS], results[INPUTS]["random_pixel_errors"])
+               if INPUTS in cfgs else "")
             + ".\n\n" + _markdown(rows) + "\n\n" + ANCHORS[args.net])
     print("\n" + text)
     subset = [m for m in METHODS if m in cfgs]
